@@ -1,0 +1,92 @@
+"""Keras callbacks of a training run: best-model selection that survives restarts, curves."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from model.card import ModelCard, write_card
+from model.network import PREPROCESSING
+from wsi.provenance import software_versions
+
+__all__ = ["BestCheckpoint", "CurvesPlot", "plot_curves"]
+
+logger = logging.getLogger(__name__)
+
+
+class BestCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
+    """Keep the model with the best ``val_auc`` in ``best.keras``, with its sidecar.
+
+    The best value so far lives in ``best_state.json``, so a resumed run does not
+    overwrite a better model from before the restart.
+    """
+
+    def __init__(self, out: Path, *, recipe: dict[str, Any]) -> None:
+        super().__init__()
+        self.out = Path(out)
+        self.recipe = recipe
+        self.state_path = self.out / "best_state.json"
+        state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.best = float(state.get("val_auc", float("-inf")))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Save the model when validation AUC improved."""
+        auc = float((logs or {}).get("val_auc", float("nan")))
+        if not auc > self.best:
+            return
+        self.best = auc
+        path = self.out / "best.keras"
+        tmp = self.out / "best.tmp.keras"
+        self.model.save(tmp)
+        tmp.replace(path)
+        write_card(path, ModelCard(
+            architecture=self.recipe["arch"], preprocessing=PREPROCESSING,
+            training_data=self.recipe["train_data"],
+            training_data_hash=self.recipe["train_data_hash"],
+            n_train=self.recipe["n_train"], val_auc=auc, epoch=epoch + 1,
+            recipe=self.recipe, versions=software_versions()))
+        self.state_path.write_text(json.dumps({"val_auc": auc, "epoch": epoch + 1}))
+        logger.info("epoch %d: best val_auc %.4f saved to %s", epoch + 1, auc, path)
+
+
+class CurvesPlot(keras.callbacks.Callback):  # type: ignore[misc]
+    """Redraw ``curves.png`` from ``log.csv`` after every epoch."""
+
+    def __init__(self, out: Path) -> None:
+        super().__init__()
+        self.out = Path(out)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Redraw the curves."""
+        plot_curves(self.out / "log.csv", self.out / "curves.png")
+
+
+def plot_curves(log_csv: Path, png: Path) -> None:
+    """Plot loss and AUC per epoch, train and validation, from a Keras CSV log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not log_csv.exists():
+        return
+    with log_csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return
+    epochs = list(range(1, len(rows) + 1))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key in zip(axes, ("loss", "auc"), strict=True):
+        ax.plot(epochs, [float(r[key]) for r in rows], label="train")
+        ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)

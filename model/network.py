@@ -1,0 +1,118 @@
+"""Patch classifier architectures: NASNetMobile (default), a small CNN, logistic regression.
+
+Every model takes ``float32[N, 96, 96, 3]`` RGB in 0..255 and returns ``float32[N, 1]``
+probabilities; scaling to [-1, 1] happens inside the model, so a saved model needs no
+outside preprocessing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Final
+
+from wsi.geometry import PATCH_PX
+
+__all__ = ["ARCHITECTURES", "build_model"]
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURES: Final = ("nasnet-mobile", "small-cnn", "logreg")
+#: Keras's NASNet uses 0.9997: a ~3,300-step average that lags far behind the weights
+#: when training from scratch for a few thousand steps. 0.99 tracks them.
+DEFAULT_BN_MOMENTUM: Final = 0.99
+PREPROCESSING: Final = "rgb uint8 0..255 -> x / 127.5 - 1 (inside the model)"
+
+
+def build_model(
+    arch: str = "nasnet-mobile",
+    *,
+    imagenet_weights: Path | None = None,
+    dropout: float = 0.5,
+    bn_momentum: float = DEFAULT_BN_MOMENTUM,
+    seed: int = 0,
+) -> Any:
+    """Build an uncompiled Keras model.
+
+    Parameters
+    ----------
+    arch
+        One of ``ARCHITECTURES``.
+    imagenet_weights
+        Local NASNetMobile ImageNet weights (``include_top=False`` ``.h5``). Without
+        it the trunk starts random; nothing is ever downloaded.
+    dropout
+        Dropout rate before the sigmoid unit.
+    bn_momentum
+        Moving-average momentum of every batch-norm layer.
+    seed
+        Seed for weight initialisation.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((PATCH_PX, PATCH_PX, 3), name="rgb")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
+    if arch == "nasnet-mobile":
+        features = _nasnet_trunk(x, imagenet_weights)
+    elif arch == "small-cnn":
+        features = _small_cnn(x)
+    elif arch == "logreg":
+        features = keras.layers.Flatten(name="pixels")(x)
+    else:
+        raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+    if arch != "logreg":
+        features = _pooled_head(features)
+        features = keras.layers.Dropout(dropout, name="head_dropout")(features)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="prob", dtype="float32")(
+        features
+    )
+    model = keras.Model(inputs, outputs, name=arch.replace("-", "_"))
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum
+    return model
+
+
+def _nasnet_trunk(x: Any, imagenet_weights: Path | None) -> Any:
+    import keras
+
+    trunk = keras.applications.NASNetMobile(
+        input_shape=(PATCH_PX, PATCH_PX, 3), include_top=False, weights=None
+    )
+    if imagenet_weights is not None:
+        path = Path(imagenet_weights)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: ImageNet weights not found; pass the NASNetMobile "
+                "no-top .h5 file or leave --imagenet-weights out to start random"
+            )
+        trunk.load_weights(path)
+        logger.info("NASNetMobile trunk initialised from %s", path)
+    else:
+        logger.warning("NASNetMobile trunk starts from random weights (no ImageNet file)")
+    return trunk(x)
+
+
+def _small_cnn(x: Any) -> Any:
+    import keras
+
+    for i, channels in enumerate((32, 32, 64, 64, 128, 128, 256, 256)):
+        x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
+                                name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.Activation("relu", name=f"relu{i}")(x)
+        if i % 2 == 1:
+            x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    return x
+
+
+def _pooled_head(x: Any) -> Any:
+    """Global average + global max + the flattened feature map, concatenated."""
+    import keras
+
+    return keras.layers.Concatenate(name="pooled")([
+        keras.layers.GlobalAveragePooling2D(name="gap")(x),
+        keras.layers.GlobalMaxPooling2D(name="gmp")(x),
+        keras.layers.Flatten(name="flat")(x),
+    ])

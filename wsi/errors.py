@@ -1,0 +1,41 @@
+"""Exception hierarchy: every error the library raises on purpose is a ``WsiError``."""
+
+from __future__ import annotations
+
+__all__ = [
+    "MissingResolutionError",
+    "ModelLoadError",
+    "NoTissueError",
+    "OutputError",
+    "SettingsMismatchError",
+    "SlideReadError",
+    "WsiError",
+]
+
+
+class WsiError(Exception):
+    """Base class of the errors wsi-heatmap reports as a one-line message."""
+
+
+class SlideReadError(WsiError, OSError):
+    """A slide file cannot be opened or decoded (missing, not a slide, corrupt tiles)."""
+
+
+class MissingResolutionError(WsiError, ValueError):
+    """A slide has no microns-per-pixel metadata; the fix is ``--mpp``."""
+
+
+class NoTissueError(WsiError):
+    """The tissue mask (or the patch grid over it) is empty."""
+
+
+class ModelLoadError(WsiError):
+    """A model file cannot be loaded or does not match the tiles it should score."""
+
+
+class OutputError(WsiError, OSError):
+    """An output location cannot be written (permissions, full disk, not a folder)."""
+
+
+class SettingsMismatchError(WsiError):
+    """An existing store was written with other settings; the fix is ``--overwrite``."""
