@@ -14,9 +14,35 @@ from model.card import ModelCard, write_card
 from model.network import PREPROCESSING
 from wsi.provenance import software_versions
 
-__all__ = ["BestCheckpoint", "CurvesPlot", "plot_curves"]
+__all__ = ["BestCheckpoint", "CurvesPlot", "ResumableBackup", "plot_curves", "resume_epoch"]
 
 logger = logging.getLogger(__name__)
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):  # type: ignore[misc]
+    """``BackupAndRestore`` that records the right epoch in backups after a resume.
+
+    Keras's callback counts epochs from 0 in every new process, so a backup written
+    in the middle of a resumed epoch said "epoch 0" and a second kill restarted the
+    whole run. Here the counter follows the epoch that is running.
+    """
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Record the running epoch, so mid-epoch backups resume there."""
+        self._current_epoch = epoch
+
+
+def resume_epoch(backup_dir: Path) -> int:
+    """The epoch (0-based) a run restarted from ``backup_dir`` begins with; 0 if none."""
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        path = Path(backup_dir) / name
+        try:
+            return max(0, int(json.loads(path.read_text())["epoch"]))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            logger.warning("%s: unreadable backup metadata (%s)", path, err)
+    return 0
 
 
 class BestCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
@@ -67,11 +93,12 @@ class CurvesPlot(keras.callbacks.Callback):  # type: ignore[misc]
 
 
 def plot_curves(log_csv: Path, png: Path) -> None:
-    """Plot loss and AUC per epoch, train and validation, from a Keras CSV log."""
-    import matplotlib
+    """Plot loss and AUC per epoch, train and validation, from a Keras CSV log.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Draws on a bare ``Figure``, so it works in any process (no pyplot backend).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     if not log_csv.exists():
         return
@@ -79,14 +106,19 @@ def plot_curves(log_csv: Path, png: Path) -> None:
         rows = list(csv.DictReader(handle))
     if not rows:
         return
-    epochs = list(range(1, len(rows) + 1))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    # Epoch numbers come from the log: after a resume, rows can repeat or skip one.
+    by_epoch = {int(r["epoch"]) + 1 if r.get("epoch") else i + 1: r
+                for i, r in enumerate(rows)}
+    epochs = sorted(by_epoch)
+    fig = Figure(figsize=(9, 3.5))
+    axes = fig.subplots(1, 2)
     for ax, key in zip(axes, ("loss", "auc"), strict=True):
-        ax.plot(epochs, [float(r[key]) for r in rows], label="train")
-        ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label="validation")
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            values = [float(by_epoch[e].get(prefix + key) or "nan") for e in epochs]
+            ax.plot(epochs, values, marker="o", markersize=3, label=label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(key)
         ax.legend()
     fig.tight_layout()
     fig.savefig(png, dpi=100)
-    plt.close(fig)

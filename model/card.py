@@ -32,7 +32,14 @@ class ModelCard:
     epoch: int | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    export: dict[str, Any] = field(default_factory=dict)
     format_version: int = CARD_VERSION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input_px, int) or self.input_px < 1:
+            raise ValueError(f"input_px must be a positive int, got {self.input_px!r}")
+        if not isinstance(self.mpp, (int, float)) or not self.mpp > 0:
+            raise ValueError(f"mpp must be a positive number, got {self.mpp!r}")
 
 
 def card_path(model_path: Path) -> Path:
@@ -79,10 +86,17 @@ def read_card(model_path: Path, *, verify: bool = True) -> ModelCard:
     except (OSError, json.JSONDecodeError) as err:
         raise ModelLoadError(f"{path}: unreadable model sidecar ({err})") from err
     known = set(ModelCard.__dataclass_fields__)
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: malformed model sidecar (not a JSON object)")
     try:
         card = ModelCard(**{k: v for k, v in data.items() if k in known})
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ModelLoadError(f"{path}: malformed model sidecar ({err})") from err
+    if card.format_version > CARD_VERSION:
+        raise ModelLoadError(
+            f"{path}: sidecar format {card.format_version} is newer than this "
+            f"wsi-heatmap reads ({CARD_VERSION}); upgrade wsi-heatmap"
+        )
     if verify and card.weights_sha256 != file_sha256(model_path):
         raise ModelLoadError(
             f"{model_path}: sha256 differs from {path.name}; the model file was changed "

@@ -11,11 +11,8 @@ is reported by name before training starts rather than halfway through an epoch.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,14 +27,13 @@ __all__ = [
     "ArrayPatchSet",
     "DataError",
     "H5PatchSet",
+    "IndexedPatchSet",
     "PatchSet",
     "open_patch_set",
+    "split_patch_set",
 ]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
-
 
 class DataError(WsiError, ValueError):
     """A labelled patch set is malformed (wrong size or mode, corrupt, missing labels)."""
@@ -46,7 +42,10 @@ class DataError(WsiError, ValueError):
 class PatchSet(Protocol):
     """Labelled 96x96 RGB patches that can be read by index."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """A short name for messages."""
+        ...
 
     def __len__(self) -> int:
         """Number of patches."""
@@ -76,10 +75,18 @@ class ArrayPatchSet:
     sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[1:] != (PATCH_PX, PATCH_PX, 3):
+            raise DataError(
+                f"{self.name}: images have shape {self.images.shape}, "
+                "expected (N, 96, 96, 3)"
+            )
+        if self.images.dtype != np.uint8:
+            raise DataError(f"{self.name}: images are {self.images.dtype}, expected uint8")
         if len(self.images) != len(self.label_array):
             raise DataError(
                 f"{self.name}: {len(self.images)} images but {len(self.label_array)} labels"
             )
+        _check_binary(self.label_array, where=self.name)
 
     def __len__(self) -> int:
         """Number of patches."""
@@ -106,31 +113,51 @@ class ArrayPatchSet:
 
 
 class H5PatchSet:
-    """The official PCam HDF5 pair, read lazily from disk."""
+    """The official PCam HDF5 pair, read lazily from disk.
+
+    Only the labels (one byte per patch) are held in memory; ``read`` fetches the
+    requested patches from ``x`` batch by batch.
+    """
 
     def __init__(self, x_path: Path, y_path: Path) -> None:
         import h5py
 
         self.name = x_path.name
         self._x_path, self._y_path = x_path, y_path
+        for path in (x_path, y_path):
+            if not path.is_file():
+                raise DataError(
+                    f"{path}: no such file; the PCam HDF5 layout needs both "
+                    "camelyonpatch_level_2_split_<split>_x.h5 and its _y.h5"
+                )
         try:
-            self._x = h5py.File(x_path, "r")["x"]
-            y = h5py.File(y_path, "r")["y"]
+            self._x_file = h5py.File(x_path, "r")
+            self._x = self._x_file["x"]
+            with h5py.File(y_path, "r") as y_file:
+                y = np.asarray(y_file["y"])
         except (OSError, KeyError) as err:
             raise DataError(
                 f"{x_path}: cannot read PCam HDF5 datasets 'x' and 'y' ({err}); "
                 "expected camelyonpatch_level_2_split_<split>_{x,y}.h5"
             ) from err
-        if self._x.shape[1:] != (PATCH_PX, PATCH_PX, 3):
+        if self._x.ndim != 4 or self._x.shape[1:] != (PATCH_PX, PATCH_PX, 3):
             raise DataError(
                 f"{x_path}: 'x' has shape {self._x.shape}, expected (N, 96, 96, 3)"
             )
+        if self._x.dtype != np.uint8:
+            raise DataError(f"{x_path}: 'x' is {self._x.dtype}, expected uint8")
         if len(y) != len(self._x):
             raise DataError(
                 f"{x_path}: 'x' has {len(self._x)} patches but {y_path.name} has "
                 f"{len(y)} labels; use the matching _x/_y pair"
             )
-        self._labels = np.asarray(y).reshape(-1).astype(np.uint8)
+        if y.size != len(y):
+            raise DataError(
+                f"{y_path}: 'y' has shape {y.shape}, expected one label per patch "
+                "(PCam stores (N, 1, 1, 1))"
+            )
+        self._labels = y.reshape(-1).astype(np.uint8)
+        _check_binary(self._labels, where=str(y_path))
 
     def __len__(self) -> int:
         """Number of patches."""
@@ -143,6 +170,9 @@ class H5PatchSet:
 
     def read(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
         """Patches at ``indices`` (h5py needs increasing indices: sort, then undo)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size == 0:
+            return np.empty((0, PATCH_PX, PATCH_PX, 3), dtype=np.uint8)
         order = np.argsort(indices)
         sorted_idx = np.asarray(indices)[order]
         unique, inverse = np.unique(sorted_idx, return_inverse=True)
@@ -158,6 +188,88 @@ class H5PatchSet:
             digest.update(f"{path.name}:{path.stat().st_size}".encode())
         digest.update(self._labels.tobytes())
         return digest.hexdigest()[:16]
+
+
+class IndexedPatchSet:
+    """A view of some patches of another set, in a given order (no copy)."""
+
+    def __init__(self, base: PatchSet, indices: npt.ArrayLike, *, name: str) -> None:
+        self.name = name
+        self.base = base
+        self.indices = np.asarray(indices, dtype=np.int64)
+        if self.indices.ndim != 1:
+            raise ValueError(f"indices must be 1-D, got shape {self.indices.shape}")
+        if self.indices.size and (
+            self.indices.min() < 0 or self.indices.max() >= len(base)
+        ):
+            raise ValueError(f"indices must lie in [0, {len(base)}) for {base.name}")
+        self._labels = base.labels[self.indices]
+
+    def __len__(self) -> int:
+        """Number of patches."""
+        return len(self.indices)
+
+    @property
+    def labels(self) -> npt.NDArray[np.uint8]:
+        """``uint8[N]`` labels."""
+        return self._labels
+
+    def read(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+        """Patches at ``indices`` of this view."""
+        return self.base.read(self.indices[np.asarray(indices, dtype=np.int64)])
+
+    def fingerprint(self) -> str:
+        """Hash of the base set's fingerprint and the chosen indices."""
+        digest = hashlib.sha256(self.base.fingerprint().encode())
+        digest.update(self.indices.tobytes())
+        return digest.hexdigest()[:16]
+
+
+def split_patch_set(
+    patches: PatchSet, *, valid_fraction: float, seed: int = 0
+) -> tuple[IndexedPatchSet, IndexedPatchSet]:
+    """Split a set into training and validation parts, stratified by label.
+
+    Split before augmenting: the validation part is never augmented. Patches of the
+    same slide can land on both sides (PCam and its Kaggle copy carry no slide ids),
+    so the validation AUC of such a split is optimistic; prefer the official split.
+
+    Parameters
+    ----------
+    patches
+        The labelled set.
+    valid_fraction
+        Fraction of each class that goes to validation, in (0, 1).
+    seed
+        Seed of the permutation.
+
+    Returns
+    -------
+    tuple of IndexedPatchSet
+        ``(train, valid)``, each in increasing index order.
+
+    Examples
+    --------
+    >>> images = np.zeros((10, 96, 96, 3), np.uint8)
+    >>> data = ArrayPatchSet(name="d", images=images, label_array=np.arange(10) % 2)
+    >>> train, valid = split_patch_set(data, valid_fraction=0.2)
+    >>> len(train), len(valid), valid.labels.tolist()
+    (8, 2, [0, 1])
+    """
+    if not 0 < valid_fraction < 1:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    rng = np.random.default_rng(seed)
+    valid: list[npt.NDArray[np.int64]] = []
+    for label in (0, 1):
+        members = rng.permutation(np.flatnonzero(patches.labels == label))
+        if len(members) >= 2:
+            valid.append(members[: max(1, round(valid_fraction * len(members)))])
+    valid_idx = np.sort(np.concatenate(valid)) if valid else np.empty(0, np.int64)
+    train_idx = np.setdiff1d(np.arange(len(patches)), valid_idx)
+    return (
+        IndexedPatchSet(patches, train_idx, name=f"{patches.name}[train]"),
+        IndexedPatchSet(patches, valid_idx, name=f"{patches.name}[valid]"),
+    )
 
 
 def open_patch_set(
@@ -176,7 +288,8 @@ def open_patch_set(
     workers
         Threads decoding image files.
     limit
-        Read at most this many patches (image layouts; for quick runs and tests).
+        Use at most this many patches, half of each class where both have enough
+        (a fixed choice, for quick runs and tests).
 
     Raises
     ------
@@ -185,16 +298,23 @@ def open_patch_set(
     """
     path = Path(path)
     if path.is_file() and path.suffix == ".h5":
-        return H5PatchSet(path, Path(str(path).replace("_x.h5", "_y.h5")))
+        return _limited(_h5_pair(path), limit)
     if not path.is_dir():
         raise DataError(f"{path}: no such folder; give a patch folder or PCam .h5 file")
     h5 = path / f"camelyonpatch_level_2_split_{split}_x.h5"
     if h5.exists():
-        return H5PatchSet(h5, h5.with_name(h5.name.replace("_x.h5", "_y.h5")))
+        return _limited(_h5_pair(h5), limit)
+    from model._image_files import (
+        IMAGE_SUFFIXES,
+        class_folder_items,
+        decode_all,
+        kaggle_items,
+    )
+
     if (path / "0").is_dir() or (path / "1").is_dir():
-        files, labels = _class_folder_items(path)
+        files, labels = class_folder_items(path)
     elif (path / "train_labels.csv").exists():
-        files, labels = _kaggle_items(path)
+        files, labels = kaggle_items(path)
     else:
         raise DataError(
             f"{path}: not a patch set; expected 0/ and 1/ class folders, "
@@ -206,7 +326,7 @@ def open_patch_set(
         labels = labels[keep]
     if not files:
         raise DataError(f"{path}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-    images = _decode_all(files, workers=workers)
+    images = decode_all(files, workers=workers)
     return ArrayPatchSet(
         name=path.name,
         images=images,
@@ -215,73 +335,38 @@ def open_patch_set(
     )
 
 
-def _class_folder_items(root: Path) -> tuple[list[Path], npt.NDArray[np.uint8]]:
-    files: list[Path] = []
-    labels: list[int] = []
-    for label in (0, 1):
-        folder = root / str(label)
-        if not folder.is_dir():
-            continue
-        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        files += found
-        labels += [label] * len(found)
-    return files, np.asarray(labels, dtype=np.uint8)
+def _h5_pair(path: Path) -> H5PatchSet:
+    """The ``_x``/``_y`` pair that ``path`` (either of the two) belongs to."""
+    if path.name.endswith("_x.h5"):
+        return H5PatchSet(path, path.with_name(path.name[: -len("_x.h5")] + "_y.h5"))
+    if path.name.endswith("_y.h5"):
+        return H5PatchSet(path.with_name(path.name[: -len("_y.h5")] + "_x.h5"), path)
+    raise DataError(
+        f"{path}: PCam HDF5 files are named ..._x.h5 (patches) and ..._y.h5 (labels); "
+        "rename the pair or give the folder holding them"
+    )
 
 
-def _kaggle_items(root: Path) -> tuple[list[Path], npt.NDArray[np.uint8]]:
-    csv_path = root / "train_labels.csv"
-    with csv_path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or not {"id", "label"} <= set(rows[0]):
-        raise DataError(f"{csv_path}: expected a header 'id,label'")
-    by_id = {row["id"]: row["label"] for row in rows}
-    image_dir = root / "train" if (root / "train").is_dir() else root
-    files = sorted(image_dir.glob("*.tif"))
-    missing = [f.name for f in files if f.stem not in by_id]
-    if missing:
+def _limited(patches: PatchSet, limit: int | None) -> PatchSet:
+    if limit is None or limit >= len(patches):
+        return patches
+    keep = _balanced_subset(patches.labels, limit)
+    return IndexedPatchSet(patches, keep, name=f"{patches.name}[:{limit}]")
+
+
+def _check_binary(labels: npt.NDArray[np.generic], *, where: str) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() > 1):
         raise DataError(
-            f"{csv_path}: no label row for {len(missing)} images, e.g. {missing[0]}; "
-            "add the rows or remove the images"
+            f"{where}: labels must be 0 or 1, found values in "
+            f"[{labels.min()}, {labels.max()}]"
         )
-    try:
-        labels = np.asarray([int(by_id[f.stem]) for f in files], dtype=np.uint8)
-    except ValueError as err:
-        raise DataError(f"{csv_path}: labels must be 0 or 1 ({err})") from err
-    if labels.size and labels.max() > 1:
-        raise DataError(f"{csv_path}: labels must be 0 or 1, found {labels.max()}")
-    return files, labels
 
 
 def _balanced_subset(labels: npt.NDArray[np.uint8], limit: int) -> npt.NDArray[np.int64]:
     """Up to ``limit`` indices, half of each class where both have enough."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
     rng = np.random.default_rng(0)
     neg, pos = (rng.permutation(np.flatnonzero(labels == c)) for c in (0, 1))
     n_pos = min(len(pos), max(limit // 2, limit - len(neg)))
     return np.sort(np.concatenate([pos[:n_pos], neg[: limit - n_pos]]))
-
-
-def _decode_one(path: Path) -> npt.NDArray[np.uint8]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            if image.size != (PATCH_PX, PATCH_PX):
-                raise DataError(
-                    f"{path}: image is {image.size[0]}x{image.size[1]}, PCam patches "
-                    "are 96x96; resample the data to 0.972 um/px first"
-                )
-            if image.mode != "RGB":
-                raise DataError(
-                    f"{path}: image mode is {image.mode}, expected RGB; convert it "
-                    "(grey-scale and RGBA patches are not PCam patches)"
-                )
-            return np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as err:
-        raise DataError(f"{path}: cannot decode image ({err}); remove or replace it") from err
-
-
-def _decode_all(files: Sequence[Path], *, workers: int) -> npt.NDArray[np.uint8]:
-    logger.info("decoding %d patches", len(files))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        arrays = list(pool.map(_decode_one, files))
-    return np.stack(arrays)

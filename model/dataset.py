@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from model.augment import AugmentParams, augment_batch
 from model.data import PatchSet
@@ -20,38 +21,75 @@ def make_dataset(
     training: bool,
     augment: AugmentParams | None = None,
     seed: int = 0,
+    start_batch: int = 0,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(float32[B, 96, 96, 3] in 0..255, float32[B])``.
 
-    Training data repeats forever, reshuffled each pass, and is augmented (so give
-    ``fit`` a ``steps_per_epoch``); evaluation data keeps its
-    order and is never augmented. Reads go through ``patches.read`` one batch at a
-    time, so an on-disk set is streamed, never loaded whole.
+    Parameters
+    ----------
+    patches
+        The labelled set. Reads go through ``patches.read`` one batch at a time, in
+        parallel, so an on-disk set is streamed, never loaded whole.
+    batch_size
+        Patches per batch (the global batch under a distribution strategy).
+    training
+        Training data repeats forever, reshuffled each pass, and is augmented (give
+        ``fit`` a ``steps_per_epoch``); evaluation data keeps its order, has a
+        smaller last batch and is never augmented.
+    augment
+        What to augment (training only); None for no augmentation.
+    seed
+        Seed of the shuffling and of every augmentation draw: the same seed gives
+        the same stream of batches.
+    start_batch
+        Skip this many training batches first (cheaply, before any patch is read),
+        so a resumed run sees the batches an uninterrupted run would have seen.
     """
     import tensorflow as tf
 
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     n = len(patches)
+    if n == 0:
+        raise ValueError(f"{patches.name}: the patch set is empty")
+    if training and n < batch_size:
+        raise ValueError(
+            f"{patches.name}: {n} patches, fewer than one batch of {batch_size}; "
+            "lower the batch size or add data"
+        )
     labels = patches.labels.astype(np.float32)
 
-    def read(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def read(
+        indices: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
         idx = np.asarray(indices, dtype=np.int64)
-        return patches.read(idx).astype(np.float32), labels[idx]
+        return patches.read(idx), labels[idx]
 
     def load(indices: Any) -> tuple[Any, Any]:
-        images, y = tf.numpy_function(read, [indices], (tf.float32, tf.float32))
-        images.set_shape([None, PATCH_PX, PATCH_PX, 3])
-        y.set_shape([None])
-        return images, y
+        images, y = tf.numpy_function(
+            read, [indices], (tf.uint8, tf.float32), stateful=False
+        )
+        images = tf.ensure_shape(images, [None, PATCH_PX, PATCH_PX, 3])
+        return tf.cast(images, tf.float32), tf.ensure_shape(y, [None])
 
     ds = tf.data.Dataset.range(n)
     if training:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.batch(batch_size, drop_remainder=training).map(load)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    if training and start_batch:
+        ds = ds.skip(start_batch)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training and augment is not None:
         params = augment
-        counter = tf.data.Dataset.counter()
+        counter = tf.data.Dataset.counter(start=start_batch if training else 0)
         ds = tf.data.Dataset.zip((ds, counter)).map(
-            lambda xy, i: (augment_batch(xy[0], params, tf.stack([seed, i])), xy[1]),
+            lambda xy, i: (
+                augment_batch(
+                    xy[0], params, tf.stack([tf.constant(seed, tf.int64), i])
+                ),
+                xy[1],
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -8,12 +8,13 @@ outside preprocessing.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Final
 
 from wsi.geometry import PATCH_PX
 
-__all__ = ["ARCHITECTURES", "build_model"]
+__all__ = ["ARCHITECTURES", "build_model", "cached_imagenet_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,26 @@ ARCHITECTURES: Final = ("nasnet-mobile", "small-cnn", "logreg")
 #: when training from scratch for a few thousand steps. 0.99 tracks them.
 DEFAULT_BN_MOMENTUM: Final = 0.99
 PREPROCESSING: Final = "rgb uint8 0..255 -> x / 127.5 - 1 (inside the model)"
+#: File names of the NASNetMobile no-top ImageNet weights in the Keras cache
+#: (Keras 3, then tf.keras 2).
+IMAGENET_CACHE_NAMES: Final = ("nasnet_mobile_no_top.h5", "NASNet-mobile-no-top.h5")
+
+
+def cached_imagenet_weights() -> Path | None:
+    """The NASNetMobile no-top ImageNet weights already in the Keras cache, or None.
+
+    Looks in ``$KERAS_HOME/models`` (default ``~/.keras/models``) and in
+    ``/tmp/.keras/models`` (where Keras caches when the home is read-only). Nothing
+    is downloaded.
+    """
+    homes = [Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")),
+             Path("/tmp/.keras")]
+    for home in homes:
+        for name in IMAGENET_CACHE_NAMES:
+            path = home / "models" / name
+            if path.is_file():
+                return path
+    return None
 
 
 def build_model(

@@ -4,6 +4,17 @@ The output folder holds ``backup/`` (the resume point, written every
 ``checkpoint_steps`` steps and at each epoch end), ``best.keras`` + ``best.json`` (the
 model with the best validation AUC so far, with its sidecar), ``log.csv`` and
 ``curves.png``. Restarting the same command after a kill continues from the backup.
+
+Notes
+-----
+1. Resuming restores the weights and optimizer state of the last backup and starts
+   again at the beginning of the epoch that was running; the data stream skips the
+   batches of the finished epochs, so it is the one an uninterrupted run would see.
+   The steps of the interrupted epoch that ran before the last backup are run again
+   on fresh batches. Early-stopping patience restarts from zero.
+2. Large global batches (many GPUs, or ``batch_size`` > 256) train to a wider
+   generalisation gap at the same number of epochs: scale the learning rate with
+   the batch (linear rule, ``lr * batch / 32``) and warm it up over the first epochs.
 """
 
 from __future__ import annotations
@@ -11,15 +22,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from model.augment import AugmentParams
-from model.callbacks import BestCheckpoint, CurvesPlot
-from model.data import PatchSet, open_patch_set
+from model.callbacks import BestCheckpoint, CurvesPlot, ResumableBackup, resume_epoch
+from model.data import PatchSet, open_patch_set, split_patch_set
 from model.dataset import make_dataset
-from model.network import build_model
+from model.network import ARCHITECTURES, build_model, cached_imagenet_weights
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
@@ -30,10 +42,17 @@ LARGE_BATCH = 256
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Everything that defines a training run."""
+    """Everything that defines a training run.
+
+    ``imagenet_weights`` None with ``use_cached_imagenet`` takes the NASNetMobile
+    weights already in the Keras cache, if any (nothing is downloaded).
+    ``valid_data`` None splits ``valid_fraction`` of the training set off (stratified,
+    before any augmentation), for sets such as the Kaggle copy that have no
+    validation split of their own.
+    """
 
     train_data: Path
-    valid_data: Path
+    valid_data: Path | None
     out_dir: Path
     arch: str = "nasnet-mobile"
     epochs: int = 30
@@ -43,11 +62,24 @@ class TrainConfig:
     early_stopping_patience: int = 6
     seed: int = 0
     imagenet_weights: Path | None = None
+    use_cached_imagenet: bool = True
     augment: AugmentParams = field(default_factory=AugmentParams)
     checkpoint_steps: int = 200
     limit_train: int | None = None
     limit_valid: int | None = None
     steps_per_epoch: int | None = None
+    valid_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        for name in ("epochs", "batch_size", "checkpoint_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,15 +92,37 @@ class TrainResult:
     seconds: float
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train (or resume) a run described by ``config``; see the module docstring."""
+def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Train (or resume) a run described by ``config``; see the module docstring.
+
+    Parameters
+    ----------
+    config
+        The run.
+    callbacks
+        Extra Keras callbacks, called after the run's own (progress bars, tests).
+
+    Raises
+    ------
+    DataError
+        A patch set is malformed (reported before any training step).
+    """
     import keras
     import tensorflow as tf
 
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_set = open_patch_set(config.train_data, split="train", limit=config.limit_train)
-    valid_set = open_patch_set(config.valid_data, split="valid", limit=config.limit_valid)
+    valid_set: PatchSet
+    train_set: PatchSet = open_patch_set(config.train_data, split="train",
+                                         limit=config.limit_train)
+    if config.valid_data is None:
+        train_set, valid_set = split_patch_set(
+            train_set, valid_fraction=config.valid_fraction, seed=config.seed)
+        logger.info("no validation set given: split %.0f%% of %s off",
+                    100 * config.valid_fraction, config.train_data)
+    else:
+        valid_set = open_patch_set(config.valid_data, split="valid",
+                                   limit=config.limit_valid)
     logger.info("train: %d patches, valid: %d patches", len(train_set), len(valid_set))
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -82,6 +136,12 @@ def train(config: TrainConfig) -> TrainResult:
             "learning rate with the batch and add warm-up (see README, Training)",
             global_batch,
         )
+    if config.imagenet_weights is None and config.use_cached_imagenet \
+            and config.arch == "nasnet-mobile":
+        cached = cached_imagenet_weights()
+        if cached is not None:
+            logger.info("using the ImageNet weights in the Keras cache: %s", cached)
+            config = replace(config, imagenet_weights=cached)
     with strategy.scope():
         model = build_model(config.arch, imagenet_weights=config.imagenet_weights,
                             seed=config.seed)
@@ -90,16 +150,22 @@ def train(config: TrainConfig) -> TrainResult:
             loss="binary_crossentropy",
             metrics=[keras.metrics.AUC(name="auc", num_thresholds=1000), "accuracy"],
         )
+    steps = config.steps_per_epoch or max(1, len(train_set) // global_batch)
+    first_epoch = resume_epoch(out / "backup")
+    if first_epoch:
+        logger.info("resuming %s at epoch %d", out, first_epoch + 1)
     train_ds = make_dataset(train_set, batch_size=global_batch, training=True,
-                            augment=config.augment, seed=config.seed)
+                            augment=config.augment, seed=config.seed,
+                            start_batch=first_epoch * steps)
     valid_ds = make_dataset(valid_set, batch_size=256, training=False)
     recipe = _recipe(config, train_set)
     (out / "config.json").write_text(json.dumps(recipe, indent=2, default=str) + "\n")
 
     best = BestCheckpoint(out, recipe=recipe)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / "backup"), save_freq=config.checkpoint_steps,
-                                         delete_checkpoint=False),
+    run_callbacks = [
+        ResumableBackup(str(out / "backup"), save_freq=config.checkpoint_steps,
+                        double_checkpoint=True, delete_checkpoint=False),
+        keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5,
                                           patience=config.lr_patience, min_lr=1e-6),
@@ -107,13 +173,16 @@ def train(config: TrainConfig) -> TrainResult:
                                       patience=config.early_stopping_patience),
         best,
         CurvesPlot(out),
+        *callbacks,
     ]
     start = time.perf_counter()
-    steps = config.steps_per_epoch or max(1, len(train_set) // global_batch)
     history = model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs,
-                        steps_per_epoch=steps, callbacks=callbacks,
+                        steps_per_epoch=steps, callbacks=run_callbacks,
                         verbose=2)
     seconds = time.perf_counter() - start
+    if not (out / "best.keras").exists():
+        logger.error("%s: no epoch produced a finite validation AUC; no best.keras "
+                     "was written (check the data and the learning rate)", out)
     return TrainResult(best_model=out / "best.keras", best_val_auc=best.best,
                        epochs_run=len(history.epoch), seconds=seconds)
 
@@ -122,5 +191,6 @@ def _recipe(config: TrainConfig, train_set: PatchSet) -> dict[str, Any]:
     recipe = asdict(config)
     recipe["augment"] = asdict(config.augment)
     recipe["train_data_hash"] = train_set.fingerprint()
+    recipe["imagenet_init"] = config.arch == "nasnet-mobile" and bool(config.imagenet_weights)
     recipe["n_train"] = len(train_set)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in recipe.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AnnotationError",
     "MissingResolutionError",
     "ModelLoadError",
     "NoTissueError",
@@ -39,3 +40,7 @@ class OutputError(WsiError, OSError):
 
 class SettingsMismatchError(WsiError):
     """An existing store was written with other settings; the fix is ``--overwrite``."""
+
+
+class AnnotationError(WsiError, ValueError):
+    """An annotation file (ASAP XML, GeoJSON, detections CSV) cannot be read."""

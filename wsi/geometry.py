@@ -17,6 +17,7 @@ __all__ = [
     "CENTER_PX",
     "LEVEL_MATCH_TOLERANCE",
     "MASK_CELL_PX",
+    "MAX_UPSAMPLE",
     "PATCH_PX",
     "PCAM_MPP",
     "ReadPlan",
@@ -34,6 +35,8 @@ CENTER_PX = 32
 LEVEL_MATCH_TOLERANCE = 0.01
 #: Target pixels per tissue-mask pixel (0.972 um/px x 8 = 7.8 um/px).
 MASK_CELL_PX = 8
+#: Largest factor by which level 0 may be enlarged to reach a finer target resolution.
+MAX_UPSAMPLE = 1.25
 _MAX_ANISOTROPY = 0.015
 
 
@@ -110,10 +113,17 @@ class SlideGeometry:
         return mpp / self.mpp
 
     def best_level(self, mpp: float) -> int:
-        """Coarsest level at least as fine as ``mpp`` (within the 1% tolerance)."""
-        target = self.downsample_for(mpp)
-        limit = target * (1 + LEVEL_MATCH_TOLERANCE)
+        """Coarsest level at least as fine as ``mpp`` (within the 1% tolerance).
+
+        Level 0 when even level 0 is coarser than ``mpp`` (the plan then enlarges).
+        """
+        return self._best_level_for_downsample(self.downsample_for(mpp))
+
+    def _best_level_for_downsample(self, downsample: float) -> int:
+        limit = downsample * (1 + LEVEL_MATCH_TOLERANCE)
         fine_enough = [i for i, d in enumerate(self.level_downsamples) if d <= limit]
+        if not fine_enough:
+            return 0
         return max(fine_enough, key=lambda i: self.level_downsamples[i])
 
     def read_plan(self, mpp: float) -> ReadPlan:
@@ -128,6 +138,31 @@ class SlideGeometry:
             downsample=level_ds if exact else target,
             requested_mpp=mpp,
             effective_mpp=self.mpp * (level_ds if exact else target),
+        )
+
+    def plan_for_downsample(self, downsample: float) -> ReadPlan:
+        """How to produce pixels at exactly ``downsample`` level-0 pixels per pixel.
+
+        Unlike :meth:`read_plan`, the downsample is never snapped to a nearby level:
+        use it where the output must align with another grid (the tissue mask).
+
+        Examples
+        --------
+        >>> g = SlideGeometry(width_px=4000, height_px=2000, mpp_x=0.25, mpp_y=0.25,
+        ...                   level_dimensions=((4000, 2000), (1000, 500)))
+        >>> plan = g.plan_for_downsample(4.02)
+        >>> plan.level, round(plan.resample_factor, 3)
+        (1, 1.005)
+        """
+        if not math.isfinite(downsample) or downsample <= 0:
+            raise ValueError(f"downsample must be positive, got {downsample!r}")
+        level = self._best_level_for_downsample(downsample)
+        return ReadPlan(
+            level=level,
+            level_downsample=self.level_downsamples[level],
+            downsample=downsample,
+            requested_mpp=self.mpp * downsample,
+            effective_mpp=self.mpp * downsample,
         )
 
     def size_at(self, mpp: float) -> tuple[int, int]:
@@ -160,6 +195,11 @@ class ReadPlan:
         """Level pixels per output pixel (1.0 when no resampling is needed)."""
         return self.downsample / self.level_downsample
 
+    @property
+    def is_direct(self) -> bool:
+        """Whether output pixels are the level's own pixels (no resampling)."""
+        return abs(self.resample_factor - 1) <= 1e-9
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TileGrid:
@@ -177,7 +217,7 @@ class TileGrid:
     ...                   level_dimensions=((1000, 500), (250, 125)))
     >>> grid = TileGrid(geometry=g, mpp=0.972, stride_px=32)
     >>> grid.shape
-    (2, 5)
+    (1, 5)
     >>> grid.cell_offset_px
     32
     >>> grid.coords()[:2].tolist()
@@ -230,6 +270,25 @@ class TileGrid:
         return count(height), count(width)
 
     @property
+    def mask_downsample(self) -> float:
+        """Level-0 pixels per tissue-mask pixel (``MASK_CELL_PX`` target pixels)."""
+        return self.downsample * MASK_CELL_PX
+
+    @property
+    def mask_shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of a tissue mask covering the whole slide."""
+        ds = self.mask_downsample
+        return (
+            math.ceil(self.geometry.height_px / ds - 1e-9),
+            math.ceil(self.geometry.width_px / ds - 1e-9),
+        )
+
+    @property
+    def mask_plan(self) -> ReadPlan:
+        """How to read the tissue-mask thumbnail so that it aligns with the grid."""
+        return self.geometry.plan_for_downsample(self.mask_downsample)
+
+    @property
     def cell_offset_px(self) -> int:
         """Offset of a heatmap cell from its patch's top-left, in target pixels."""
         return (self.tile_px - self.stride_px) // 2
@@ -266,3 +325,35 @@ class TileGrid:
         """
         xy = np.asarray(xy_cells, dtype=np.float64)
         return (xy * self.stride_px + self.cell_offset_px) * self.downsample
+
+    @property
+    def cell_origin_l0(self) -> tuple[float, float]:
+        """Level-0 ``(x, y)`` of the top-left corner of heatmap cell ``(0, 0)``.
+
+        Examples
+        --------
+        >>> g = SlideGeometry(width_px=1000, height_px=500, mpp_x=0.243, mpp_y=0.243,
+        ...                   level_dimensions=((1000, 500), (250, 125)))
+        >>> TileGrid(geometry=g, stride_px=32).cell_origin_l0
+        (128.0, 128.0)
+        """
+        origin = self.cell_offset_px * self.downsample
+        return origin, origin
+
+    def level0_to_heatmap(self, xy_l0: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Map level-0 ``(x, y)`` points to continuous heatmap coordinates (cell units).
+
+        The inverse of `heatmap_to_level0`: the floor of the result is the
+        ``(col, row)`` of the cell that contains the point (negative or beyond the grid
+        when no cell does).
+
+        Examples
+        --------
+        >>> g = SlideGeometry(width_px=1000, height_px=500, mpp_x=0.243, mpp_y=0.243,
+        ...                   level_dimensions=((1000, 500), (250, 125)))
+        >>> grid = TileGrid(geometry=g, stride_px=32)
+        >>> grid.level0_to_heatmap([[128.0, 256.0]]).tolist()
+        [[0.0, 1.0]]
+        """
+        xy = np.asarray(xy_l0, dtype=np.float64)
+        return (xy / self.downsample - self.cell_offset_px) / self.stride_px

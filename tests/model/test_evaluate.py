@@ -1,0 +1,97 @@
+"""eval_patches on the fixtures in every layout, with the bundled-model default."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from model.data import DataError, open_patch_set
+
+pytestmark = pytest.mark.tf
+
+
+class CountingProgress:
+    """Records what the library reports."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self.closed = False
+
+    def start(self, total: int, desc: str) -> None:
+        self.total = total
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_eval_on_class_folders(
+    tiny_model: Path, pcam_dir: Path, tmp_path: Path
+) -> None:
+    from model.evaluate import eval_patches
+    from model.predict import load_classifier
+
+    progress = CountingProgress()
+    roc = tmp_path / "out" / "roc.png"
+    report = eval_patches(
+        pcam_dir, model=tiny_model, tta="flips", roc_png=roc, progress=progress
+    )
+    probs = load_classifier(tiny_model, tta="flips")(
+        open_patch_set(pcam_dir).read(np.arange(24))
+    )
+    labels = [0] * 12 + [1] * 12
+    assert report.auc == pytest.approx(roc_auc_score(labels, probs))
+    assert report.accuracy == pytest.approx(np.mean((probs >= 0.5) == np.array(labels)))
+    assert (report.n, report.n_positive, report.tta) == (24, 12, "flips")
+    assert report.loss > 0
+    assert roc.read_bytes()[:4] == b"\x89PNG"
+    assert (progress.total, progress.done, progress.closed) == (24, 24, True)
+    blob = json.loads(json.dumps(report.to_json()))
+    assert {"auc", "accuracy", "n", "loss", "model_sha256"} <= set(blob)
+
+
+def test_eval_on_h5_and_limit(
+    tiny_model: Path, pcam_dir: Path, pcam_h5_dir: Path
+) -> None:
+    from model.evaluate import eval_patches
+
+    folders = eval_patches(pcam_dir, model=tiny_model)
+    h5 = eval_patches(pcam_h5_dir, model=tiny_model, split="valid")
+    assert h5.auc == pytest.approx(folders.auc)
+    assert h5.n == 24
+    limited = eval_patches(pcam_h5_dir, model=tiny_model, limit=10)
+    assert (limited.n, limited.n_positive) == (10, 5)
+
+
+def test_eval_needs_both_classes(
+    tiny_model: Path, pcam_dir: Path, tmp_path: Path
+) -> None:
+    from model.evaluate import eval_patches
+
+    shutil.copytree(pcam_dir / "1", tmp_path / "1")
+    with pytest.raises(DataError, match="ROC AUC needs both classes"):
+        eval_patches(tmp_path, model=tiny_model)
+
+
+def test_eval_defaults_to_the_bundled_model(
+    tiny_model: Path, pcam_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model.predict
+    from model.evaluate import eval_patches
+
+    bundled = tmp_path / "weights" / "pcam-nasnet-mobile.keras"
+    bundled.parent.mkdir()
+    shutil.copy(tiny_model, bundled)
+    shutil.copy(tiny_model.with_suffix(".json"), bundled.with_suffix(".json"))
+    monkeypatch.setattr(model.predict, "bundled_model_path", lambda: bundled)
+    report = eval_patches(pcam_dir, limit=8)
+    assert report.model_path == str(bundled)
+    assert report.n == 8

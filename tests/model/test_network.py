@@ -1,0 +1,74 @@
+"""The three architectures: shapes, scaling inside the model, NASNet's head and BN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.tf
+
+
+@pytest.mark.parametrize("arch", ["logreg", "small-cnn"])
+def test_small_models_map_patches_to_one_probability(arch: str) -> None:
+    from model.network import build_model
+
+    model = build_model(arch, seed=0)
+    assert tuple(model.input_shape) == (None, 96, 96, 3)
+    assert tuple(model.output_shape) == (None, 1)
+    x = np.random.default_rng(0).integers(0, 256, (2, 96, 96, 3)).astype(np.float32)
+    probs = np.asarray(model(x, training=False))
+    assert np.all((probs > 0) & (probs < 1))
+    assert model.get_layer("scale") is not None  # 0..255 -> [-1, 1] inside the model
+
+
+def test_same_seed_same_initial_weights() -> None:
+    from model.network import build_model
+
+    a, b = build_model("small-cnn", seed=3), build_model("small-cnn", seed=3)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_unknown_arch() -> None:
+    from model.network import build_model
+
+    with pytest.raises(ValueError, match="arch must be one of"):
+        build_model("resnet")
+
+
+def test_cached_imagenet_weights_are_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model.network import cached_imagenet_weights
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(Path, "home", lambda: tmp_path)
+    found = cached_imagenet_weights()
+    assert found is None or found.parent == Path("/tmp/.keras/models")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "nasnet_mobile_no_top.h5").write_bytes(b"")
+    assert cached_imagenet_weights() == tmp_path / "models" / "nasnet_mobile_no_top.h5"
+
+
+@pytest.mark.slow
+def test_nasnet_mobile_trunk_and_pooled_head(tmp_path: Path) -> None:
+    import keras
+
+    from model.network import DEFAULT_BN_MOMENTUM, build_model
+
+    with pytest.raises(FileNotFoundError, match="ImageNet weights not found"):
+        build_model("nasnet-mobile", imagenet_weights=tmp_path / "missing.h5")
+    model = build_model("nasnet-mobile", seed=0)
+    assert tuple(model.output_shape) == (None, 1)
+    trunk_out = model.get_layer("pooled").input
+    shapes = sorted(tuple(t.shape) for t in trunk_out)
+    assert shapes == [(None, 1056), (None, 1056), (None, 3 * 3 * 1056)]
+    momenta = {
+        layer.momentum
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+    assert momenta == {DEFAULT_BN_MOMENTUM}
+    assert 4_000_000 < model.count_params() < 5_000_000

@@ -1,0 +1,143 @@
+"""Training on the fixture patches: outputs, sidecar, resuming after kills, bad data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.tf
+
+
+class Killed(Exception):
+    """Stands for the process being killed in the middle of an epoch."""
+
+
+def _callback_class() -> Any:
+    import keras
+
+    class KillAt(keras.callbacks.Callback):  # type: ignore[misc]
+        """Records weights at backups and at the start; raises ``Killed`` on cue."""
+
+        def __init__(self, *, epoch: int | None, batch: int, record_at: int) -> None:
+            super().__init__()
+            self.kill_epoch, self.kill_batch, self.record_at = epoch, batch, record_at
+            self.epoch = -1
+            self.recorded: list[np.ndarray] = []
+            self.at_start: list[np.ndarray] = []
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.at_start = [np.array(w) for w in self.model.get_weights()]
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if self.epoch == self.kill_epoch and batch == self.record_at:
+                self.recorded = [np.array(w) for w in self.model.get_weights()]
+            if self.epoch == self.kill_epoch and batch == self.kill_batch:
+                raise Killed
+
+    return KillAt
+
+
+def _epochs_logged(run: Path) -> list[int]:
+    with (run / "log.csv").open(newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def test_run_writes_model_sidecar_log_and_curves(tiny_run: Path) -> None:
+    from model.card import read_card
+
+    for name in ("best.keras", "best.json", "log.csv", "curves.png", "config.json"):
+        assert (tiny_run / name).is_file(), name
+    card = read_card(tiny_run / "best.keras")  # verifies the sha256
+    assert card.architecture == "logreg"
+    assert (card.input_px, card.mpp) == (96, 0.972)
+    assert card.n_train == 24
+    assert len(card.training_data_hash) == 16
+    assert card.val_auc is not None
+    assert 0 <= card.val_auc <= 1
+    assert card.versions["tensorflow"]
+    assert card.versions["keras"]
+    assert card.recipe["augment"]["dihedral"] is True
+    assert _epochs_logged(tiny_run) == [0, 1]
+
+
+def test_resume_continues_from_the_checkpoint_after_kills(
+    tmp_path: Path, pcam_dir: Path
+) -> None:
+    from model.callbacks import resume_epoch
+    from model.train import TrainConfig, train
+
+    config = TrainConfig(
+        train_data=pcam_dir,
+        valid_data=None,
+        valid_fraction=0.25,
+        out_dir=tmp_path,
+        arch="logreg",
+        epochs=3,
+        batch_size=6,
+        steps_per_epoch=4,
+        checkpoint_steps=2,
+        learning_rate=1e-3,
+    )
+    kill_at = _callback_class()
+
+    first = kill_at(epoch=1, batch=2, record_at=1)  # backup after batch 1, kill at 2
+    with pytest.raises(Killed):
+        train(config, callbacks=[first])
+    assert resume_epoch(tmp_path / "backup") == 1
+    assert _epochs_logged(tmp_path) == [0]
+
+    second = kill_at(epoch=1, batch=2, record_at=1)  # killed again in the same epoch
+    with pytest.raises(Killed):
+        train(config, callbacks=[second])
+    for restored, saved in zip(second.at_start, first.recorded, strict=True):
+        np.testing.assert_array_equal(restored, saved)
+    # Keras's own callback wrote "epoch 0" here and a third start began from scratch.
+    assert resume_epoch(tmp_path / "backup") == 1
+
+    third = kill_at(epoch=None, batch=-1, record_at=-1)
+    result = train(config, callbacks=[third])
+    for restored, saved in zip(third.at_start, second.recorded, strict=True):
+        np.testing.assert_array_equal(restored, saved)
+    assert result.epochs_run == 2  # epochs 2 and 3 only
+    assert _epochs_logged(tmp_path) == [0, 1, 2]
+    assert result.best_model.is_file()
+    state = json.loads((tmp_path / "best_state.json").read_text())
+    assert state["val_auc"] == pytest.approx(result.best_val_auc)
+
+
+def test_bad_data_fails_before_training(tmp_path: Path, pcam_dir: Path) -> None:
+    from model.data import DataError
+    from model.train import TrainConfig, train
+
+    bad = tmp_path / "bad"
+    (bad / "1").mkdir(parents=True)
+    (bad / "1" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(DataError, match=r"broken\.jpg: cannot decode image"):
+        train(
+            TrainConfig(
+                train_data=pcam_dir,
+                valid_data=bad,
+                out_dir=tmp_path / "run",
+                arch="logreg",
+            )
+        )
+    assert not (tmp_path / "run" / "backup").exists()
+
+
+def test_config_is_validated(tmp_path: Path) -> None:
+    from model.train import TrainConfig
+
+    with pytest.raises(ValueError, match="arch must be one of"):
+        TrainConfig(train_data=tmp_path, valid_data=None, out_dir=tmp_path, arch="vgg")
+    with pytest.raises(ValueError, match="learning_rate must be positive"):
+        TrainConfig(
+            train_data=tmp_path, valid_data=None, out_dir=tmp_path, learning_rate=0
+        )

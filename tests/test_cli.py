@@ -1,0 +1,102 @@
+"""CLI wiring and exit codes (numbers are checked in the library tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wsi.cli import cli, main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "slides"
+
+
+def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.err
+
+
+def test_help_lists_the_commands() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("tile", "score", "stitch", "train", "eval-patches", "view", "doctor"):
+        assert command in result.output
+
+
+def test_help_does_not_import_tensorflow() -> None:
+    code = ("import sys; from wsi.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+            "assert 'dask' not in sys.modules, 'dask imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("missing.svs", "missing.svs"),
+        ("broken.svs", "broken.svs"),
+        ("small.svs", "small.svs"),
+    ],
+)
+def test_bad_slide_is_one_line_and_exit_1(
+    name: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _main(["tile", str(FIXTURES / name), "--out", str(tmp_path)], capsys)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert expected in lines[0]
+    assert "Traceback" not in err
+
+
+def test_missing_mpp_names_the_option(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    slide = FIXTURES / "tcga-cr-7395-01a-01-ts1.svs"
+    code, err = _main(["tile", str(slide), "--out", str(tmp_path)], capsys)
+    assert code == 1
+    assert "--mpp" in err
+    assert "Traceback" not in err
+
+
+def test_default_command_is_the_pipeline(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _main([str(FIXTURES / "broken.svs"), "--out", str(tmp_path)], capsys)
+    assert code == 1
+    assert "broken.svs" in err
+    assert (tmp_path / "run.json").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="broken.svs"):
+        main(["--debug", "tile", str(FIXTURES / "broken.svs"), "--out", str(tmp_path)])
+
+
+def test_config_file_fills_settings_and_flags_win(tmp_path: Path) -> None:
+    import click
+
+    from wsi.cli_commands import build_config, run_command
+
+    toml = tmp_path / "run.toml"
+    toml.write_text("[tiling]\nstride_px = 32\n[polygons]\nthreshold = 0.7\n")
+    with click.Context(run_command) as ctx:
+        config = build_config(ctx, (Path("s.tif"),), tmp_path, toml, threshold=0.9)
+    assert config.tiling.stride_px == 32
+    assert config.polygons.threshold == 0.9
+
+
+def test_config_file_with_unknown_section_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["run", "s.tif", "--config", str(_toml(tmp_path))])
+    assert result.exit_code == 2
+    assert "unknown section [bogus]" in result.output
+
+
+def _toml(tmp_path: Path) -> Path:
+    path = tmp_path / "bad.toml"
+    path.write_text("[bogus]\nx = 1\n")
+    return path

@@ -1,0 +1,99 @@
+"""The whole pipeline on generated slides with a known tumour, and batch behaviour."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from shapely.geometry import Point, shape
+
+from tests.fakes import NORMAL_RGB, TUMOUR_RGB, ColourClassifier
+from wsi.export import PolygonParams
+from wsi.layout import Arrays, SlideOutputs
+from wsi.pipeline import RunConfig, run
+from wsi.scoring import ScoringParams
+from wsi.synthetic import write_pyramid_tiff
+from wsi.tiling import TilingParams
+
+MPP = 0.243
+SIZE_PX = 3072
+TUMOUR_CENTRE = (2000, 1200)  # level-0 (x, y)
+TUMOUR_RADIUS = 450
+
+
+def _slide(path: Path) -> Path:
+    rgb = np.full((SIZE_PX, SIZE_PX, 3), 245, np.uint8)
+    yy, xx = np.mgrid[:SIZE_PX, :SIZE_PX]
+    rgb[(yy - 1536) ** 2 / 1300**2 + (xx - 1536) ** 2 / 1200**2 < 1] = NORMAL_RGB
+    cx, cy = TUMOUR_CENTRE
+    rgb[(yy - cy) ** 2 + (xx - cx) ** 2 < TUMOUR_RADIUS**2] = TUMOUR_RGB
+    return write_pyramid_tiff(path, rgb, mpp=MPP, downsamples=(1, 4, 16))
+
+
+@pytest.fixture(scope="module")
+def tumour_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _slide(tmp_path_factory.mktemp("slides") / "tumour.tif")
+
+
+def _config(slides: tuple[Path, ...], out: Path, **kw: object) -> RunConfig:
+    return RunConfig(slides=slides, out_dir=out, scoring=ScoringParams(batch_size=64),
+                     tiling=TilingParams(chunk_patches=64), **kw)  # type: ignore[arg-type]
+
+
+def test_pipeline_finds_the_tumour(tumour_slide: Path, tmp_path: Path) -> None:
+    report = run(_config((tumour_slide,), tmp_path), classifier=ColourClassifier())
+    assert report.ok, report.failures
+    outputs = SlideOutputs.for_slide(tmp_path, tumour_slide)
+    for path in (outputs.heatmap_png, outputs.overlay_png, outputs.heatmap_tif,
+                 outputs.geojson, outputs.asap_xml, outputs.detections_csv,
+                 outputs.summary_json):
+        assert path.exists(), path
+    summary = json.loads(outputs.summary_json.read_text())
+    assert summary["max_probability"] == pytest.approx(1.0)
+    tumour_area = np.pi * (TUMOUR_RADIUS * MPP) ** 2
+    assert summary["tumor_area_um2"] == pytest.approx(tumour_area, rel=0.25)
+
+    features = json.loads(outputs.geojson.read_text())["features"]
+    assert len(features) == 1
+    polygon = shape(features[0]["geometry"])
+    assert polygon.is_valid
+    assert polygon.contains(Point(TUMOUR_CENTRE))
+    assert polygon.centroid.distance(Point(TUMOUR_CENTRE)) < 96 * 4 / 2
+
+    rows = [line.split(",") for line in outputs.detections_csv.read_text().split()]
+    x, y = (int(v) for v in rows[0][1:3])
+    assert Point(x, y).distance(Point(TUMOUR_CENTRE)) < TUMOUR_RADIUS
+
+    heatmap = np.asarray(zarr.open_group(str(outputs.store))[Arrays.HEATMAP][:])
+    assert np.isnan(heatmap[0, 0])  # background corner: no tissue patch
+    assert np.nanmax(heatmap) == pytest.approx(1.0)
+
+
+def test_rerun_skips_and_overwrite_redoes(tumour_slide: Path, tmp_path: Path) -> None:
+    run(_config((tumour_slide,), tmp_path), classifier=ColourClassifier())
+    again = run(_config((tumour_slide,), tmp_path), classifier=ColourClassifier())
+    assert again.results[0].skipped
+    redone = run(_config((tumour_slide,), tmp_path, overwrite=True),
+                 classifier=ColourClassifier())
+    assert not redone.results[0].skipped
+    changed = run(_config((tumour_slide,), tmp_path,
+                          polygons=PolygonParams(threshold=0.9)),
+                  classifier=ColourClassifier())
+    assert not changed.results[0].skipped
+
+
+def test_batch_goes_on_after_a_bad_slide(tumour_slide: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-slide.svs"
+    bad.write_bytes(b"this is not a slide")
+    report = run(_config((bad, tumour_slide), tmp_path / "out"),
+                 classifier=ColourClassifier())
+    assert [r.slide for r in report.results] == [tumour_slide]
+    assert len(report.failures) == 1
+    failure = report.failures[0]
+    assert failure.slide == bad
+    assert "not-a-slide.svs" in failure.message
+    run_json = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run_json["failures"][0]["stage"] == "tile"

@@ -1,0 +1,117 @@
+"""Scoring a tile store through dask: locally, resumed, and on a real LocalCluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import zarr
+
+from tests.fakes import NORMAL_RGB, TUMOUR_RGB, ColourClassifier
+from wsi.errors import ModelLoadError, WsiError
+from wsi.layout import Arrays, Attr
+from wsi.scoring import ScoringParams, score_store
+from wsi.synthetic import write_pyramid_tiff
+from wsi.tiling import TilingParams, tile_slide
+from wsi.tissue import TissueParams
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("scoring")
+    rgb = np.full((2048, 2048, 3), 245, np.uint8)
+    rgb[200:1800, 200:1800] = NORMAL_RGB
+    rgb[600:1100, 600:1100] = TUMOUR_RGB
+    slide = write_pyramid_tiff(tmp / "s.tif", rgb, mpp=0.243)
+    result = tile_slide(slide, tmp / "s.zarr", tiling=TilingParams(chunk_patches=16),
+                        tissue=TissueParams())
+    assert result.n_patches > 48
+    return result.store
+
+
+def _copy(store: Path, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(store, dest)
+    return dest
+
+
+def _scores(store: Path) -> npt.NDArray[np.float32]:
+    return np.asarray(zarr.open_group(str(store))[Arrays.SCORES][:])
+
+
+def test_scores_match_the_classifier(store: Path, tmp_path: Path) -> None:
+    copy = _copy(store, tmp_path / "s.zarr")
+    result = score_store(copy, params=ScoringParams(), classifier=ColourClassifier())
+    root = zarr.open_group(str(copy))
+    patches = np.asarray(root[Arrays.PATCHES][:])
+    np.testing.assert_array_equal(_scores(copy), ColourClassifier()(patches))
+    assert root.attrs[Attr.SCORING_COMPLETE] is True
+    assert result.chunks_scored == result.n_chunks
+    assert _scores(copy).max() == 1.0
+
+
+@dataclass(frozen=True)
+class _CountingClassifier(ColourClassifier):
+    log: str = ""
+
+    def __call__(self, patches: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        with open(self.log, "a") as handle:
+            handle.write(f"{len(patches)}\n")
+        return super().__call__(patches)
+
+
+def test_resume_scores_only_unfinished_chunks(store: Path, tmp_path: Path) -> None:
+    copy = _copy(store, tmp_path / "s.zarr")
+    score_store(copy, params=ScoringParams(), classifier=ColourClassifier())
+    root = zarr.open_group(str(copy), mode="r+")
+    n_chunks = root[Arrays.SCORED].shape[0]
+    root[Arrays.SCORED][1] = False  # as if killed before this chunk finished
+    root.attrs[Attr.SCORING_COMPLETE] = False
+    log = tmp_path / "calls.txt"
+    result = score_store(copy, params=ScoringParams(),
+                         classifier=_CountingClassifier(log=str(log)))
+    assert result.chunks_scored == 1 < n_chunks
+    assert log.read_text().split() == ["16"]
+    assert zarr.open_group(str(copy)).attrs[Attr.SCORING_COMPLETE] is True
+
+
+def test_model_with_other_resolution_is_refused(store: Path, tmp_path: Path) -> None:
+    copy = _copy(store, tmp_path / "s.zarr")
+    with pytest.raises(ModelLoadError, match="0.5 um/px"):
+        score_store(copy, params=ScoringParams(), classifier=ColourClassifier(mpp=0.5))
+    with pytest.raises(ModelLoadError, match="64 px"):
+        score_store(copy, params=ScoringParams(), classifier=ColourClassifier(input_px=64))
+
+
+def test_unfinished_tiling_is_refused(store: Path, tmp_path: Path) -> None:
+    copy = _copy(store, tmp_path / "s.zarr")
+    zarr.open_group(str(copy), mode="r+").attrs[Attr.TILING_COMPLETE] = False
+    with pytest.raises(WsiError, match="tile"):
+        score_store(copy, params=ScoringParams(), classifier=ColourClassifier())
+
+
+def test_distributed_run_equals_local_run(store: Path, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    local = _copy(store, tmp_path / "local.zarr")
+    remote = _copy(store, tmp_path / "remote.zarr")
+    score_store(local, params=ScoringParams(), classifier=ColourClassifier())
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address=None) as cluster:
+        score_store(remote, params=ScoringParams(scheduler=cluster.scheduler_address),
+                    classifier=ColourClassifier())
+    np.testing.assert_array_equal(_scores(local), _scores(remote))
+
+
+def test_unreachable_scheduler_is_one_clear_error(store: Path, tmp_path: Path) -> None:
+    import dask
+
+    copy = _copy(store, tmp_path / "s.zarr")
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), \
+            pytest.raises(WsiError, match="dask scheduler at tcp://127.0.0.1:9"):
+        score_store(copy, params=ScoringParams(scheduler="tcp://127.0.0.1:9"),
+                    classifier=ColourClassifier())

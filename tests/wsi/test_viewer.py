@@ -1,0 +1,366 @@
+"""The web viewer through Flask's test client, on a tiny output folder built here."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from flask.testing import FlaskClient
+from PIL import Image
+
+from wsi.geometry import SlideGeometry, TileGrid
+from wsi.heatmap import write_heatmap_zarr
+from wsi.layout import SlideOutputs
+from wsi.viewer import ViewerConfig, create_app
+
+MPP = 0.243
+WIDTH_PX, HEIGHT_PX = 1024, 768
+STEM = "tiny"
+REGION = [[400, 300], [700, 300], [700, 500], [400, 500], [400, 300]]
+
+
+def _write_slide(path: Path) -> Path:
+    """Write a 2-level tiled JPEG TIFF at 0.243 um/px: white with a purple square."""
+    rgb = np.full((HEIGHT_PX, WIDTH_PX, 3), 240, np.uint8)
+    rgb[300:500, 400:700] = (110, 40, 150)
+    with tifffile.TiffWriter(path) as tif:
+        for ds in (1, 4):
+            level = rgb[::ds, ::ds]
+            tif.write(
+                level,
+                tile=(128, 128),
+                photometric="rgb",
+                compression="jpeg",
+                resolution=(1e4 / (MPP * ds),) * 2,
+                resolutionunit="CENTIMETER",
+                subfiletype=0 if ds == 1 else 1,
+                metadata=None,
+            )
+    return path
+
+
+def _grid() -> TileGrid:
+    geometry = SlideGeometry(
+        width_px=WIDTH_PX,
+        height_px=HEIGHT_PX,
+        mpp_x=MPP,
+        mpp_y=MPP,
+        level_dimensions=((1024, 768), (256, 192)),
+    )
+    return TileGrid(geometry=geometry, stride_px=32)
+
+
+def _heatmap(shape: tuple[int, int]) -> np.ndarray:
+    values = np.linspace(0, 1, shape[0] * shape[1], dtype=np.float32).reshape(shape)
+    values[0, 0] = np.nan
+    return values
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OUT/tiny with every file the viewer reads, OUT/partial with a summary only."""
+    root = tmp_path_factory.mktemp("viewer")
+    slide = _write_slide(root / f"{STEM}.tif")
+    out = root / "out"
+    outputs = SlideOutputs.for_slide(out, slide)
+    outputs.folder.mkdir(parents=True)
+    grid = _grid()
+    write_heatmap_zarr(
+        zarr.open_group(str(outputs.store), mode="w"), _heatmap(grid.shape), grid=grid
+    )
+    outputs.summary_json.write_text(
+        json.dumps(
+            {
+                "slide": {"path": str(slide.resolve()), "stem": STEM},
+                "n_patches": 23,
+                "max_probability": 0.875,
+                "tumor_area_um2": 3541.0,
+                "n_regions": 1,
+                "threshold": 0.5,
+                "effective_mpp": 0.972,
+            }
+        )
+    )
+    outputs.geojson.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "Polygon", "coordinates": [REGION]},
+                        "properties": {
+                            "objectType": "annotation",
+                            "classification": {"name": "Tumor"},
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    Image.new("RGB", (8, 8), "red").save(outputs.overlay_png)
+    partial = SlideOutputs(out / "partial")
+    partial.folder.mkdir()
+    partial.summary_json.write_text(
+        json.dumps(
+            {
+                "slide": {"path": str(root / "gone.tif")},
+                "max_probability": 0.1,
+                "tumor_area_um2": 0.0,
+            }
+        )
+    )
+    (out / "not-a-slide").mkdir()
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(out_dir: Path) -> FlaskClient:
+    return create_app(ViewerConfig(out_dir)).test_client()
+
+
+def test_index_lists_slides(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'href="/slides/tiny"' in html
+    assert 'href="/slides/partial"' in html
+    assert "0.875" in html
+    assert "0.004" in html
+    assert "not-a-slide" not in html
+
+
+def test_api_slides(client: FlaskClient) -> None:
+    slides = client.get("/api/slides").get_json()
+    assert [s["stem"] for s in slides] == ["partial", "tiny"]
+    tiny = slides[1]
+    assert tiny["max_probability"] == 0.875
+    assert tiny["tumor_area_mm2"] == pytest.approx(0.003541)
+    assert tiny["slide_found"]
+    assert tiny["has_heatmap"]
+    assert tiny["has_regions"]
+    assert not slides[0]["slide_found"]
+    assert not slides[0]["has_heatmap"]
+
+
+def test_summary(client: FlaskClient) -> None:
+    summary = client.get("/api/slides/tiny/summary").get_json()
+    assert summary["n_patches"] == 23
+
+
+def test_dzi_describes_the_slide(client: FlaskClient) -> None:
+    response = client.get("/slides/tiny.dzi")
+    assert response.status_code == 200
+    assert response.mimetype == "application/xml"
+    image = ET.fromstring(response.data)
+    assert image.get("Format") == "jpeg"
+    assert (image.get("TileSize"), image.get("Overlap")) == ("254", "1")
+    size = image.find("{*}Size")
+    assert size is not None
+    assert (size.get("Width"), size.get("Height")) == (str(WIDTH_PX), str(HEIGHT_PX))
+
+
+@pytest.mark.parametrize(
+    ("level", "col", "row", "size"),
+    [
+        (10, 0, 0, (255, 255)),
+        (10, 4, 3, (9, 7)),
+        (0, 0, 0, (1, 1)),
+        (7, 0, 0, (128, 96)),
+    ],
+)
+def test_tile_is_jpeg_of_the_right_size(
+    client: FlaskClient, level: int, col: int, row: int, size: tuple[int, int]
+) -> None:
+    # Level 10 is full resolution (2**10 >= 1024); tiles are 254 px plus a 1 px
+    # overlap on each inner side; the last column and row hold the remainder.
+    response = client.get(f"/slides/tiny_files/{level}/{col}_{row}.jpeg")
+    assert response.status_code == 200
+    assert response.mimetype == "image/jpeg"
+    assert response.data[:2] == b"\xff\xd8"
+    assert Image.open(io.BytesIO(response.data)).size == size
+
+
+def test_tile_shows_the_slide(client: FlaskClient) -> None:
+    data = client.get("/slides/tiny_files/10/2_1.jpeg").data  # x 507..762, y 253..508
+    rgb = np.asarray(Image.open(io.BytesIO(data)))
+    assert rgb[100, 100].tolist() == pytest.approx([110, 40, 150], abs=12)  # (607, 353)
+    assert rgb[250, 250].min() > 220  # (757, 503): background
+
+
+@pytest.mark.parametrize(
+    "url", ["/slides/tiny_files/11/0_0.jpeg", "/slides/tiny_files/10/9_0.jpeg"]
+)
+def test_tile_outside_the_pyramid_is_404(client: FlaskClient, url: str) -> None:
+    assert client.get(url).status_code == 404
+
+
+def test_regions_are_geojson(client: FlaskClient) -> None:
+    response = client.get("/api/slides/tiny/regions")
+    assert response.status_code == 200
+    assert response.mimetype == "application/geo+json"
+    data = response.get_json(force=True)
+    assert data["type"] == "FeatureCollection"
+    (feature,) = data["features"]
+    assert feature["type"] == "Feature"
+    ring = feature["geometry"]["coordinates"][0]
+    assert ring[0] == ring[-1]
+    assert ring == REGION
+
+
+def test_heatmap_geometry_matches_the_grid(client: FlaskClient) -> None:
+    grid = _grid()
+    geometry = client.get("/api/slides/tiny/heatmap").get_json()
+    assert geometry["shape"] == list(grid.shape)
+    assert geometry["origin_l0_px"] == list(grid.cell_origin_l0)
+    assert geometry["cell_size_l0_px"] == grid.cell_size_l0
+    assert geometry["image_url"] == "/slides/tiny/heatmap.png"
+
+
+def test_heatmap_png_has_one_square_per_cell(client: FlaskClient) -> None:
+    rows, cols = _grid().shape
+    values = _heatmap((rows, cols))
+    response = client.get("/slides/tiny/heatmap.png?min_probability=0.5")
+    assert response.status_code == 200
+    assert response.mimetype == "image/png"
+    image = Image.open(io.BytesIO(response.data))
+    assert image.mode == "RGBA"
+    k = image.width // cols
+    assert image.size == (cols * k, rows * k)
+    assert k > 1
+    alpha = np.asarray(image)[k // 2 :: k, k // 2 :: k, 3]
+    np.testing.assert_array_equal(alpha > 0, np.nan_to_num(values, nan=-1) >= 0.5)
+
+
+@pytest.mark.parametrize("query", ["min_probability=2", "min_probability=abc"])
+def test_heatmap_png_rejects_bad_minimum(client: FlaskClient, query: str) -> None:
+    assert client.get(f"/slides/tiny/heatmap.png?{query}").status_code == 400
+
+
+def test_heatmap_value_under_a_point(client: FlaskClient) -> None:
+    grid = _grid()
+    values = _heatmap(grid.shape)
+    x, y = grid.cell_to_level0([[1, 2]])[0] + grid.cell_size_l0 / 2
+    found = client.get(f"/api/slides/tiny/heatmap/value?x={x}&y={y}").get_json()
+    assert (found["row"], found["col"]) == (1, 2)
+    assert found["probability"] == pytest.approx(values[1, 2])
+    x0, y0 = grid.cell_origin_l0
+    assert (
+        client.get(f"/api/slides/tiny/heatmap/value?x={x0}&y={y0}").get_json()[
+            "probability"
+        ]
+        is None
+    )  # NaN cell
+    outside = client.get("/api/slides/tiny/heatmap/value?x=1&y=1").get_json()
+    assert outside["row"] is None
+    bad = client.get("/api/slides/tiny/heatmap/value?x=nan&y=1")
+    assert bad.status_code == 400
+    assert "x" in bad.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/slides/nope",
+        "/slides/nope.dzi",
+        "/slides/nope_files/0/0_0.jpeg",
+        "/api/slides/nope/summary",
+        "/api/slides/nope/regions",
+        "/api/slides/nope/heatmap",
+        "/slides/nope/heatmap.png",
+        "/api/slides/.hidden/summary",
+    ],
+)
+def test_unknown_slide_is_404(client: FlaskClient, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 404
+    if url.startswith("/api/"):
+        assert url.split("/")[3] in response.get_json()["error"]
+
+
+def test_missing_outputs_show_what_is_there(client: FlaskClient) -> None:
+    assert (
+        client.get("/api/slides/partial/summary").get_json()["max_probability"] == 0.1
+    )
+    assert client.get("/api/slides/partial/regions").status_code == 404
+    assert client.get("/api/slides/partial/heatmap").status_code == 404
+    assert client.get("/slides/partial.dzi").status_code == 404
+    page = client.get("/slides/partial")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Cannot show the slide" in html
+    assert "gone.tif" in html
+
+
+def test_slide_page_is_self_contained(client: FlaskClient) -> None:
+    response = client.get("/slides/tiny")
+    assert response.status_code == 200
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    html = response.get_data(as_text=True)
+    assert "/static/openseadragon/openseadragon.min.js" in html
+    assert "/slides/tiny.dzi" in html
+    assert "0.875" in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    for path in (
+        "openseadragon/openseadragon.min.js",
+        "slide.js",
+        "viewer.css",
+        "openseadragon/images/zoomin_rest.png",
+        "openseadragon/LICENSE.txt",
+    ):
+        static = client.get(f"/static/{path}")
+        assert static.status_code == 200, path
+        static.close()
+
+
+def test_output_files_are_served_by_name_only(client: FlaskClient) -> None:
+    response = client.get("/slides/tiny/files/overlay.png")
+    assert response.status_code == 200
+    assert response.mimetype == "image/png"
+    response.close()
+    assert (
+        client.get("/slides/tiny/files/heatmap.png").status_code == 404
+    )  # not written
+    assert client.get("/slides/tiny/files/..%2F..%2Ftiny.tif").status_code == 404
+    assert client.get("/slides/tiny/files/tiny.zarr").status_code == 404
+
+
+def test_slide_paths_from_config(out_dir: Path, tmp_path: Path) -> None:
+    moved = _write_slide(tmp_path / "gone.tif")
+    by_stem = create_app(ViewerConfig(out_dir, slides={"partial": moved})).test_client()
+    assert by_stem.get("/slides/partial.dzi").status_code == 200
+    by_folder = create_app(ViewerConfig(out_dir, slide_dirs=(tmp_path,))).test_client()
+    assert by_folder.get("/slides/partial.dzi").status_code == 200
+
+
+def test_config_is_validated(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="tile_quality"):
+        ViewerConfig(tmp_path, tile_quality=0)
+    with pytest.raises(ValueError, match="not a folder"):
+        create_app(ViewerConfig(tmp_path / "missing"))
+    empty = create_app(ViewerConfig(tmp_path)).test_client()
+    assert "No slides" in empty.get("/").get_data(as_text=True)
+    assert empty.get("/api/slides").get_json() == []
+
+
+def test_slide_path_from_the_store_while_running(tmp_path: Path) -> None:
+    # Tiled, not finished: no summary.json yet; the tiling attrs name the slide.
+    slide = _write_slide(tmp_path / "running.tif")
+    outputs = SlideOutputs.for_slide(tmp_path / "out", slide)
+    group = zarr.open_group(str(outputs.store), mode="w")
+    group.attrs["tiling"] = {"slide": {"path": str(slide), "name": slide.name}}
+    client = create_app(ViewerConfig(tmp_path / "out")).test_client()
+    (entry,) = client.get("/api/slides").get_json()
+    assert entry["stem"] == "running"
+    assert entry["slide_found"]
+    assert not entry["has_summary"]
+    assert client.get("/slides/running.dzi").status_code == 200
+    assert client.get("/api/slides/running/summary").status_code == 404
+    assert "run not finished" in client.get("/").get_data(as_text=True)

@@ -1,0 +1,96 @@
+"""Command line: a thin click layer over the library. Nothing else imports this module.
+
+``wsi-heatmap SLIDE...`` runs the whole pipeline; sub-commands run single stages.
+Heavy libraries (TensorFlow, dask, the web server) are imported inside the commands
+that need them, so ``wsi-heatmap --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from wsi.errors import WsiError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("wsi")
+
+EXISTING = click.Path(exists=False, path_type=Path)
+
+
+class _DefaultGroup(click.Group):
+    """A group whose default command is ``run``: ``wsi-heatmap SLIDE`` = ``run SLIDE``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        flags = {"--debug", "-v", "--verbose", "-q", "--quiet"}
+        for i, arg in enumerate(args):
+            if arg in flags:
+                continue
+            if arg in ("--help", "-h", "--version"):
+                break
+            if arg not in self.commands:
+                args = [*args[:i], "run", *args[i:]]
+            break
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wsi-heatmap")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
+    """Find metastases in whole-slide images: tile, score, stitch a heatmap, export.
+
+    \b
+    wsi-heatmap SLIDE... [--out DIR]     the whole pipeline
+    wsi-heatmap tile|score|stitch ...    single stages on the same store
+    wsi-heatmap train / eval-patches     the patch classifier
+    wsi-heatmap view OUT                 local web viewer
+    wsi-heatmap doctor                   check the installation
+    """
+    ctx.obj = {"debug": debug}
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("distributed", "tensorflow", "absl", "h5py", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: one-line errors and exit code 1, tracebacks only with ``--debug``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="wsi-heatmap", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except WsiError as err:
+        if debug:
+            raise
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted: run the same command again to resume", err=True)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - last resort: one line, then exit 2
+        if debug:
+            raise
+        click.echo(f"unexpected error: {type(err).__name__}: {err} (rerun with --debug "
+                   "for the traceback and report it)", err=True)
+        sys.exit(2)
+
+
+from wsi import cli_commands as _commands  # noqa: E402  (registers the sub-commands)
+
+_commands.register(cli)

@@ -1,0 +1,71 @@
+"""CLI commands of the patch classifier: ``train`` and ``eval-patches``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
+
+
+@click.command("train")
+@click.argument("train_data", type=click.Path(exists=True, path_type=Path))
+@click.option("--valid", "valid_data", type=click.Path(exists=True, path_type=Path),
+              required=True, help="Validation set (any of the three layouts).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Run folder: checkpoints, log.csv, curves.png, best.keras.")
+@click.option("--arch", type=click.Choice(["nasnet-mobile", "small-cnn", "logreg"]),
+              default="nasnet-mobile", show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
+              default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--imagenet-weights", type=click.Path(exists=True, path_type=Path),
+              help="Local NASNetMobile no-top ImageNet weights (.h5); default: random.")
+@click.option("--free-rotation/--no-free-rotation", default=False, show_default=True,
+              help="Add free rotations with reflection padding to the 8 symmetries.")
+@click.option("--limit", type=click.IntRange(min=2), help="Use at most N training patches.")
+def train_command(train_data: Path, valid_data: Path, out_dir: Path, arch: str,
+                  epochs: int, batch_size: int, learning_rate: float, seed: int,
+                  imagenet_weights: Path | None, free_rotation: bool,
+                  limit: int | None) -> None:
+    """Train a patch classifier on TRAIN_DATA; rerun the same command to resume."""
+    from model.augment import AugmentParams
+    from model.train import TrainConfig, train
+
+    result = train(TrainConfig(
+        train_data=train_data, valid_data=valid_data, out_dir=out_dir, arch=arch,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        imagenet_weights=imagenet_weights, augment=AugmentParams(free_rotation=free_rotation),
+        limit_train=limit,
+    ))
+    click.echo(f"best validation AUC {result.best_val_auc:.4f}: {result.best_model} "
+               f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min)")
+
+
+@click.command("eval-patches")
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="A .keras model with its .json sidecar; default: the bundled model.")
+@click.option("--tta", type=TTA_CHOICE, default="none", show_default=True)
+@click.option("--tta-mean", type=click.Choice(["arithmetic", "geometric"]),
+              default="arithmetic", show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Write the metrics as JSON here.")
+@click.option("--roc-png", type=click.Path(path_type=Path), help="Write the ROC curve here.")
+@click.option("--limit", type=click.IntRange(min=2), help="Evaluate at most N patches.")
+def eval_patches_command(data: Path, model_path: Path | None, tta: str, tta_mean: str,
+                         json_path: Path | None, roc_png: Path | None,
+                         limit: int | None) -> None:
+    """Evaluate a model on labelled patches in DATA (ROC AUC, accuracy, loss)."""
+    from model.evaluate import eval_patches
+
+    report = eval_patches(data, model=model_path, tta=tta, tta_mean=tta_mean,
+                          limit=limit, roc_png=roc_png)
+    click.echo(f"n={report.n}  AUC={report.auc:.4f}  accuracy={report.accuracy:.4f}  "
+               f"loss={report.loss:.4f}  (tta={tta})")
+    if json_path is not None:
+        json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n")

@@ -1,0 +1,237 @@
+"""The one orchestrator: tile -> score -> stitch -> export, slide by slide.
+
+Each slide's outputs go to ``OUT/<stem>/`` (see :mod:`wsi.layout`). A slide whose
+``summary.json`` was written with the same settings is skipped; a failing slide is
+recorded in the report and the batch goes on. ``run.json`` records the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wsi.errors import OutputError, WsiError
+from wsi.export import PolygonParams
+from wsi.layout import SlideOutputs
+from wsi.progress import Progress
+from wsi.provenance import git_commit, settings_hash, software_versions
+from wsi.scoring import PatchClassifier, ScoringParams, score_store
+from wsi.stages import export_slide, stitch_slide
+from wsi.tiling import TilingParams, tile_slide
+from wsi.tissue import TissueParams
+
+__all__ = ["Failure", "RunConfig", "RunReport", "SlideResult", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything a run needs; the CLI and a TOML file fill it."""
+
+    slides: tuple[Path, ...]
+    out_dir: Path
+    tissue: TissueParams = field(default_factory=TissueParams)
+    tiling: TilingParams = field(default_factory=TilingParams)
+    scoring: ScoringParams = field(default_factory=ScoringParams)
+    polygons: PolygonParams = field(default_factory=PolygonParams)
+    mpp: float | None = None
+    mpp_from_objective: bool = False
+    overwrite: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        """The result-shaping settings (not the slide list or where to run)."""
+        scoring = asdict(self.scoring)
+        for machine_only in ("scheduler", "workers", "batch_size"):
+            scoring.pop(machine_only, None)
+        return {
+            "tissue": asdict(self.tissue),
+            "tiling": asdict(self.tiling),
+            "scoring": scoring,
+            "polygons": asdict(self.polygons),
+            "mpp": self.mpp,
+            "mpp_from_objective": self.mpp_from_objective,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    """A slide that failed, at which stage, and why (one line)."""
+
+    slide: Path
+    stage: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlideResult:
+    """The headline numbers of one finished slide."""
+
+    slide: Path
+    outputs: SlideOutputs
+    n_patches: int
+    max_probability: float
+    tumor_area_um2: float
+    seconds: float
+    skipped: bool = False
+
+
+@dataclass(kw_only=True)
+class RunReport:
+    """What a run did: results, failures, and where ``run.json`` is."""
+
+    results: list[SlideResult] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    run_json: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no slide failed."""
+        return not self.failures
+
+
+def run(
+    config: RunConfig,
+    *,
+    classifier: PatchClassifier | None = None,
+    progress: Progress | None = None,
+) -> RunReport:
+    """Run the whole pipeline on every slide of ``config``.
+
+    Parameters
+    ----------
+    config
+        Slides, output folder and stage settings.
+    classifier
+        A loaded classifier to use instead of ``config.scoring.model_path``.
+    progress
+        Receives one stage at a time (tiling, scoring).
+
+    Returns
+    -------
+    RunReport
+        Per-slide results and failures; ``run.json`` is written beside the outputs.
+    """
+    report = RunReport()
+    out_dir = Path(config.out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{out_dir}: cannot create the output folder ({err.strerror}); "
+                          "choose a writable --out") from err
+    started = time.time()
+    for slide in config.slides:
+        stage = ["setup"]
+        try:
+            report.results.append(_run_slide(slide, config, classifier=classifier,
+                                             progress=progress, stage=stage))
+        except WsiError as err:
+            logger.error("%s: %s", slide, err)
+            report.failures.append(Failure(slide=slide, stage=stage[-1], message=str(err)))
+        except OSError as err:  # disk full, permissions: record, keep the store resumable
+            where = err.filename or SlideOutputs.for_slide(out_dir, slide).folder
+            message = (f"{where}: {err.strerror or err}; free space or choose a writable "
+                       "--out, then run again to resume")
+            logger.error("%s: %s", slide, message)
+            report.failures.append(Failure(slide=slide, stage=stage[-1], message=message))
+    report.run_json = _write_run_json(config, report, seconds=time.time() - started)
+    return report
+
+
+def _run_slide(slide: Path, config: RunConfig, *, classifier: PatchClassifier | None,
+               progress: Progress | None, stage: list[str]) -> SlideResult:
+    """Run one slide; ``stage`` records the stage reached, for failure reports."""
+    outputs = SlideOutputs.for_slide(config.out_dir, slide)
+    digest = settings_hash(config.settings() | {"slide": str(Path(slide).resolve())})
+    previous = _finished_summary(outputs, digest)
+    if previous is not None and not config.overwrite:
+        logger.info("%s: already done with these settings; --overwrite redoes it", slide)
+        return _result_from_summary(slide, outputs, previous, skipped=True)
+    timings: dict[str, float] = {}
+    stage.append("tile")
+    t0 = time.perf_counter()
+    tiled = tile_slide(slide, outputs.store, tiling=config.tiling, tissue=config.tissue,
+                       mpp=config.mpp, mpp_from_objective=config.mpp_from_objective,
+                       overwrite=config.overwrite, progress=progress)
+    timings["tile"] = time.perf_counter() - t0
+    stage.append("score")
+    t0 = time.perf_counter()
+    scored = score_store(outputs.store, params=config.scoring, classifier=classifier,
+                         overwrite=config.overwrite, progress=progress)
+    timings["score"] = time.perf_counter() - t0
+    stage.append("stitch")
+    t0 = time.perf_counter()
+    stitched = stitch_slide(outputs)
+    timings["stitch"] = time.perf_counter() - t0
+    stage.append("export")
+    t0 = time.perf_counter()
+    exported = export_slide(outputs, stitched, params=config.polygons)
+    timings["export"] = time.perf_counter() - t0
+    summary = {
+        "slide": {"path": str(Path(slide).resolve()), "stem": outputs.stem},
+        "settings_hash": digest,
+        "settings": config.settings(),
+        "n_patches": tiled.n_patches,
+        "effective_mpp": tiled.effective_mpp,
+        "slide_probability": stitched.max_probability,
+        "max_probability": stitched.max_probability,
+        "tumor_area_um2": exported.tumor_area_um2,
+        "n_regions": exported.n_regions,
+        "n_detections": exported.n_detections,
+        "threshold": config.polygons.threshold,
+        "model_sha256": scored.model_sha256,
+        "timings_s": timings,
+        "versions": software_versions(),
+    }
+    _write_json_atomic(outputs.summary_json, summary)
+    return _result_from_summary(slide, outputs, summary, skipped=False)
+
+
+def _finished_summary(outputs: SlideOutputs, digest: str) -> dict[str, Any] | None:
+    try:
+        summary: dict[str, Any] = json.loads(outputs.summary_json.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return summary if summary.get("settings_hash") == digest else None
+
+
+def _result_from_summary(slide: Path, outputs: SlideOutputs, summary: dict[str, Any], *,
+                         skipped: bool) -> SlideResult:
+    return SlideResult(
+        slide=slide, outputs=outputs, n_patches=int(summary["n_patches"]),
+        max_probability=float(summary["max_probability"]),
+        tumor_area_um2=float(summary["tumor_area_um2"]),
+        seconds=float(sum(summary["timings_s"].values())), skipped=skipped,
+    )
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.replace(path)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write ({err.strerror}); free space or "
+                          "choose another --out") from err
+
+
+def _write_run_json(config: RunConfig, report: RunReport, *, seconds: float) -> Path:
+    path = Path(config.out_dir) / "run.json"
+    _write_json_atomic(path, {
+        "config": asdict(config),
+        "versions": software_versions(),
+        "git_commit": git_commit(),
+        "seconds": seconds,
+        "results": [
+            {"slide": str(r.slide), "n_patches": r.n_patches,
+             "max_probability": r.max_probability, "tumor_area_um2": r.tumor_area_um2,
+             "seconds": r.seconds, "skipped": r.skipped}
+            for r in report.results
+        ],
+        "failures": [asdict(f) for f in report.failures],
+    })
+    return path

@@ -1,0 +1,283 @@
+"""Score a tile store's patches through dask, chunk by chunk, resumably.
+
+The ``patches`` array of a finished tile store becomes a dask array chunked like the
+store. Each task scores one whole chunk with the classifier (loaded once per worker)
+and writes its probabilities straight back into the store's ``scores`` array, then
+marks the chunk done; a restarted run skips finished chunks. Without a scheduler
+address the work runs on local threads (reading one chunk while the model scores
+another); with one, on that dask.distributed cluster, whose workers must see the
+store and the model file at the same paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from wsi.errors import ModelLoadError, WsiError
+from wsi.layout import Arrays, Attr
+from wsi.progress import Progress, ensure_progress
+
+__all__ = [
+    "ClassifierSpec",
+    "PatchClassifier",
+    "ScoringParams",
+    "ScoringResult",
+    "score_store",
+]
+
+logger = logging.getLogger(__name__)
+
+TtaMode = Literal["none", "flips", "dihedral"]
+MPP_TOLERANCE = 0.01
+
+
+@runtime_checkable
+class PatchClassifier(Protocol):
+    """A callable from ``uint8[N, 96, 96, 3]`` patches to ``float32[N]`` probabilities."""
+
+    input_px: int
+    mpp: float
+    sha256: str
+
+    def __call__(self, patches: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Probability of tumour in each patch's centre 32x32."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClassifierSpec:
+    """How a worker loads the classifier: a model file (None = bundled) and its TTA.
+
+    Specs, not loaded models, travel to dask workers; each worker loads the model
+    once and keeps it for every chunk it scores.
+    """
+
+    model_path: Path | None = None
+    tta: TtaMode = "none"
+    batch_size: int = 256
+
+    def load(self) -> PatchClassifier:
+        """Load the classifier (TensorFlow is imported here, never at module import)."""
+        from model.predict import load_classifier
+
+        return load_classifier(self.model_path, tta=self.tta, batch_size=self.batch_size)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScoringParams:
+    """Scoring settings."""
+
+    model_path: Path | None = None
+    batch_size: int = 256
+    tta: TtaMode = "none"
+    scheduler: str | None = None
+    workers: int = 2
+
+    def spec(self) -> ClassifierSpec:
+        """The classifier spec these settings describe."""
+        return ClassifierSpec(model_path=self.model_path, tta=self.tta,
+                              batch_size=self.batch_size)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScoringResult:
+    """What a scoring run did."""
+
+    n_patches: int
+    n_chunks: int
+    chunks_scored: int
+    seconds: float
+    model_sha256: str
+
+
+_CACHE: dict[ClassifierSpec, PatchClassifier] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _classifier_for(source: ClassifierSpec | PatchClassifier) -> PatchClassifier:
+    if not isinstance(source, ClassifierSpec):
+        return source
+    with _CACHE_LOCK:
+        if source not in _CACHE:
+            _CACHE[source] = source.load()
+        return _CACHE[source]
+
+
+def check_model_matches(classifier: PatchClassifier, tiling: dict[str, Any], *,
+                        model_name: str) -> None:
+    """Refuse a model whose patch size or um/px differs from the tiles'."""
+    tile_px = int(tiling["tile_px"])
+    mpp = float(tiling["effective_mpp"])
+    if classifier.input_px != tile_px:
+        raise ModelLoadError(
+            f"{model_name}: model takes {classifier.input_px} px patches but the tiles "
+            f"are {tile_px} px; tile again with the model's patch size"
+        )
+    if abs(classifier.mpp / mpp - 1) > MPP_TOLERANCE:
+        raise ModelLoadError(
+            f"{model_name}: model was trained at {classifier.mpp} um/px but the tiles are "
+            f"at {mpp:.4f} um/px; tile again with --target-mpp {classifier.mpp}"
+        )
+
+
+def score_store(
+    store_path: Path,
+    *,
+    params: ScoringParams,
+    classifier: PatchClassifier | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> ScoringResult:
+    """Score every patch of a finished tile store and write ``scores`` into it.
+
+    Parameters
+    ----------
+    store_path
+        A tile store written by :func:`wsi.tiling.tile_slide`.
+    params
+        Model, batch size, TTA and where to run.
+    classifier
+        Use this classifier instead of loading ``params.model_path`` (tests, notebooks).
+        It must be picklable to run on a distributed scheduler.
+    overwrite
+        Rescore chunks already scored (by another model, say).
+    progress
+        Receives one unit per chunk scored.
+
+    Raises
+    ------
+    WsiError
+        The store is not a finished tile store, or the model does not match it.
+    ModelLoadError
+        The model cannot be loaded or does not match the tiles.
+    """
+    import dask
+    import dask.array as da
+    import zarr
+
+    start = time.perf_counter()
+    root = _open_tiled_store(store_path)
+    patches = root[Arrays.PATCHES]
+    n, chunk = int(patches.shape[0]), int(patches.chunks[0])
+    n_chunks = -(-n // chunk)
+    source: ClassifierSpec | PatchClassifier = classifier or params.spec()
+    local = _classifier_for(source) if params.scheduler is None or classifier else None
+    probe = local or _classifier_for(params.spec())
+    model_name = str(params.model_path or "bundled model")
+    check_model_matches(probe, dict(root.attrs[Attr.TILING]), model_name=model_name)
+    _prepare_scores(root, n=n, chunk=chunk, n_chunks=n_chunks, sha256=probe.sha256,
+                    params=params, overwrite=overwrite)
+    done = np.asarray(root[Arrays.SCORED][:], dtype=bool)
+    todo = [i for i in range(n_chunks) if not done[i]]
+    logger.info("%s: %d of %d chunks to score", store_path, len(todo), n_chunks)
+    report = ensure_progress(progress)
+    report.start(len(todo), "score")
+    if todo:
+        darr = da.from_zarr(str(Path(store_path) / Arrays.PATCHES))
+        store_str = str(store_path)
+        tasks = [
+            dask.delayed(_score_chunk)(darr.blocks[i], store_str, i, chunk, source)
+            for i in todo
+        ]
+        _run_tasks(tasks, params=params, on_done=report.advance)
+    report.close()
+    root = zarr.open_group(str(store_path), mode="r+")
+    if not np.asarray(root[Arrays.SCORED][:], dtype=bool).all():
+        raise WsiError(f"{store_path}: some chunks were not scored; run the command again")
+    root.attrs[Attr.SCORING_COMPLETE] = True
+    return ScoringResult(n_patches=n, n_chunks=n_chunks, chunks_scored=len(todo),
+                         seconds=time.perf_counter() - start, model_sha256=probe.sha256)
+
+
+def _open_tiled_store(store_path: Path) -> Any:
+    import zarr
+
+    try:
+        root = zarr.open_group(str(store_path), mode="r+")
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise WsiError(
+            f"{store_path}: not a tile store; run 'wsi-heatmap tile' first"
+        ) from err
+    if not root.attrs.get(Attr.TILING_COMPLETE):
+        raise WsiError(
+            f"{store_path}: tiling did not finish; run 'wsi-heatmap tile' again to resume it"
+        )
+    return root
+
+
+def _prepare_scores(root: Any, *, n: int, chunk: int, n_chunks: int, sha256: str,
+                    params: ScoringParams, overwrite: bool) -> None:
+    """Create ``scores`` and its chunk markers, or reset them for another model."""
+    settings = {"model_sha256": sha256, "tta": params.tta}
+    previous = root.attrs.get(Attr.SCORING)
+    fresh = Arrays.SCORES not in root or overwrite or (
+        previous is not None and {k: previous.get(k) for k in settings} != settings
+    )
+    if fresh:
+        if previous is not None and not overwrite and Arrays.SCORES in root:
+            logger.info("model or TTA changed: rescoring every chunk")
+        root.create_array(Arrays.SCORES, shape=(n,), chunks=(chunk,), dtype="float32",
+                          fill_value=np.nan, overwrite=True)
+        root.create_array(Arrays.SCORED, shape=(n_chunks,), chunks=(1,), dtype="bool",
+                          fill_value=False, overwrite=True)
+        root.attrs[Attr.SCORING_COMPLETE] = False
+    root.attrs[Attr.SCORING] = settings | {"batch_size": params.batch_size}
+
+
+def _score_chunk(block: npt.NDArray[np.uint8], store: str, index: int, chunk: int,
+                 source: ClassifierSpec | PatchClassifier) -> int:
+    """Score one chunk and write it back; runs on a worker."""
+    import zarr
+
+    classifier = _classifier_for(source)
+    probs = np.asarray(classifier(np.asarray(block)), dtype=np.float32).reshape(-1)
+    if probs.shape[0] != block.shape[0]:
+        raise WsiError(f"classifier returned {probs.shape[0]} scores for {block.shape[0]} patches")
+    root = zarr.open_group(store, mode="r+")
+    root[Arrays.SCORES][index * chunk : index * chunk + len(probs)] = probs
+    root[Arrays.SCORED][index] = True
+    return index
+
+
+def _run_tasks(tasks: list[Any], *, params: ScoringParams,
+               on_done: Callable[[int], None]) -> None:
+    """Compute ``tasks`` locally (threads) or on a cluster, reporting each as it ends."""
+    if params.scheduler:
+        import dask
+        from distributed import Client, as_completed
+
+        try:
+            timeout = dask.config.get("distributed.comm.timeouts.connect")
+            client = Client(params.scheduler, timeout=timeout)
+        except OSError as err:
+            raise WsiError(
+                f"cannot reach the dask scheduler at {params.scheduler} ({err}); "
+                "check the address or leave --scheduler out to run locally"
+            ) from err
+        with client:
+            futures = client.compute(tasks)
+            for future in as_completed(futures):
+                future.result()
+                on_done(1)
+        return
+    import dask
+    from dask.callbacks import Callback
+
+    class _ChunkDone(Callback):  # type: ignore[misc]
+        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, id: Any) -> None:
+            name = key[0] if isinstance(key, tuple) else key
+            if isinstance(name, str) and name.startswith(_score_chunk.__name__):
+                on_done(1)
+
+    # Threads: reading and decoding one chunk overlaps with the model scoring another.
+    with _ChunkDone():
+        dask.compute(*tasks, scheduler="threads", num_workers=max(1, params.workers))

@@ -1,0 +1,106 @@
+"""The stitch and export stages on a scored store (file I/O around pure functions)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from wsi.errors import WsiError
+from wsi.export import (
+    PolygonParams,
+    detections,
+    heatmap_regions,
+    write_asap_xml,
+    write_detections_csv,
+    write_geojson,
+)
+from wsi.geometry import TileGrid
+from wsi.heatmap import heatmap_attrs, save_heatmap_png, stitch, write_heatmap_tiff
+from wsi.layout import Arrays, Attr, SlideOutputs
+from wsi.overlay import save_overlay_png
+from wsi.store import grid_from_attrs
+
+__all__ = ["Exported", "Stitched", "export_slide", "stitch_slide"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stitched:
+    """A slide's heatmap and the grid that maps it to the slide."""
+
+    heatmap: npt.NDArray[np.float32]
+    grid: TileGrid
+
+    @property
+    def max_probability(self) -> float:
+        """Highest cell probability (the slide-level score); 0 without cells."""
+        finite = self.heatmap[np.isfinite(self.heatmap)]
+        return float(finite.max()) if finite.size else 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exported:
+    """What the export stage wrote."""
+
+    n_regions: int
+    n_detections: int
+    tumor_area_um2: float
+
+
+def _open_scored(outputs: SlideOutputs) -> Any:
+    import zarr
+
+    try:
+        root = zarr.open_group(str(outputs.store), mode="r+")
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise WsiError(f"{outputs.store}: no tile store; run 'wsi-heatmap tile' first") from err
+    if not root.attrs.get(Attr.SCORING_COMPLETE):
+        raise WsiError(f"{outputs.store}: not scored yet; run 'wsi-heatmap score' first")
+    return root
+
+
+def stitch_slide(outputs: SlideOutputs) -> Stitched:
+    """Stitch a scored store's scores into ``heatmap`` (store, TIFF and PNG)."""
+    root = _open_scored(outputs)
+    grid = grid_from_attrs(dict(root.attrs[Attr.TILING]))
+    scores = np.asarray(root[Arrays.SCORES][:], dtype=np.float32)
+    rowcol = np.asarray(root[Arrays.GRID][:], dtype=np.int64)
+    heatmap = stitch(scores, rowcol, shape=grid.shape)
+    root.create_array(Arrays.HEATMAP, shape=heatmap.shape, dtype="float32",
+                      fill_value=np.nan, overwrite=True)[...] = heatmap
+    root.attrs[Attr.HEATMAP] = heatmap_attrs(grid)
+    write_heatmap_tiff(heatmap, outputs.heatmap_tif, grid=grid)
+    save_heatmap_png(heatmap, outputs.heatmap_png, title=outputs.stem)
+    return Stitched(heatmap=heatmap, grid=grid)
+
+
+def export_slide(outputs: SlideOutputs, stitched: Stitched, *,
+                 params: PolygonParams) -> Exported:
+    """Write polygons (GeoJSON, ASAP XML), detections and the overlay of a heatmap."""
+    root = _open_scored(outputs)
+    grid = stitched.grid
+    regions = heatmap_regions(stitched.heatmap, grid=grid, params=params)
+    dets = detections(stitched.heatmap, grid=grid, params=params)
+    write_geojson(regions, outputs.geojson, slide_mpp=grid.geometry.mpp)
+    write_asap_xml(regions, outputs.asap_xml)
+    write_detections_csv(dets, outputs.detections_csv)
+    thumbnail = np.asarray(root[Arrays.THUMBNAIL][:])
+    mask = np.asarray(root[Arrays.TISSUE_MASK][:], dtype=bool)
+    save_overlay_png(thumbnail=thumbnail, tissue_mask=mask, heatmap=stitched.heatmap,
+                     grid=grid, thumbnail_downsample=grid.downsample * _mask_cell_px(root),
+                     regions=regions, path=outputs.overlay_png)
+    area = float(sum(r.area_um2 for r in regions))
+    logger.info("%s: %d regions, %.0f um2, %d detections", outputs.stem, len(regions),
+                area, len(dets))
+    return Exported(n_regions=len(regions), n_detections=len(dets), tumor_area_um2=area)
+
+
+def _mask_cell_px(root: Any) -> int:
+    from wsi.geometry import MASK_CELL_PX
+
+    return int(dict(root.attrs[Attr.TILING]).get("mask_cell_px", MASK_CELL_PX))

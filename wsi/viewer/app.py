@@ -1,0 +1,379 @@
+"""The local web viewer: a Flask app over an output folder (``wsi-heatmap view OUT``).
+
+Pages
+    ``/`` the slides with their scores; ``/slides/<stem>`` one slide in OpenSeadragon
+    with the heatmap (toggle, opacity, minimum probability) and the tumour polygons.
+Deep Zoom
+    ``/slides/<stem>.dzi`` and ``/slides/<stem>_files/<level>/<col>_<row>.jpeg``.
+Images and files
+    ``/slides/<stem>/heatmap.png`` (RGBA, one square per heatmap cell; transparent
+    without tissue or below ``?min_probability=``) and ``/slides/<stem>/files/<name>``
+    (the files `wsi.layout.SlideOutputs` names).
+JSON
+    ``/api/slides``, ``/api/slides/<stem>/summary``, ``/api/slides/<stem>/regions``
+    (the GeoJSON), ``/api/slides/<stem>/heatmap`` (geometry) and
+    ``/api/slides/<stem>/heatmap/value?x=&y=`` (level-0 pixels).
+
+Everything the pages load comes from this app (OpenSeadragon is vendored under
+``static/``) and the pages forbid other origins with a Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import flask
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, NotFound
+
+from wsi.errors import SlideReadError
+from wsi.layout import SlideOutputs
+from wsi.viewer._catalog import (
+    HeatmapLayer,
+    SlideEntry,
+    colorbar_css,
+    find_slide,
+    find_slides,
+    heatmap_mtime_ns,
+    read_heatmap,
+    read_regions,
+    render_heatmap_rgba,
+)
+from wsi.viewer._tiles import DeepZoomSlide, SlideCache
+
+__all__ = ["ViewerConfig", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+_CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+#: Downloadable output files: name -> `SlideOutputs` property.
+_FILES = {
+    "overlay.png": "overlay_png",
+    "heatmap.png": "heatmap_png",
+    "tissue.png": "tissue_png",
+    "heatmap.tif": "heatmap_tif",
+    "tumor.geojson": "geojson",
+    "tumor.xml": "asap_xml",
+    "detections.csv": "detections_csv",
+    "summary.json": "summary_json",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerConfig:
+    """What the viewer serves and how.
+
+    Parameters
+    ----------
+    out_dir
+        An output folder of ``wsi-heatmap``: one ``<stem>/`` folder per slide.
+    slides
+        Stem to slide file, for slides whose outputs do not record a usable path;
+        overrides the path in ``summary.json``.
+    slide_dirs
+        Folders searched by file name for a slide whose recorded path is gone.
+    tile_px, overlap_px
+        Deep Zoom tile side and overlap in pixels (tiles are ``tile_px + 2 *
+        overlap_px`` a side inside the image).
+    tile_quality
+        JPEG quality of the tiles, 1 to 100.
+    max_open_slides
+        Slides kept open at once.
+
+    Examples
+    --------
+    >>> ViewerConfig(Path("out")).tile_px
+    254
+    """
+
+    out_dir: Path
+    _: KW_ONLY
+    slides: Mapping[str, Path] | None = None
+    slide_dirs: tuple[Path, ...] = ()
+    tile_px: int = 254
+    overlap_px: int = 1
+    tile_quality: int = 75
+    max_open_slides: int = 8
+
+    def __post_init__(self) -> None:
+        """Normalise the paths and validate the settings."""
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.slides is not None:
+            slides = {str(k): Path(v) for k, v in self.slides.items()}
+            object.__setattr__(self, "slides", MappingProxyType(slides))
+        object.__setattr__(self, "slide_dirs", tuple(Path(p) for p in self.slide_dirs))
+        if self.tile_px < 1 or self.overlap_px < 0:
+            raise ValueError(
+                f"tile_px must be >= 1 and overlap_px >= 0, got {self.tile_px} and "
+                f"{self.overlap_px}"
+            )
+        if not 1 <= self.tile_quality <= 100:
+            raise ValueError(
+                f"tile_quality must be within 1..100, got {self.tile_quality}"
+            )
+        if self.max_open_slides < 1:
+            raise ValueError(
+                f"max_open_slides must be >= 1, got {self.max_open_slides}"
+            )
+
+
+class _State:
+    """What the routes share: the config, open slides and cached heatmaps."""
+
+    def __init__(self, config: ViewerConfig) -> None:
+        self.config = config
+        self.slides = SlideCache(
+            max_open=config.max_open_slides,
+            tile_px=config.tile_px,
+            overlap_px=config.overlap_px,
+            tile_quality=config.tile_quality,
+        )
+        self._heatmaps: dict[str, tuple[int, HeatmapLayer | None]] = {}
+        self._lock = threading.Lock()
+
+    def entries(self) -> dict[str, SlideEntry]:
+        """Scan the output folder for slides (on every call: runs add some)."""
+        return find_slides(
+            self.config.out_dir,
+            slides=self.config.slides,
+            slide_dirs=self.config.slide_dirs,
+        )
+
+    def entry(self, stem: str) -> SlideEntry:
+        """Return one slide, or raise a 404."""
+        config = self.config
+        found = find_slide(
+            config.out_dir, stem, slides=config.slides, slide_dirs=config.slide_dirs
+        )
+        if found is None:
+            raise NotFound(f"no slide {stem!r} in {self.config.out_dir}")
+        return found
+
+    def heatmap(self, outputs: SlideOutputs) -> HeatmapLayer | None:
+        """Return the slide's heatmap, read again only when the store's copy changes."""
+        mtime = heatmap_mtime_ns(outputs)
+        with self._lock:
+            cached = self._heatmaps.get(outputs.stem)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        layer = read_heatmap(outputs)
+        with self._lock:
+            self._heatmaps[outputs.stem] = (mtime, layer)
+        return layer
+
+
+def create_app(config: ViewerConfig) -> flask.Flask:
+    """Build the viewer's Flask app for an output folder.
+
+    Parameters
+    ----------
+    config
+        The output folder and tile settings.
+
+    Returns
+    -------
+    flask.Flask
+        Serve it locally with ``app.run(host="127.0.0.1")``; test it with
+        ``app.test_client()``.
+
+    Raises
+    ------
+    ValueError
+        If ``config.out_dir`` is not a folder.
+    """
+    if not config.out_dir.is_dir():
+        raise ValueError(
+            f"out_dir {config.out_dir} is not a folder; pass the --out folder of a "
+            "wsi-heatmap run"
+        )
+    app = flask.Flask(__name__, static_folder="static", template_folder="templates")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    state = _State(config)
+    app.extensions["wsi_viewer"] = state
+    _add_pages(app, state)
+    _add_tiles(app, state)
+    _add_api(app, state)
+
+    @app.after_request
+    def _headers(response: flask.Response) -> flask.Response:
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> ResponseReturnValue:
+        if flask.request.path.startswith("/api/"):
+            return flask.jsonify(error=error.description), error.code or 500
+        return error
+
+    return app
+
+
+def _add_pages(app: flask.Flask, state: _State) -> None:
+    @app.get("/")
+    def index() -> str:
+        rows = [entry.overview() for entry in state.entries().values()]
+        return flask.render_template(
+            "index.html", slides=rows, out_dir=state.config.out_dir
+        )
+
+    @app.get("/slides/<stem>")
+    def slide_page(stem: str) -> str:
+        entry = state.entry(stem)
+        mpp, error = None, None
+        if entry.slide_path is None:
+            error = "the outputs record no slide path"
+        else:
+            try:
+                mpp = state.slides.get(entry.slide_path).mpp
+            except SlideReadError as err:
+                error = str(err)
+        page = {
+            "stem": stem,
+            "slide_ok": error is None,
+            "mpp": mpp,
+            "dzi_url": flask.url_for("dzi", stem=stem),
+            "heatmap_url": flask.url_for("api_heatmap", stem=stem),
+            "regions_url": flask.url_for("api_regions", stem=stem),
+            "value_url": flask.url_for("api_heatmap_value", stem=stem),
+            "osd_images": flask.url_for("static", filename="openseadragon/images/"),
+        }
+        files = [name for name in _FILES if _output_file(entry.outputs, name)]
+        return flask.render_template(
+            "slide.html",
+            page=page,
+            overview=entry.overview(),
+            summary=entry.summary or {},
+            slide_error=error,
+            files=files,
+            colorbar_css=colorbar_css(),
+        )
+
+    @app.get("/slides/<stem>/files/<name>")
+    def output_file(stem: str, name: str) -> flask.Response:
+        entry = state.entry(stem)
+        path = _output_file(entry.outputs, name)
+        if path is None:
+            raise NotFound(f"{stem} has no {name}")
+        return flask.send_file(path, max_age=0)
+
+
+def _add_tiles(app: flask.Flask, state: _State) -> None:
+    def open_slide(stem: str) -> DeepZoomSlide:
+        entry = state.entry(stem)
+        if entry.slide_path is None:
+            raise NotFound(f"{stem}: the outputs record no slide path")
+        try:
+            return state.slides.get(entry.slide_path)
+        except SlideReadError as err:
+            raise NotFound(str(err)) from err
+
+    @app.get("/slides/<stem>.dzi")
+    def dzi(stem: str) -> flask.Response:
+        return flask.Response(open_slide(stem).dzi(), mimetype="application/xml")
+
+    @app.get("/slides/<stem>_files/<int:level>/<int:col>_<int:row>.jpeg")
+    def tile(stem: str, level: int, col: int, row: int) -> flask.Response:
+        slide = open_slide(stem)
+        try:
+            data = slide.tile_jpeg(level, col, row)
+        except ValueError as err:
+            raise NotFound(f"{stem}: no tile {level}/{col}_{row} ({err})") from err
+        response = flask.Response(data, mimetype="image/jpeg")
+        response.cache_control.max_age = 3600
+        return response
+
+    @app.get("/slides/<stem>/heatmap.png")
+    def heatmap_png(stem: str) -> flask.Response:
+        layer = state.heatmap(state.entry(stem).outputs)
+        if layer is None:
+            raise NotFound(f"{stem} has no stitched heatmap yet")
+        minimum = _float_arg("min_probability", default=0.0)
+        if not 0.0 <= minimum <= 1.0:
+            flask.abort(400, f"min_probability must be within [0, 1], got {minimum}")
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        rgba = render_heatmap_rgba(layer.values, min_probability=minimum)
+        Image.fromarray(rgba, mode="RGBA").save(buffer, "PNG")
+        response = flask.Response(buffer.getvalue(), mimetype="image/png")
+        response.cache_control.no_cache = True
+        return response
+
+
+def _add_api(app: flask.Flask, state: _State) -> None:
+    @app.get("/api/slides")
+    def api_slides() -> flask.Response:
+        return flask.jsonify([entry.overview() for entry in state.entries().values()])
+
+    @app.get("/api/slides/<stem>/summary")
+    def api_summary(stem: str) -> flask.Response:
+        entry = state.entry(stem)
+        if entry.summary is None:
+            raise NotFound(f"{stem}: no summary.json yet (the run has not finished)")
+        return flask.jsonify(dict(entry.summary))
+
+    @app.get("/api/slides/<stem>/regions")
+    def api_regions(stem: str) -> flask.Response:
+        regions = read_regions(state.entry(stem).outputs)
+        if regions is None:
+            raise NotFound(
+                f"{stem}: no tumor.geojson yet (the export stage has not run)"
+            )
+        response = flask.jsonify(regions)
+        response.mimetype = "application/geo+json"
+        return response
+
+    @app.get("/api/slides/<stem>/heatmap")
+    def api_heatmap(stem: str) -> flask.Response:
+        layer = state.heatmap(state.entry(stem).outputs)
+        if layer is None:
+            raise NotFound(f"{stem}: no stitched heatmap yet")
+        return flask.jsonify(
+            layer.geometry() | {"image_url": flask.url_for("heatmap_png", stem=stem)}
+        )
+
+    @app.get("/api/slides/<stem>/heatmap/value")
+    def api_heatmap_value(stem: str) -> flask.Response:
+        layer = state.heatmap(state.entry(stem).outputs)
+        if layer is None:
+            raise NotFound(f"{stem}: no stitched heatmap yet")
+        found = layer.value_at(x := _float_arg("x"), y := _float_arg("y"))
+        if found is None:
+            return flask.jsonify(x=x, y=y, row=None, col=None, probability=None)
+        row, col, probability = found
+        return flask.jsonify(x=x, y=y, row=row, col=col, probability=probability)
+
+
+def _output_file(outputs: SlideOutputs, name: str) -> Path | None:
+    """Return the path of a downloadable output file if it exists, else None."""
+    field = _FILES.get(name)
+    path = Path(getattr(outputs, field)) if field else None
+    return path if path is not None and path.is_file() else None
+
+
+def _float_arg(name: str, *, default: float | None = None) -> float:
+    """Parse a finite number from the query string; abort with a 400 naming it."""
+    text = flask.request.args.get(name)
+    if text is None and default is not None:
+        return default
+    try:
+        value = float(text if text is not None else "")
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        flask.abort(
+            400, f"query parameter {name} must be a finite number, got {text!r}"
+        )
+    return value
