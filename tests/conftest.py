@@ -58,8 +58,9 @@ def npot_slide(generated: Path) -> SlideSpec:
 
     At 0.324 um/px level 1 (0.9715 um/px) is within 1% of PCam's 0.972.
     """
-    return write_slide(generated / "npot.tif", mpp=0.324, downsamples=(1, 3, 9),
-                       blobs=(BLOB,))
+    return write_slide(
+        generated / "npot.tif", mpp=0.324, downsamples=(1, 3, 9), blobs=(BLOB,)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +85,9 @@ def no_mpp_slide(generated: Path) -> SlideSpec:
 @pytest.fixture(scope="session")
 def objective_only_slide(generated: Path) -> SlideSpec:
     """An Aperio-style TIFF with a 40x objective power and no microns per pixel."""
-    return write_slide(generated / "objective.svs", mpp=None, blobs=(BLOB,),
-                       aperio_magnification=40)
+    return write_slide(
+        generated / "objective.svs", mpp=None, blobs=(BLOB,), aperio_magnification=40
+    )
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -81,13 +81,19 @@ class SlideSpec:
 
 
 def render_region(
-    *, x0: float, y0: float, width: int, height: int, downsample: float,
-    blobs: Sequence[Blob], seed: int = 0,
+    *,
+    x0: float,
+    y0: float,
+    width: int,
+    height: int,
+    downsample: float,
+    blobs: Sequence[Blob],
+    seed: int = 0,
 ) -> npt.NDArray[np.uint8]:
     """Synthetic H&E at ``downsample`` level-0 px per pixel, top-left at level-0
     ``(x0, y0)``; ``uint8[height, width, 3]``."""
-    xs = (x0 + (np.arange(width) + 0.5) * downsample)[None, :]
-    ys = (y0 + (np.arange(height) + 0.5) * downsample)[:, None]
+    xs = (x0 + (np.arange(width, dtype=np.float64) + 0.5) * downsample)[None, :]
+    ys = (y0 + (np.arange(height, dtype=np.float64) + 0.5) * downsample)[:, None]
     out = np.empty((height, width, 3), np.uint8)
     out[:] = BACKGROUND_RGB
     tissue = np.zeros((height, width), bool)
@@ -99,24 +105,34 @@ def render_region(
         # Work inside the tissue's bounding box only.
         r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
         x, y, inside = xs[:, c0:c1], ys[r0:r1], tissue[r0:r1, c0:c1]
-        spacing = _NUCLEUS_SPACING_L0
-        cx, cy = np.floor(x / spacing).astype(np.int64), np.floor(y / spacing).astype(np.int64)
-        h = (cx * 73856093) ^ (cy * 19349663) ^ seed
-        jx, jy = h % 17 - 8 + spacing / 2, (h // 17) % 17 - 8 + spacing / 2
-        radius = max(_NUCLEUS_RADIUS_L0, 0.6 * downsample)
-        nucleus = inside & ((x - cx * spacing - jx) ** 2 + (y - cy * spacing - jy) ** 2
-                            <= radius**2)
         shade = (1.0 + 0.06 * np.sin(x / 90.0) * np.cos(y / 70.0))[..., None]
+        spacing = _NUCLEUS_SPACING_L0
+        if downsample > 4:
+            # Nuclei are below a pixel: draw their average colour.
+            share = np.pi * _NUCLEUS_RADIUS_L0**2 / spacing**2
+            base = (1 - share) * np.asarray(_TISSUE_RGB) + share * np.asarray(
+                _NUCLEUS_RGB
+            )
+            nucleus = np.zeros_like(inside)
+        else:
+            base = np.asarray(_TISSUE_RGB, np.float64)
+            cx = np.floor(x / spacing).astype(np.int64)
+            cy = np.floor(y / spacing).astype(np.int64)
+            h = (cx * 73856093) ^ (cy * 19349663) ^ seed
+            jx, jy = h % 17 - 8 + spacing / 2, (h // 17) % 17 - 8 + spacing / 2
+            dist2 = (x - cx * spacing - jx) ** 2 + (y - cy * spacing - jy) ** 2
+            nucleus = inside & (dist2 <= _NUCLEUS_RADIUS_L0**2)
         box = out[r0:r1, c0:c1]
-        pink = np.clip(np.asarray(_TISSUE_RGB) * shade, 0, 255).astype(np.uint8)
+        pink = np.clip(base * shade, 0, 255).astype(np.uint8)
         box[inside] = pink[inside]
         box[nucleus] = _NUCLEUS_RGB
     for blob in blobs:
         if blob.kind != "tissue":
             out[blob.contains(xs, ys)] = _KIND_RGB[blob.kind]
     rng = np.random.default_rng([seed, int(x0), int(y0)])
-    noise = rng.integers(-2, 3, size=(height, width, 1), dtype=np.int16)
-    return np.clip(out + noise, 0, 255).astype(np.uint8)
+    noise = rng.integers(-4, 5, size=(height, width, 1), dtype=np.int16)
+    noisy: npt.NDArray[np.uint8] = np.clip(out + noise, 0, 255).astype(np.uint8)
+    return noisy
 
 
 def _level_sizes(
@@ -125,13 +141,13 @@ def _level_sizes(
     return [(max(1, round(width / d)), max(1, round(height / d))) for d in downsamples]
 
 
-def _resolution(mpp: float | None) -> dict[str, object]:
+def _resolution(mpp: float | None) -> dict[str, Any]:
     if mpp is None:
         return {}
     return {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"}
 
 
-def _compression(kind: str, quality: int) -> dict[str, object]:
+def _compression(kind: str, quality: int) -> dict[str, Any]:
     if kind == "jpeg":
         return {"compression": "jpeg", "compressionargs": {"level": quality}}
     if kind == "zlib":
@@ -163,32 +179,61 @@ def write_slide(
     """
     width, height = size_px
     if image is None:
-        image = render_region(x0=0, y0=0, width=width, height=height, downsample=1.0,
-                              blobs=blobs, seed=seed)
+        image = render_region(
+            x0=0,
+            y0=0,
+            width=width,
+            height=height,
+            downsample=1.0,
+            blobs=blobs,
+            seed=seed,
+        )
     height, width = image.shape[:2]
     sizes = _level_sizes(width, height, downsamples)
     base = Image.fromarray(image)
-    tags: dict[str, object] = dict(_resolution(mpp))
+    tags: dict[str, Any] = dict(_resolution(mpp))
     if aperio_magnification is not None:
-        tags = {"description": _aperio_description(width, height, aperio_magnification, mpp)}
+        tags = {
+            "description": _aperio_description(width, height, aperio_magnification, mpp)
+        }
     with tifffile.TiffWriter(path) as tif:
         for i, (w, h) in enumerate(sizes):
-            level = image if i == 0 else np.asarray(
-                base.resize((w, h), Image.Resampling.BOX))
+            level = (
+                image
+                if i == 0
+                else np.asarray(base.resize((w, h), Image.Resampling.BOX))
+            )
             if i == 1 and aperio_magnification is not None:
-                tags = {"description": f"Aperio Image Library v10.0.0\n{width}x{height} -> {w}x{h}"}
-            tif.write(level, tile=(tile_px, tile_px), photometric="rgb",
-                      subfiletype=0 if i == 0 else 1, metadata=None,
-                      **tags, **_compression(compression, quality))
-    return SlideSpec(path=Path(path), width_px=width, height_px=height, mpp=mpp,
-                     level_dimensions=tuple(sizes), blobs=tuple(blobs))
+                tags = {
+                    "description": f"Aperio Image Library v10.0.0\n{width}x{height} -> {w}x{h}"
+                }
+            tif.write(
+                level,
+                tile=(tile_px, tile_px),
+                photometric="rgb",
+                subfiletype=0 if i == 0 else 1,
+                metadata=None,
+                **tags,
+                **_compression(compression, quality),
+            )
+    return SlideSpec(
+        path=Path(path),
+        width_px=width,
+        height_px=height,
+        mpp=mpp,
+        level_dimensions=tuple(sizes),
+        blobs=tuple(blobs),
+    )
 
 
-def _aperio_description(width: int, height: int, magnification: float,
-                        mpp: float | None) -> str:
+def _aperio_description(
+    width: int, height: int, magnification: float, mpp: float | None
+) -> str:
     fields = [f"AppMag = {magnification:g}"] + ([f"MPP = {mpp}"] if mpp else [])
-    return (f"Aperio Image Library v10.0.0\n{width}x{height} [0,0 {width}x{height}] "
-            f"(256x256) JPEG/RGB Q=90|" + "|".join(fields))
+    return (
+        f"Aperio Image Library v10.0.0\n{width}x{height} [0,0 {width}x{height}] "
+        f"(256x256) JPEG/RGB Q=90|" + "|".join(fields)
+    )
 
 
 def write_large_slide(
@@ -217,13 +262,24 @@ def write_large_slide(
         for i, (w, h) in enumerate(sizes):
             ds = (width / w + height / h) / 2
             tif.write(
-                _tiles(w, h, ds, tile_px, blobs), shape=(h, w, 3), dtype=np.uint8,
-                tile=(tile_px, tile_px), photometric="rgb",
-                subfiletype=0 if i == 0 else 1, metadata=None,
-                **_resolution(mpp), **_compression("jpeg", quality),
+                _tiles(w, h, ds, tile_px, blobs),
+                shape=(h, w, 3),
+                dtype=np.uint8,
+                tile=(tile_px, tile_px),
+                photometric="rgb",
+                subfiletype=0 if i == 0 else 1,
+                metadata=None,
+                **_resolution(mpp),
+                **_compression("jpeg", quality),
             )
-    return SlideSpec(path=Path(path), width_px=width, height_px=height, mpp=mpp,
-                     level_dimensions=tuple(sizes), blobs=tuple(blobs))
+    return SlideSpec(
+        path=Path(path),
+        width_px=width,
+        height_px=height,
+        mpp=mpp,
+        level_dimensions=tuple(sizes),
+        blobs=tuple(blobs),
+    )
 
 
 def _tiles(
@@ -236,11 +292,15 @@ def _tiles(
             x0, y0 = tx * ds, ty * ds
             x1, y1 = (tx + tile_px) * ds, (ty + tile_px) * ds
             touches = any(
-                b.cx + b.rx >= x0 and b.cx - b.rx <= x1
-                and b.cy + b.ry >= y0 and b.cy - b.ry <= y1 for b in blobs
+                b.cx + b.rx >= x0
+                and b.cx - b.rx <= x1
+                and b.cy + b.ry >= y0
+                and b.cy - b.ry <= y1
+                for b in blobs
             )
             if not touches:
                 yield blank
                 continue
-            yield render_region(x0=x0, y0=y0, width=tile_px, height=tile_px,
-                                downsample=ds, blobs=blobs)
+            yield render_region(
+                x0=x0, y0=y0, width=tile_px, height=tile_px, downsample=ds, blobs=blobs
+            )

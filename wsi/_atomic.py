@@ -42,7 +42,9 @@ def atomic_output(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     # Not mkstemp: its 0600 mode would stick to the output after the rename.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{path.suffix}")
+    tmp = path.with_name(
+        f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{path.suffix}"
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
@@ -53,4 +55,5 @@ def atomic_output(path: Path) -> Iterator[Path]:
             f"folder is writable and the disk is not full"
         ) from err
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # gone after the rename, or never made
+            tmp.unlink()

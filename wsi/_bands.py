@@ -1,18 +1,19 @@
-"""Reading row bands of patches and writing whole chunks: the tiler's dask tasks.
+"""Reading bands of patches and writing whole chunks: the tiler's dask tasks (private).
 
-Private to :mod:`wsi.tiling`. Band ``b`` holds grid rows ``[b * R, (b + 1) * R)`` and
-is always read from the same origin: its first row and the leftmost column holding a
-kept patch. Extents vary with what a task needs, never origins, and
-:meth:`wsi.reader.Slide.read_target` gives values that depend on the origin only; so a
-patch's pixels do not depend on how chunks are grouped into tasks, on the number of
-workers, or on where an interrupted run stopped.
+Band ``b`` holds grid rows ``[b * R, (b + 1) * R)``. Within a band, the columns that
+hold kept patches are split into segments at gaps of glass (and at a maximum width);
+each segment is one read, always from the same origin: the band's first row and the
+segment's first column. Reads start there and stop where a task's patches end. Since
+:meth:`wsi.reader.Slide.read_target` gives values that depend on where a read starts,
+never on its size, a patch's pixels do not depend on how chunks are grouped into
+tasks, on the number of workers, or on where an interrupted run stopped.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,43 +26,64 @@ from wsi.geometry import TileGrid
 from wsi.layout import Arrays
 from wsi.progress import Progress
 from wsi.reader import Slide, open_slide
-from wsi.store import mark_chunk_done
+from wsi.store import array, mark_chunk_done
 
-__all__ = ["BandLayout", "TileTask", "run_tasks"]
+__all__ = ["BandLayout", "TileTask", "make_tasks", "run_task", "run_tasks"]
 
 logger = logging.getLogger(__name__)
+
+#: A segment is one read: ``(band, first column, last column)``.
+Segment = tuple[int, int, int]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BandLayout:
-    """How the kept patches fall into chunks and bands."""
+    """How the kept patches fall into chunks, bands and read segments."""
 
     n_patches: int
     chunk_patches: int
     band_rows: int
-    #: ``(band, leftmost kept column)`` of every band that holds patches.
-    band_cols: tuple[tuple[int, int], ...]
+    #: Every read, sorted by band then first column.
+    segments: tuple[Segment, ...]
     #: ``(first band, last band)`` of every chunk's patches.
     chunk_bands: tuple[tuple[int, int], ...]
 
     @classmethod
     def build(
-        cls, rowcol: npt.NDArray[np.int64], *, band_rows: int, chunk_patches: int
+        cls,
+        rowcol: npt.NDArray[np.int64],
+        *,
+        band_rows: int,
+        chunk_patches: int,
+        max_gap_cols: int,
+        max_cols: int,
     ) -> BandLayout:
-        """Layout of ``rowcol`` (``int64[N, 2]``, row-major)."""
+        """Layout of ``rowcol`` (``int64[N, 2]``, row-major).
+
+        Columns of a band more than ``max_gap_cols`` apart go to separate segments,
+        and no segment spans more than ``max_cols`` columns.
+        """
         bands = rowcol[:, 0] // band_rows
-        band_cols = {}
+        segments: list[Segment] = []
         for band in np.unique(bands):
-            band_cols[int(band)] = int(rowcol[bands == band, 1].min())
+            cols = np.unique(rowcol[bands == band, 1])
+            start = prev = int(cols[0])
+            for col in (int(c) for c in cols[1:]):
+                if col - prev > max_gap_cols + 1 or col - start >= max_cols:
+                    segments.append((int(band), start, prev))
+                    start = col
+                prev = col
+            segments.append((int(band), start, prev))
         starts = np.arange(0, len(rowcol), chunk_patches)
         ends = np.minimum(starts + chunk_patches, len(rowcol)) - 1
         return cls(
             n_patches=len(rowcol),
             chunk_patches=chunk_patches,
             band_rows=band_rows,
-            band_cols=tuple(sorted(band_cols.items())),
+            segments=tuple(segments),
             chunk_bands=tuple(
-                (int(bands[s]), int(bands[e])) for s, e in zip(starts, ends, strict=True)
+                (int(bands[s]), int(bands[e]))
+                for s, e in zip(starts, ends, strict=True)
             ),
         )
 
@@ -69,18 +91,24 @@ class BandLayout:
         """Patches in chunk ``chunk``."""
         return min(self.chunk_patches, self.n_patches - chunk * self.chunk_patches)
 
-    def group_chunks(self, chunks: Sequence[int]) -> list[tuple[int, ...]]:
-        """Group chunks into tasks: the chunks that start in the same band."""
-        groups: dict[int, list[int]] = {}
-        for chunk in chunks:
-            groups.setdefault(self.chunk_bands[chunk][0], []).append(chunk)
-        return [tuple(group) for _, group in sorted(groups.items())]
+    def group_chunks(
+        self, chunks: Sequence[int], *, per_task: int
+    ) -> list[tuple[int, ...]]:
+        """Runs of consecutive chunks, at most ``per_task`` long (one task each)."""
+        groups: list[list[int]] = []
+        for chunk in sorted(chunks):
+            last = groups[-1] if groups else None
+            if last and last[-1] == chunk - 1 and len(last) < per_task:
+                last.append(chunk)
+            else:
+                groups.append([chunk])
+        return [tuple(group) for group in groups]
 
-    def bands_of(self, chunks: Sequence[int]) -> tuple[tuple[int, int], ...]:
-        """``(band, leftmost column)`` of the bands that ``chunks`` touch."""
+    def segments_of(self, chunks: Sequence[int]) -> tuple[Segment, ...]:
+        """The segments of the bands that ``chunks`` touch."""
         first = min(self.chunk_bands[c][0] for c in chunks)
         last = max(self.chunk_bands[c][1] for c in chunks)
-        return tuple((b, c) for b, c in self.band_cols if first <= b <= last)
+        return tuple(seg for seg in self.segments if first <= seg[0] <= last)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,102 +124,116 @@ class TileTask:
     chunk_patches: int
     n_patches: int
     band_rows: int
-    band_cols: tuple[tuple[int, int], ...]
+    segments: tuple[Segment, ...]
     chunks: tuple[int, ...]
 
 
 def make_tasks(
-    layout: BandLayout, chunks: Sequence[int], **common: Any
+    layout: BandLayout, chunks: Sequence[int], *, per_task: int, **common: Any
 ) -> list[TileTask]:
-    """Tasks covering ``chunks`` (the unwritten ones), grouped by band."""
+    """Tasks covering ``chunks`` (the unwritten ones)."""
     return [
         TileTask(
             chunk_patches=layout.chunk_patches,
             n_patches=layout.n_patches,
             band_rows=layout.band_rows,
-            band_cols=layout.bands_of(group),
+            segments=layout.segments_of(group),
             chunks=group,
             **common,
         )
-        for group in layout.group_chunks(chunks)
+        for group in layout.group_chunks(chunks, per_task=per_task)
     ]
 
 
 def run_task(task: TileTask) -> int:
-    """Read the bands ``task`` needs and write its chunks; returns patches written.
+    """Read the segments ``task`` needs and write its chunks; returns patches written.
 
     The task opens its own slide handle (handles never travel in a dask graph).
     """
     with open_slide(
-        Path(task.slide_path), mpp=task.slide_mpp, mpp_from_objective=task.mpp_from_objective
+        Path(task.slide_path),
+        mpp=task.slide_mpp,
+        mpp_from_objective=task.mpp_from_objective,
     ) as slide:
         return _write_chunks(task, slide)
 
 
 def _write_chunks(task: TileTask, slide: Slide) -> int:
-    grid = TileGrid(geometry=slide.geometry, mpp=task.grid_mpp, stride_px=task.stride_px)
+    grid = TileGrid(
+        geometry=slide.geometry, mpp=task.grid_mpp, stride_px=task.stride_px
+    )
     group = zarr.open_group(task.store_path, mode="r+", zarr_format=3)
-    patches = group[Arrays.PATCHES]
-    size = task.chunk_patches
+    patches = array(group, Arrays.PATCHES)
+    size, tile, stride = task.chunk_patches, grid.tile_px, grid.stride_px
     first = task.chunks[0] * size
     last = min(task.n_patches, (task.chunks[-1] + 1) * size)
-    rowcol = np.asarray(group[Arrays.GRID][first:last], dtype=np.int64)
-    bands = _Bands(task, grid, rowcol, slide)
+    rowcol = np.asarray(array(group, Arrays.GRID)[first:last], dtype=np.int64)
+    reads = _Reads(task, grid, slide, rowcol)
     written = 0
     for chunk in task.chunks:
-        lo, hi = chunk * size - first, min(task.n_patches, (chunk + 1) * size) - first
-        cells = rowcol[lo:hi]
-        out = np.empty((len(cells), grid.tile_px, grid.tile_px, 3), dtype=np.uint8)
-        for band, index in _by_band(cells, task.band_rows):
-            image, x0, y0 = bands.get(band)
+        lo = chunk * size - first
+        hi = min(task.n_patches, (chunk + 1) * size) - first
+        out = np.empty((hi - lo, tile, tile, 3), dtype=np.uint8)
+        for seg, index in reads.by_segment(lo, hi):
+            image, x0, y0 = reads.image(seg)
             for i in index:
-                y = int(cells[i, 0]) * grid.stride_px - y0
-                x = int(cells[i, 1]) * grid.stride_px - x0
-                out[i] = image[y : y + grid.tile_px, x : x + grid.tile_px]
+                y = int(rowcol[i, 0]) * stride - y0
+                x = int(rowcol[i, 1]) * stride - x0
+                out[i - lo] = image[y : y + tile, x : x + tile]
         patches[first + lo : first + hi] = out
         mark_chunk_done(group, Arrays.TILED, chunk)
-        written += len(cells)
+        written += hi - lo
     return written
 
 
-def _by_band(
-    cells: npt.NDArray[np.int64], band_rows: int
-) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:
-    bands = cells[:, 0] // band_rows
-    for band in np.unique(bands):
-        yield int(band), np.flatnonzero(bands == band)
+class _Reads:
+    """A task's segment images, each read once from its fixed origin."""
 
-
-class _Bands:
-    """The task's current band image, read once from the band's fixed origin."""
-
-    def __init__(self, task: TileTask, grid: TileGrid, rowcol: npt.NDArray[np.int64],
-                 slide: Slide) -> None:
+    def __init__(
+        self,
+        task: TileTask,
+        grid: TileGrid,
+        slide: Slide,
+        rowcol: npt.NDArray[np.int64],
+    ) -> None:
         self._grid, self._slide, self._plan = grid, slide, grid.plan
-        self._origin = dict(task.band_cols)
+        self._segments = task.segments
         self._rows = task.band_rows
-        bands = rowcol[:, 0] // task.band_rows
-        # Extent the task needs in each band: its last row and rightmost column.
-        self._extent = {
-            int(b): (int(rowcol[bands == b, 0].max()), int(rowcol[bands == b, 1].max()))
-            for b in np.unique(bands)
-        }
-        self._band = -1
-        self._image: npt.NDArray[np.uint8] = np.empty((0, 0, 3), np.uint8)
-        self._xy = (0, 0)
+        # Segment of every patch: the last segment starting at or before it.
+        keys = np.array([b << 32 | c for b, c, _ in task.segments], dtype=np.int64)
+        cells = (rowcol[:, 0] // task.band_rows) << 32 | rowcol[:, 1]
+        self._seg_of = np.searchsorted(keys, cells, side="right") - 1
+        # How far the task's patches reach in each segment: last row, last column.
+        self._extent: dict[int, tuple[int, int]] = {}
+        for seg in np.unique(self._seg_of):
+            mine = rowcol[self._seg_of == seg]
+            self._extent[int(seg)] = (int(mine[:, 0].max()), int(mine[:, 1].max()))
+        self._cache: dict[int, tuple[npt.NDArray[np.uint8], int, int]] = {}
 
-    def get(self, band: int) -> tuple[npt.NDArray[np.uint8], int, int]:
-        if band != self._band:
+    def by_segment(self, lo: int, hi: int) -> list[tuple[int, npt.NDArray[np.intp]]]:
+        """Patches ``lo .. hi`` of the task grouped by segment, in reading order."""
+        segs = self._seg_of[lo:hi]
+        return [(int(s), lo + np.flatnonzero(segs == s)) for s in np.unique(segs)]
+
+    def image(self, seg: int) -> tuple[npt.NDArray[np.uint8], int, int]:
+        """The segment's pixels and the target-pixel ``(x, y)`` of their origin."""
+        if seg not in self._cache:
+            band = self._segments[seg][0]
+            # Chunks move down the slide: earlier bands are not needed again.
+            for old in [k for k in self._cache if self._segments[k][0] < band]:
+                del self._cache[old]
             stride, tile = self._grid.stride_px, self._grid.tile_px
-            x0, y0 = self._origin[band] * stride, band * self._rows * stride
-            last_row, last_col = self._extent[band]
-            self._image = self._slide.read_target(
-                self._plan, x_px=x0, y_px=y0,
+            x0, y0 = self._segments[seg][1] * stride, band * self._rows * stride
+            last_row, last_col = self._extent[seg]
+            pixels = self._slide.read_target(
+                self._plan,
+                x_px=x0,
+                y_px=y0,
                 width_px=last_col * stride + tile - x0,
                 height_px=last_row * stride + tile - y0,
             )
-            self._band, self._xy = band, (x0, y0)
-        return self._image, *self._xy
+            self._cache[seg] = (pixels, x0, y0)
+        return self._cache[seg]
 
 
 def run_tasks(tasks: Sequence[TileTask], *, workers: int, progress: Progress) -> None:
@@ -199,28 +241,33 @@ def run_tasks(tasks: Sequence[TileTask], *, workers: int, progress: Progress) ->
     the local threaded scheduler with ``workers`` threads."""
     if not tasks:
         return
-    import dask
+    from dask.base import compute
     from dask.callbacks import Callback
+    from dask.delayed import delayed
 
     graph = [
-        dask.delayed(run_task, pure=True)(task, dask_key_name=f"tile-chunks-{task.chunks[0]}")
+        delayed(run_task, pure=True)(
+            task, dask_key_name=f"tile-chunks-{task.chunks[0]}"
+        )
         for task in tasks
     ]
     client = _distributed_client()
     if client is not None:
         from distributed import as_completed
 
-        for future in as_completed(client.compute(graph)):
+        for future in as_completed(client.compute(graph)):  # type: ignore[no-untyped-call]
             progress.advance(int(future.result()))
         return
 
-    class Advance(Callback):  # type: ignore[misc]
-        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, id: Any) -> None:
+    class Advance(Callback):
+        def _posttask(
+            self, key: Any, result: Any, dsk: Any, state: Any, id: Any
+        ) -> None:
             if isinstance(result, int):
                 progress.advance(result)
 
-    with Advance():
-        dask.compute(*graph, scheduler="threads", num_workers=workers)
+    with Advance():  # type: ignore[no-untyped-call]
+        compute(*graph, scheduler="threads", num_workers=workers)  # type: ignore[no-untyped-call]
 
 
 def _distributed_client() -> Any:
@@ -230,6 +277,6 @@ def _distributed_client() -> Any:
     from distributed import default_client
 
     try:
-        return default_client()
+        return default_client()  # type: ignore[no-untyped-call]
     except ValueError:
         return None

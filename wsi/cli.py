@@ -57,7 +57,7 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
     wsi-heatmap doctor                   check the installation
     """
     ctx.obj = {"debug": debug}
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    level = logging.DEBUG if verbose or debug else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("distributed", "tensorflow", "absl", "h5py", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

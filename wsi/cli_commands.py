@@ -15,7 +15,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from wsi.cli_model import TTA_CHOICE, eval_patches_command, train_command
+from wsi.cli_model import (
+    TTA_CHOICE,
+    eval_patches_command,
+    export_model_command,
+    train_command,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -209,6 +214,8 @@ def tile_command(ctx: click.Context, slides: tuple[Path, ...], out_dir: Path,
                                 mpp=config.mpp, mpp_from_objective=config.mpp_from_objective,
                                 overwrite=config.overwrite, progress=TqdmProgress(leave=False))
         except WsiError as err:
+            if (ctx.find_root().obj or {}).get("debug"):
+                raise
             failed += 1
             click.echo(f"error: {err}", err=True)
             continue
@@ -260,7 +267,7 @@ def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
               if s == "polygons" and options.get(o) is not None}
     params = PolygonParams(**fields)
     for outputs in _stores(folders):
-        stitched = stitch_slide(outputs)
+        stitched = stitch_slide(outputs, threshold=params.threshold)
         exported = export_slide(outputs, stitched, params=params)
         click.echo(f"{outputs.stem}: max probability {stitched.max_probability:.3f}, "
                    f"{exported.n_regions} regions -> {outputs.folder}")
@@ -295,5 +302,6 @@ def doctor_command() -> None:
 def register(group: click.Group) -> None:
     """Add every command to the ``wsi-heatmap`` group."""
     for command in (run_command, tile_command, score_command, stitch_command,
-                    train_command, eval_patches_command, view_command, doctor_command):
+                    train_command, eval_patches_command, export_model_command, view_command,
+                    doctor_command):
         group.add_command(command)

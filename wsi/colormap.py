@@ -1,4 +1,4 @@
-"""The colours of every heatmap rendering (PNG, TIFF, overlay) and of the tumour class."""
+"""The colours of the heatmap renderings (PNG, TIFF, overlay) and of tumour outlines."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ HEATMAP_CMAP: Final = "turbo"
 NO_DATA_RGB: Final = (224, 224, 224)
 #: QuPath's default colour of the "Tumor" class, used for the GeoJSON classification.
 TUMOR_RGB: Final = (200, 0, 0)
-#: Outline of tumour polygons in the overlay (cyan: apart from the map and from H&E).
-TUMOR_OUTLINE_RGB: Final = (0, 255, 255)
-#: Outline of the tissue mask in the overlay.
-TISSUE_OUTLINE_RGB: Final = (20, 20, 20)
+#: Outline of tumour polygons in the overlay (black: the map's colours are all lighter).
+TUMOR_OUTLINE_RGB: Final = (0, 0, 0)
+#: Outline of the tissue mask in the overlay (green, apart from H&E and the polygons).
+TISSUE_OUTLINE_RGB: Final = (0, 150, 0)
 
 
 @cache
@@ -39,7 +39,7 @@ def _lut(cmap: str) -> npt.NDArray[np.uint8]:
 
 
 def colourise(
-    heatmap: npt.NDArray[np.floating], *, cmap: str = HEATMAP_CMAP
+    heatmap: npt.ArrayLike, *, cmap: str = HEATMAP_CMAP
 ) -> npt.NDArray[np.uint8]:
     """Colour-map probabilities to RGB, with `NO_DATA_RGB` where the value is NaN.
 
@@ -63,6 +63,6 @@ def colourise(
     values = np.asarray(heatmap, dtype=np.float32)
     finite = np.isfinite(values)
     index = np.rint(np.clip(np.where(finite, values, 0.0), 0.0, 1.0) * 255)
-    rgb = _lut(cmap)[index.astype(np.uint8)]
+    rgb: npt.NDArray[np.uint8] = _lut(cmap)[index.astype(np.uint8)]
     rgb[~finite] = NO_DATA_RGB
     return rgb

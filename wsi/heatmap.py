@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +21,10 @@ from wsi.colormap import HEATMAP_CMAP, NO_DATA_RGB
 from wsi.geometry import TileGrid
 from wsi.heatmap_tiff import check_heatmap, write_heatmap_tiff
 from wsi.layout import Arrays, Attr
+
+if TYPE_CHECKING:
+    import zarr
+    from matplotlib.axes import Axes
 
 __all__ = [
     "HEATMAP_ATTRS_VERSION",
@@ -40,6 +44,7 @@ _ZARR_CHUNK = 512
 _PNG_MAX_PX = 2000
 _PNG_MIN_PX = 400
 _PNG_DPI = 100
+_PNG_OUTLINE_MIN_PX = 2
 
 
 def stitch(
@@ -80,7 +85,8 @@ def stitch(
         raise ValueError(f"shape must be (rows, cols) >= 0, got {shape}")
     if rc.ndim != 2 or rc.shape[1] != 2 or not np.issubdtype(rc.dtype, np.integer):
         raise ValueError(
-            f"grid_rc must be an integer array of shape (N, 2), got {rc.dtype} {rc.shape}"
+            f"grid_rc must be an integer array of shape (N, 2), "
+            f"got {rc.dtype} {rc.shape}"
         )
     if rc.shape[0] != values.size:
         raise ValueError(
@@ -163,7 +169,7 @@ def heatmap_attrs(grid: TileGrid) -> dict[str, Any]:
 
 
 def write_heatmap_zarr(
-    group: Any, heatmap: npt.NDArray[np.floating], *, grid: TileGrid
+    group: zarr.Group, heatmap: npt.NDArray[np.floating], *, grid: TileGrid
 ) -> None:
     """Write the exact float heatmap into a slide's zarr store, with its geometry.
 
@@ -208,9 +214,12 @@ def write_heatmap_zarr(
     logger.debug("wrote %s %s to the store", Arrays.HEATMAP, values.shape)
 
 
-def read_heatmap_zarr(group: Any) -> npt.NDArray[np.float32]:
+def read_heatmap_zarr(group: zarr.Group) -> npt.NDArray[np.float32]:
     """Read the heatmap written by `write_heatmap_zarr` from an open zarr group."""
-    heatmap: npt.NDArray[np.float32] = np.asarray(group[Arrays.HEATMAP][...], np.float32)
+    heatmap: npt.NDArray[np.float32] = np.asarray(
+        group[Arrays.HEATMAP][...],  # type: ignore[index]  # an Array, not a Group
+        np.float32,
+    )
     return heatmap
 
 
@@ -225,8 +234,10 @@ def save_heatmap_png(
 
     Probabilities use `HEATMAP_CMAP` on a fixed 0..1 scale (comparable between
     slides); cells without a tissue patch are light grey (`NO_DATA_RGB`). With a
-    ``threshold``, its level is marked on the colour bar and outlined (white) on the map.
-    Axes count heatmap cells.
+    ``threshold``, its level is marked on the colour bar and, when cells are drawn at
+    least 2 px wide (maps up to 1000 cells a side), the cells at or above it are
+    outlined in white along their edges, as the tumour polygons are. Axes count
+    heatmap cells.
 
     Parameters
     ----------
@@ -244,10 +255,9 @@ def save_heatmap_png(
     OutputError
         If the file cannot be written.
     """
+    import matplotlib
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
-
-    import matplotlib
 
     values = np.asarray(heatmap, dtype=np.float32)
     if values.ndim != 2:
@@ -264,11 +274,16 @@ def save_heatmap_png(
         layout="constrained",
     )
     ax = fig.add_subplot()
-    cmap = ListedColormap(matplotlib.colormaps[HEATMAP_CMAP](np.linspace(0, 1, 256)))
-    cmap.set_bad(np.array(NO_DATA_RGB) / 255)
+    cmap = ListedColormap(
+        matplotlib.colormaps[HEATMAP_CMAP](np.linspace(0, 1, 256))
+    ).with_extremes(bad=tuple(np.array(NO_DATA_RGB) / 255))
     image = ax.imshow(
-        np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0,
-        interpolation="nearest", aspect="equal",
+        np.ma.masked_invalid(values),
+        cmap=cmap,
+        vmin=0.0,
+        vmax=1.0,
+        interpolation="nearest",
+        aspect="equal",
     )
     ax.set_xlabel("heatmap column (cell)")
     ax.set_ylabel("heatmap row (cell)")
@@ -278,12 +293,31 @@ def save_heatmap_png(
     bar.set_label("tumour probability")
     if threshold is not None:
         bar.ax.axhline(threshold, color="white", linewidth=2)
-        finite = values[np.isfinite(values)]
-        has_both = finite.size and finite.min() < threshold <= finite.max()
-        if min(rows, cols) >= 2 and has_both:
-            ax.contour(np.where(np.isfinite(values), values, 0.0), levels=[threshold],
-                       colors="white", linewidths=0.8)
+        if scale * _PNG_DPI >= _PNG_OUTLINE_MIN_PX:  # outlines of 1-px cells: clutter
+            _outline_tumour_cells(ax, values, threshold)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=_PNG_DPI)
     logger.info("wrote %s", path)
 
+
+def _outline_tumour_cells(
+    ax: Axes, values: npt.NDArray[np.float32], threshold: float
+) -> None:
+    """Outline the cells >= threshold along their edges, as the polygons do."""
+    from matplotlib.collections import LineCollection
+    from scipy import ndimage
+
+    from wsi.cell_outlines import cell_outlines
+    from wsi.polygons import PolygonParams, tumour_mask
+
+    mask = tumour_mask(values, params=PolygonParams(threshold=threshold))
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    rings = []
+    for outline in cell_outlines(labels, n):
+        for part in getattr(outline, "geoms", [outline]):
+            # imshow centres cell (i, j) on (j, i): corners are at half integers.
+            rings += [
+                np.asarray(r.coords) - 0.5 for r in [part.exterior, *part.interiors]
+            ]
+    if rings:
+        ax.add_collection(LineCollection(rings, colors="white", linewidths=0.8))

@@ -83,16 +83,23 @@ def tiff_layout(grid: TileGrid) -> TiffLayout:
         logger.warning(
             "heatmap.tif: a cell offset of %d target px is not a whole number of "
             "%d px cells; the TIFF is shifted by up to half a cell",
-            offset, stride,
+            offset,
+            stride,
         )
     pad_px = round(offset * cell_px / stride)
     pixel_l0 = grid.cell_size_l0 / cell_px
     rows, cols = grid.shape
     geometry = grid.geometry
     width = max(math.ceil(geometry.width_px / pixel_l0 - 1e-9), pad_px + cols * cell_px)
-    height = max(math.ceil(geometry.height_px / pixel_l0 - 1e-9), pad_px + rows * cell_px)
+    height = max(
+        math.ceil(geometry.height_px / pixel_l0 - 1e-9), pad_px + rows * cell_px
+    )
     return TiffLayout(
-        cell_px=cell_px, pad_px=pad_px, pixel_l0=pixel_l0, width_px=width, height_px=height
+        cell_px=cell_px,
+        pad_px=pad_px,
+        pixel_l0=pixel_l0,
+        width_px=width,
+        height_px=height,
     )
 
 
@@ -148,9 +155,10 @@ def write_heatmap_tiff(
         f"({layout.pixel_l0 * geometry.mpp_x:.3f} um); pixel (0, 0) = slide (0, 0)"
     )
     raw_bytes = sum(level.size * 3 for level in levels)
-    with atomic_output(path) as tmp, tifffile.TiffWriter(
-        tmp, bigtiff=raw_bytes > 3_000_000_000
-    ) as tif:
+    with (
+        atomic_output(path) as tmp,
+        tifffile.TiffWriter(tmp, bigtiff=raw_bytes > 3_000_000_000) as tif,
+    ):
         for n, level in enumerate(levels):
             ratio_x = level.shape[1] / full.shape[1]
             ratio_y = level.shape[0] / full.shape[0]
@@ -168,7 +176,10 @@ def write_heatmap_tiff(
             )
     logger.info(
         "wrote %s: %dx%d px, %d levels, %.3f um/px",
-        path, layout.width_px, layout.height_px, len(levels),
+        path,
+        layout.width_px,
+        layout.height_px,
+        len(levels),
         layout.pixel_l0 * geometry.mpp_x,
     )
 

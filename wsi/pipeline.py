@@ -130,7 +130,7 @@ def run(
             report.results.append(_run_slide(slide, config, classifier=classifier,
                                              progress=progress, stage=stage))
         except WsiError as err:
-            logger.error("%s: %s", slide, err)
+            logger.error("%s: %s", slide, err, exc_info=logger.isEnabledFor(logging.DEBUG))
             report.failures.append(Failure(slide=slide, stage=stage[-1], message=str(err)))
         except OSError as err:  # disk full, permissions: record, keep the store resumable
             where = err.filename or SlideOutputs.for_slide(out_dir, slide).folder
@@ -165,7 +165,7 @@ def _run_slide(slide: Path, config: RunConfig, *, classifier: PatchClassifier | 
     timings["score"] = time.perf_counter() - t0
     stage.append("stitch")
     t0 = time.perf_counter()
-    stitched = stitch_slide(outputs)
+    stitched = stitch_slide(outputs, threshold=config.polygons.threshold)
     timings["stitch"] = time.perf_counter() - t0
     stage.append("export")
     t0 = time.perf_counter()

@@ -19,10 +19,17 @@ import shapely
 from scipy import ndimage
 from shapely.geometry import MultiPolygon, Polygon
 
+from wsi.cell_outlines import cell_outlines
 from wsi.geometry import TileGrid
 from wsi.heatmap_tiff import check_heatmap
 
-__all__ = ["PolygonParams", "TumorRegion", "detections", "heatmap_regions"]
+__all__ = [
+    "PolygonParams",
+    "TumorRegion",
+    "detections",
+    "heatmap_regions",
+    "tumour_mask",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +69,14 @@ class PolygonParams:
     min_area_um2: float = 0.0
 
     def __post_init__(self) -> None:
+        """Reject thresholds outside [0, 1] and negative tolerances or areas."""
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         low = self.low_threshold
         if low is not None and not 0.0 <= low <= self.threshold:
-            raise ValueError(f"low_threshold={low} must be in [0, threshold={self.threshold}]")
+            raise ValueError(
+                f"low_threshold={low} must be in [0, threshold={self.threshold}]"
+            )
         if not (np.isfinite(self.simplify_um) and self.simplify_um >= 0):
             raise ValueError(f"simplify_um must be >= 0, got {self.simplify_um}")
         if not (np.isfinite(self.min_area_um2) and self.min_area_um2 >= 0):
@@ -135,12 +145,13 @@ def heatmap_regions(
 
     Notes
     -----
-    1. Each region is built in cell units: one box per horizontal run of tumour cells,
-       merged with ``shapely.union_all``. Box corners are integers, so the union is
-       exact; it follows cell edges and keeps holes.
-    2. It is simplified in cell units (tolerance ``simplify_um`` over the cell side in
-       microns), then mapped to level-0 pixels by `TileGrid.heatmap_to_level0`, an
-       affine map with a positive scale, so validity is kept.
+    1. Regions are traced along cell edges in cell units by `cell_outlines` (exact:
+       integer corners, holes kept, only corners as vertices).
+    2. With ``simplify_um > 0`` they are simplified in cell units (tolerance
+       ``simplify_um`` over the cell side in microns, topology kept).
+    3. They are mapped to level-0 pixels by `TileGrid.heatmap_to_level0`, an affine
+       map with a positive scale, which keeps them valid (checked; repaired with a
+       warning if not).
 
     Examples
     --------
@@ -157,16 +168,23 @@ def heatmap_regions(
     """
     values = check_heatmap(heatmap, grid)
     labels, components = _components(values, grid=grid, params=params)
-    cell_um = grid.cell_size_l0 * grid.geometry.mpp
-    tolerance_cells = params.simplify_um / cell_um
+    if not components:
+        return []
+    kept = np.zeros(int(labels.max()) + 1, dtype=labels.dtype)
+    for comp in components:
+        kept[comp.label] = comp.label
+    outlines = cell_outlines(kept[labels], kept.size - 1)
+    tolerance_cells = params.simplify_um / (grid.cell_size_l0 * grid.geometry.mpp)
     regions = []
     for comp in components:
-        geom = _cells_geometry(labels[comp.slices] == comp.label, comp.slices)
-        # Tolerance 0 still drops the collinear vertices between merged runs.
-        geom = shapely.simplify(geom, tolerance_cells, preserve_topology=True)
-        geom = shapely.normalize(shapely.transform(geom, grid.heatmap_to_level0))
-        if not geom.is_valid:  # pragma: no cover - affine maps keep validity
-            logger.warning("repairing a tumour polygon: %s", shapely.is_valid_reason(geom))
+        geom = outlines[comp.label - 1]
+        if tolerance_cells > 0:
+            geom = shapely.simplify(geom, tolerance_cells, preserve_topology=True)
+        geom = shapely.transform(geom, grid.heatmap_to_level0)
+        if not geom.is_valid:  # pragma: no cover - a safety net, never seen
+            logger.warning(
+                "repairing a tumour polygon: %s", shapely.is_valid_reason(geom)
+            )
             geom = shapely.make_valid(geom)
         regions.append(
             TumorRegion(
@@ -282,26 +300,6 @@ def _components(
         )
     components.sort(key=lambda comp: -comp.max_probability)  # stable: ties by label
     return labels, components
-
-
-def _cells_geometry(
-    cells: npt.NDArray[np.bool_], slices: tuple[slice, slice]
-) -> Polygon | MultiPolygon:
-    """Exact outline, in cell units, of the true cells of a window at ``slices``."""
-    rows, cols = cells.shape
-    edges = np.zeros((rows, cols + 2), dtype=np.int8)
-    edges[:, 1:-1] = cells
-    step = np.diff(edges, axis=1)
-    run_rows, run_starts = np.nonzero(step == 1)
-    _, run_ends = np.nonzero(step == -1)  # row-major order pairs each start and end
-    row0, col0 = slices[0].start, slices[1].start
-    boxes = shapely.box(
-        col0 + run_starts, row0 + run_rows, col0 + run_ends, row0 + run_rows + 1
-    )
-    geom = shapely.union_all(boxes)
-    if not isinstance(geom, Polygon | MultiPolygon):  # pragma: no cover - defensive
-        raise TypeError(f"union of cell boxes gave a {geom.geom_type}")
-    return geom
 
 
 def _cell_area_um2(grid: TileGrid) -> float:

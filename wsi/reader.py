@@ -9,20 +9,22 @@ of decoded tiles (``TILE_CACHE_BYTES``).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import openslide
-from PIL import Image
 
+from wsi._resample import margin_px, resample
+from wsi._resolution import level0_mpp
+from wsi._slidefile import check_path, slide_fingerprint
+from wsi._tiffread import TiffLevels, TileDecodeError
 from wsi.errors import MissingResolutionError, SlideReadError
 from wsi.geometry import ReadPlan, SlideGeometry
 
@@ -41,17 +43,9 @@ SLIDE_FORMATS: Final = (
     ".ndpi/.vms, MIRAX .mrxs, Leica .scn, Philips .tiff, Sakura .svslide, "
     "Ventana .bif, Zeiss .czi, DICOM"
 )
-_FINGERPRINT_BYTES: Final = 1 << 20
-#: Decoded slide tiles kept in memory, shared by every handle of the process, so a
-#: tile that two bands (or two tasks) need is decoded once.
-TILE_CACHE_BYTES: Final = 128 << 20
-# Extra level pixels read around a resampled region so that the filter support of
-# edge pixels lies inside the read.
-_RESAMPLE_MARGIN_PX: Final = 2
-# Resampling runs on output blocks of this size laid from the region's top-left, each
-# with the same footprint whatever the region's size: a pixel's value then depends
-# only on the region's origin, bit for bit (resumed tiling equals an uninterrupted run).
-_RESAMPLE_BLOCK_PX: Final = 128
+#: Decoded slide tiles OpenSlide keeps in memory, shared by every handle of the
+#: process, so a tile that two bands (or two tasks) need is decoded once.
+TILE_CACHE_BYTES: Final = 64 << 20
 
 RgbArray = npt.NDArray[np.uint8]
 
@@ -82,12 +76,14 @@ class Slide:
         handle: openslide.OpenSlide,
         geometry: SlideGeometry,
         mpp_source: str,
+        tiff: TiffLevels | None = None,
     ) -> None:
         self.path = path
         self.geometry = geometry
         self.mpp_source = mpp_source
         self.properties: Mapping[str, str] = dict(handle.properties)
         self._handle: openslide.OpenSlide | None = handle
+        self._tiff = tiff
         # OpenSlide maps level-0 coordinates with its own downsamples.
         self._os_downsamples = tuple(float(d) for d in handle.level_downsamples)
 
@@ -114,6 +110,9 @@ class Slide:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+        if self._tiff is not None:
+            self._tiff.close()
+            self._tiff = None
 
     @property
     def closed(self) -> bool:
@@ -200,76 +199,92 @@ class Slide:
 
         Notes
         -----
-        1. Without resampling (``plan.is_direct``) target pixels are the pixels of
-           ``plan.level`` and are read as is.
-        2. Otherwise the output pixel ``x`` covers level pixels
-           ``[x * f, (x + 1) * f)`` with ``f = plan.resample_factor``. The level is
-           read with a margin and reduced by area averaging over that exact,
-           fractional footprint (Pillow's box filter, anti-aliased); an enlargement
-           (``f < 1``) is bilinear. The footprint is measured from where OpenSlide
-           actually placed the read (``l0 / downsample``), so the sub-pixel
-           alignment is exact.
-        3. Resampling runs on 128 x 128 output blocks laid from ``(x_px, y_px)``, so
-           a pixel's value depends on the region's origin, not on its size.
+        1. Level pixels come straight from the TIFF tiles for generic TIFF and Aperio
+           slides (the same decoders as OpenSlide, the same pixels, without its
+           compositing), else from OpenSlide, which interpolates when a read starts
+           at a fractional level pixel (levels whose downsample is not an integer).
+        2. Without resampling (``plan.is_direct``) target pixels are level pixels.
+        3. Otherwise output pixel ``x`` covers level pixels ``[x * f, (x + 1) * f)``,
+           ``f = plan.resample_factor``, and is the exact area average of the level
+           over that fractional footprint (a box prefilter: anti-aliased), separably
+           in x and y; an enlargement (``f < 1``) interpolates linearly. Footprints
+           are measured from where the read really starts, so sub-pixel alignment is
+           exact, and a pixel's value depends on that start, never on the size of
+           the region read.
         """
         if width_px < 0 or height_px < 0:
             raise ValueError(
                 f"width_px and height_px must not be negative, got {width_px}x{height_px}"
             )
         if plan.is_direct:
-            ds = self._os_downsamples[plan.level]
-            return self.read_level(
-                level=plan.level,
-                l0_xy=(round(x_px * ds), round(y_px * ds)),
-                size=(width_px, height_px),
-            )
+            return self._read_pixels(plan.level, x_px, y_px, width_px, height_px)[0]
         if width_px == 0 or height_px == 0:
             return np.full((height_px, width_px, 3), 255, dtype=np.uint8)
         f = plan.resample_factor
-        block = _RESAMPLE_BLOCK_PX
-        padded_w = -(-width_px // block) * block
-        padded_h = -(-height_px // block) * block
-        margin = math.ceil(max(f, 1.0)) + _RESAMPLE_MARGIN_PX
-        # The level region under the (block-padded) output, with a margin.
+        margin = margin_px(f)
+        # The level region under the output's footprint, with a margin.
         lx0 = math.floor(x_px * f) - margin
         ly0 = math.floor(y_px * f) - margin
-        lx1 = math.ceil((x_px + padded_w) * f) + margin
-        ly1 = math.ceil((y_px + padded_h) * f) + margin
-        ds = self._os_downsamples[plan.level]
-        l0x, l0y = round(lx0 * ds), round(ly0 * ds)
-        region = self.read_level(
-            level=plan.level, l0_xy=(l0x, l0y), size=(lx1 - lx0, ly1 - ly0)
+        lx1 = math.ceil((x_px + width_px) * f) + margin
+        ly1 = math.ceil((y_px + height_px) * f) + margin
+        region, origin = self._read_pixels(plan.level, lx0, ly0, lx1 - lx0, ly1 - ly0)
+        return resample(
+            region,
+            x_px=x_px,
+            y_px=y_px,
+            width_px=width_px,
+            height_px=height_px,
+            factor=f,
+            origin_xy=origin,
         )
-        # Where OpenSlide placed the region's first pixel, in level pixels.
-        ox, oy = l0x / ds, l0y / ds
-        image = Image.fromarray(region)
-        resample = Image.Resampling.BOX if f >= 1 else Image.Resampling.BILINEAR
-        out = np.empty((height_px, width_px, 3), dtype=np.uint8)
-        for by in range(0, height_px, block):
-            top, bottom = (y_px + by) * f - oy, (y_px + by + block) * f - oy
-            for bx in range(0, width_px, block):
-                left, right = (x_px + bx) * f - ox, (x_px + bx + block) * f - ox
-                tile = image.resize(
-                    (block, block), resample=resample, box=(left, top, right, bottom)
-                )
-                h, w = min(block, height_px - by), min(block, width_px - bx)
-                out[by : by + h, bx : bx + w] = np.asarray(tile)[:h, :w]
-        return out
+
+    def pixel_source(self, level: int) -> str:
+        """``"tiff"`` when ``level``'s tiles are decoded directly, else ``"openslide"``."""
+        return (
+            "tiff" if self._tiff is not None and self._tiff.has(level) else "openslide"
+        )
+
+    def _read_pixels(
+        self, level: int, x: int, y: int, width: int, height: int
+    ) -> tuple[RgbArray, tuple[float, float]]:
+        """Pixels of ``level`` from level pixel ``(x, y)``, and where they start.
+
+        Decoded directly when possible (exact level pixels). Otherwise OpenSlide reads
+        level-0 ``round(x * ds)``, which it maps back to level pixel ``l0 / ds`` (a
+        fractional start when ``ds`` is not an integer: it interpolates).
+        """
+        if self._tiff is not None and self._tiff.has(level):
+            self._require_open()
+            try:
+                pixels = self._tiff.read(level, x=x, y=y, width=width, height=height)
+            except TileDecodeError as err:
+                raise SlideReadError(
+                    f"cannot decode pixels of {self.path} ({err}); the file is corrupt "
+                    "or truncated: download or export it again"
+                ) from err
+            return pixels, (float(x), float(y))
+        ds = self._os_downsamples[level]
+        l0x, l0y = round(x * ds), round(y * ds)
+        pixels = self.read_level(level=level, l0_xy=(l0x, l0y), size=(width, height))
+        return pixels, (l0x / ds, l0y / ds)
 
     def _require_open(self) -> openslide.OpenSlide:
         if self._handle is None:
-            raise ValueError(f"{self.path.name} is closed; open it again with open_slide")
+            raise ValueError(
+                f"{self.path.name} is closed; open it again with open_slide"
+            )
         return self._handle
 
 
 def _composite_on_white(rgba: npt.NDArray[np.uint8]) -> RgbArray:
     """``uint8[h, w, 4]`` straight-alpha RGBA to RGB over a white background."""
-    alpha = rgba[..., 3]
-    if alpha.size == 0 or int(alpha.min()) == 255:
-        return np.ascontiguousarray(rgba[..., :3])
-    a = alpha[..., None].astype(np.uint16)
-    rgb = rgba[..., :3].astype(np.uint16) * a + 255 * (255 - a)
-    return ((rgb + 127) // 255).astype(np.uint8)
+    rgb = np.ascontiguousarray(rgba[..., :3])
+    clear = rgba[..., 3] != 255
+    if clear.any():
+        a = rgba[..., 3][clear].astype(np.uint16)[:, None]
+        blended = rgb[clear].astype(np.uint16) * a + 255 * (255 - a)
+        rgb[clear] = ((blended + 127) // 255).astype(np.uint8)
+    return rgb
 
 
 def open_slide(
@@ -301,8 +316,10 @@ def open_slide(
     """
     path = Path(path)
     if mpp is not None and (not math.isfinite(mpp) or mpp <= 0):
-        raise ValueError(f"mpp must be a positive number of microns per pixel, got {mpp}")
-    _check_path(path)
+        raise ValueError(
+            f"mpp must be a positive number of microns per pixel, got {mpp}"
+        )
+    check_path(path)
     try:
         handle = openslide.OpenSlide(str(path))
     except openslide.OpenSlideUnsupportedFormatError as err:
@@ -316,7 +333,7 @@ def open_slide(
             "or export it again"
         ) from err
     try:
-        mpp_x, mpp_y, source = _resolution(
+        mpp_x, mpp_y, source = level0_mpp(
             path, handle.properties, mpp=mpp, mpp_from_objective=mpp_from_objective
         )
         dims = tuple((int(w), int(h)) for w, h in handle.level_dimensions)
@@ -338,97 +355,13 @@ def open_slide(
     cache = _shared_cache()
     if cache is not None:
         handle.set_cache(cache)
+    tiff = TiffLevels.open(
+        path, vendor=handle.properties.get("openslide.vendor"), level_dimensions=dims
+    )
     logger.debug("opened %s: %s", path, geometry)
-    return Slide(path=path, handle=handle, geometry=geometry, mpp_source=source)
-
-
-def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise SlideReadError(f"slide {path} does not exist; check the path")
-    if path.is_dir():
-        raise SlideReadError(
-            f"{path} is a folder, not a slide file; pass the slide file itself "
-            "(for MIRAX, the .mrxs file next to the folder)"
-        )
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as err:
-        raise SlideReadError(
-            f"cannot read {path}: {err.strerror}; check its permissions"
-        ) from err
-
-
-def _resolution(
-    path: Path,
-    properties: Mapping[str, str],
-    *,
-    mpp: float | None,
-    mpp_from_objective: bool,
-) -> tuple[float, float, str]:
-    """Level-0 ``(mpp_x, mpp_y, source)`` from the user, metadata or objective."""
-    if mpp is not None:
-        meta = _positive(properties.get(openslide.PROPERTY_NAME_MPP_X))
-        if meta is not None and abs(meta / mpp - 1) > 0.01:
-            logger.info("%s: using --mpp %.4f instead of its metadata %.4f um/px",
-                        path.name, mpp, meta)
-        return mpp, mpp, "user"
-    mpp_x = _positive(properties.get(openslide.PROPERTY_NAME_MPP_X))
-    mpp_y = _positive(properties.get(openslide.PROPERTY_NAME_MPP_Y))
-    if mpp_x is not None and mpp_y is not None:
-        return mpp_x, mpp_y, "metadata"
-    objective = _positive(properties.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
-    if objective is not None and mpp_from_objective:
-        assumed = 10.0 / objective
-        logger.warning(
-            "%s has no microns per pixel; assuming %.4f um/px from its %gx objective "
-            "power (--mpp-from-objective). Scanners differ: pass --mpp if you know "
-            "the real value", path.name, assumed, objective,
-        )
-        return assumed, assumed, "objective"
-    hint = "pass --mpp with the level-0 microns per pixel (about 0.25 at 40x, 0.5 at 20x)"
-    if objective is not None:
-        hint += (
-            f", or --mpp-from-objective to assume {10.0 / objective:.4g} um/px from its "
-            f"{objective:g}x objective power"
-        )
-    raise MissingResolutionError(f"{path} has no microns-per-pixel metadata; {hint}")
-
-
-def _positive(value: str | None) -> float | None:
-    try:
-        number = float(value) if value is not None else math.nan
-    except ValueError:
-        return None
-    return number if math.isfinite(number) and number > 0 else None
-
-
-def slide_fingerprint(path: Path) -> dict[str, Any]:
-    """Identify a slide file cheaply: its size and the sha256 of its first MiB.
-
-    Parameters
-    ----------
-    path
-        The slide file.
-
-    Returns
-    -------
-    dict
-        ``{"size_bytes": int, "sha256_first_mib": str}``.
-
-    Raises
-    ------
-    SlideReadError
-        The file cannot be read.
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(_FINGERPRINT_BYTES)
-        size = path.stat().st_size
-    except OSError as err:
-        raise SlideReadError(f"cannot read {path}: {err.strerror}; check the path") from err
-    return {"size_bytes": size, "sha256_first_mib": hashlib.sha256(head).hexdigest()}
+    return Slide(
+        path=path, handle=handle, geometry=geometry, mpp_source=source, tiff=tiff
+    )
 
 
 def _shared_cache() -> openslide.OpenSlideCache | None:

@@ -19,7 +19,7 @@ from wsi.export import (
     write_geojson,
 )
 from wsi.geometry import TileGrid
-from wsi.heatmap import heatmap_attrs, save_heatmap_png, stitch, write_heatmap_tiff
+from wsi.heatmap import save_heatmap_png, stitch, write_heatmap_tiff, write_heatmap_zarr
 from wsi.layout import Arrays, Attr, SlideOutputs
 from wsi.overlay import save_overlay_png
 from wsi.store import grid_from_attrs
@@ -64,18 +64,19 @@ def _open_scored(outputs: SlideOutputs) -> Any:
     return root
 
 
-def stitch_slide(outputs: SlideOutputs) -> Stitched:
-    """Stitch a scored store's scores into ``heatmap`` (store, TIFF and PNG)."""
+def stitch_slide(outputs: SlideOutputs, *, threshold: float | None = None) -> Stitched:
+    """Stitch a scored store's scores into ``heatmap`` (store, TIFF and PNG).
+
+    ``threshold``, when given, is marked on the PNG's colour bar.
+    """
     root = _open_scored(outputs)
     grid = grid_from_attrs(dict(root.attrs[Attr.TILING]))
     scores = np.asarray(root[Arrays.SCORES][:], dtype=np.float32)
     rowcol = np.asarray(root[Arrays.GRID][:], dtype=np.int64)
     heatmap = stitch(scores, rowcol, shape=grid.shape)
-    root.create_array(Arrays.HEATMAP, shape=heatmap.shape, dtype="float32",
-                      fill_value=np.nan, overwrite=True)[...] = heatmap
-    root.attrs[Attr.HEATMAP] = heatmap_attrs(grid)
+    write_heatmap_zarr(root, heatmap, grid=grid)
     write_heatmap_tiff(heatmap, outputs.heatmap_tif, grid=grid)
-    save_heatmap_png(heatmap, outputs.heatmap_png, title=outputs.stem)
+    save_heatmap_png(heatmap, outputs.heatmap_png, threshold=threshold, title=outputs.stem)
     return Stitched(heatmap=heatmap, grid=grid)
 
 

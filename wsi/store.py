@@ -31,6 +31,8 @@ from wsi.tissue import TissueMask
 __all__ = [
     "STORE_FORMAT_VERSION",
     "TileStore",
+    "array",
+    "attrs_section",
     "check_settings",
     "chunk_flags",
     "create_chunk_flags",
@@ -110,6 +112,29 @@ def prepare_store(path: Path, *, overwrite: bool) -> None:
         ) from err
 
 
+def attrs_section(group: zarr.Group, name: str) -> dict[str, Any]:
+    """The attribute section ``name`` of a store as a plain dict (empty if absent)."""
+    value = group.attrs.asdict().get(name)
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def array(group: zarr.Group, name: str) -> zarr.Array[Any]:
+    """The array ``name`` of a store.
+
+    Raises
+    ------
+    OutputError
+        The store has no such array (it was damaged or is from another stage).
+    """
+    node = group.get(name)
+    if not isinstance(node, zarr.Array):
+        raise OutputError(
+            f"{group.store} has no array {name!r}; run the stage that writes it again "
+            "(--overwrite if the store is damaged)"
+        )
+    return node
+
+
 def check_settings(
     group: zarr.Group, *, section: str, settings: Mapping[str, Any], path: Path
 ) -> bool:
@@ -122,12 +147,12 @@ def check_settings(
     SettingsMismatchError
         The section was written with other settings; names what differs.
     """
-    stored = group.attrs.asdict().get(section)
-    if not isinstance(stored, Mapping) or _SETTINGS not in stored:
+    stored = attrs_section(group, section)
+    if _SETTINGS not in stored:
         return False
     if stored.get(_HASH) == settings_hash(dict(settings)):
         return True
-    old = stored[_SETTINGS]
+    old: dict[str, Any] = dict(stored[_SETTINGS])
     diffs = [
         f"{key}: {old.get(key)!r} -> {settings.get(key)!r}"
         for key in sorted(set(old) | set(settings))
@@ -141,7 +166,11 @@ def check_settings(
 
 def settings_section(settings: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """An attribute section holding ``settings``, their hash and ``extra`` values."""
-    return {**extra, _SETTINGS: _jsonable(dict(settings)), _HASH: settings_hash(dict(settings))}
+    return {
+        **extra,
+        _SETTINGS: _jsonable(dict(settings)),
+        _HASH: settings_hash(dict(settings)),
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -161,7 +190,7 @@ def ensure_array(
     dtype: npt.DTypeLike,
     chunks: tuple[int, ...],
     compression_level: int | None = 1,
-) -> tuple[zarr.Array, bool]:
+) -> tuple[zarr.Array[Any], bool]:
     """The array ``name`` with this shape, dtype and chunks, created if needed.
 
     Returns
@@ -178,7 +207,9 @@ def ensure_array(
             and existing.dtype == np.dtype(dtype)
         ):
             return existing, False
-    compressors = None if compression_level is None else ZstdCodec(level=compression_level)
+    compressors = (
+        None if compression_level is None else ZstdCodec(level=compression_level)
+    )
     array = group.create_array(
         name,
         shape=shape,
@@ -191,7 +222,9 @@ def ensure_array(
     return array, True
 
 
-def create_chunk_flags(group: zarr.Group, name: str, *, n_chunks: int) -> zarr.Array:
+def create_chunk_flags(
+    group: zarr.Group, name: str, *, n_chunks: int
+) -> zarr.Array[Any]:
     """A fresh ``bool (n_chunks,)`` flag array, one zarr chunk per flag, all False."""
     return group.create_array(
         name,
@@ -208,12 +241,12 @@ def chunk_flags(group: zarr.Group, name: str) -> npt.NDArray[np.bool_]:
     """Which chunks a stage has finished (all False when the flags do not exist)."""
     if name not in group:
         return np.zeros(0, dtype=bool)
-    return np.asarray(group[name][:], dtype=bool)
+    return np.asarray(array(group, name)[:], dtype=bool)
 
 
 def mark_chunk_done(group: zarr.Group, name: str, index: int) -> None:
     """Set chunk ``index``'s flag, after its data is written."""
-    group[name][index] = True
+    array(group, name)[index] = True
 
 
 def geometry_attrs(geometry: SlideGeometry) -> dict[str, Any]:
@@ -311,8 +344,8 @@ def open_tile_store(path: Path, *, require_complete: bool = True) -> TileStore:
     path = Path(path)
     group = open_store(path)
     attrs = group.attrs.asdict()
-    tiling = attrs.get(Attr.TILING)
-    if not isinstance(tiling, Mapping):
+    tiling = attrs_section(group, Attr.TILING)
+    if "settings" not in tiling:
         raise OutputError(f"{path} holds no tiles; run `wsi-heatmap tile` on its slide")
     if require_complete and not attrs.get(Attr.TILING_COMPLETE, False):
         raise OutputError(
@@ -334,8 +367,8 @@ def read_tissue_mask(path: Path) -> TissueMask:
     group = store.open()
     mask_attrs = store.tiling["tissue_mask"]
     return TissueMask(
-        mask=np.asarray(group[Arrays.TISSUE_MASK][:], dtype=bool),
-        thumbnail=np.asarray(group[Arrays.THUMBNAIL][:], dtype=np.uint8),
+        mask=np.asarray(array(group, Arrays.TISSUE_MASK)[:], dtype=bool),
+        thumbnail=np.asarray(array(group, Arrays.THUMBNAIL)[:], dtype=np.uint8),
         mpp=float(mask_attrs["mpp"]),
         downsample=float(mask_attrs["downsample"]),
         level=int(mask_attrs["level"]),

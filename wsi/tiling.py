@@ -8,39 +8,33 @@ resume rules are described in :mod:`wsi.store` and the README.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import math
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import zarr
 
 from wsi._bands import BandLayout, make_tasks, run_tasks
+from wsi._selection import patch_tissue_fraction, select_patches
+from wsi._tiling_store import now, tiling_settings, write_layout
 from wsi.errors import MissingResolutionError, NoTissueError
-from wsi.geometry import CENTER_PX, MASK_CELL_PX, MAX_UPSAMPLE, PATCH_PX, PCAM_MPP, TileGrid
+from wsi.geometry import MAX_UPSAMPLE, PATCH_PX, PCAM_MPP, TileGrid
 from wsi.layout import Arrays, Attr
 from wsi.progress import Progress, ensure_progress
-from wsi.provenance import git_commit, software_versions
-from wsi.reader import Slide, open_slide, slide_fingerprint
+from wsi.reader import Slide, open_slide
 from wsi.store import (
-    STORE_FORMAT_VERSION,
+    attrs_section,
     check_settings,
     chunk_flags,
-    create_chunk_flags,
-    ensure_array,
-    geometry_attrs,
     is_store,
     open_store,
     prepare_store,
-    settings_section,
 )
 from wsi.tissue import TissueMask, TissueParams, compute_tissue_mask
 
@@ -54,8 +48,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_MIN_BAND_HEIGHT_PX = 512
-_MIN_BANDS = 16
+# Glass wider than this between kept patches of a band is not read.
+_MAX_GAP_PX = 512
+# Bands are tall enough that rows shared with the next band (stride < 96) are at most
+# this share of a read.
+_MAX_REREAD = 1 / 8
+# Tasks per worker the patches are split into (progress steps, load balance).
+_TASKS_PER_WORKER = 4
+_MAX_CHUNKS_PER_TASK = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,10 +76,11 @@ class TilingParams:
     chunk_patches
         Patches per zarr chunk (and per unit of resumable work).
     band_rows
-        Grid rows read at once; None sizes bands from ``band_pixels``. Recorded in
-        the settings: bands fix where reads start, hence the exact pixels.
+        Grid rows per read band; None: one row when patches do not overlap, else
+        enough rows that the overlap is at most an eighth of a read. Recorded in
+        the settings, as bands fix where reads start, hence the exact pixels.
     band_pixels
-        Target pixels per band read when ``band_rows`` is None (bounds memory).
+        Largest read, in target pixels (bounds memory whatever the slide size).
     workers
         Threads of dask's local scheduler; None uses the CPUs available. Ignored
         under a dask.distributed client.
@@ -110,7 +111,9 @@ class TilingParams:
             )
         for name in ("stride_px", "chunk_patches", "band_pixels"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ValueError(
+                    f"{name} must be at least 1, got {getattr(self, name)}"
+                )
         if self.band_rows is not None and self.band_rows < 1:
             raise ValueError(f"band_rows must be at least 1, got {self.band_rows}")
         if self.workers is not None and self.workers < 1:
@@ -164,92 +167,6 @@ class TilingResult:
         return self.patches_written / self.seconds if self.seconds > 0 else 0.0
 
 
-def patch_tissue_fraction(
-    mask: npt.NDArray[np.bool_],
-    grid: TileGrid,
-    *,
-    region: Literal["center", "patch"] = "center",
-) -> npt.NDArray[np.float64]:
-    """Tissue fraction of every grid patch's centre (or whole patch).
-
-    Parameters
-    ----------
-    mask
-        ``bool[H, W]`` tissue mask, ``MASK_CELL_PX`` target pixels per mask pixel,
-        origin at the slide's top-left (``grid.mask_shape``).
-    grid
-        The patch grid.
-    region
-        ``"center"`` (the ``CENTER_PX`` square) or ``"patch"``.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float64[rows, cols]`` in [0, 1], exact area fractions (regions that do
-        not align with mask pixels are weighted by overlap).
-
-    Examples
-    --------
-    >>> from wsi.geometry import SlideGeometry
-    >>> g = SlideGeometry(width_px=800, height_px=400, mpp_x=0.243, mpp_y=0.243,
-    ...                   level_dimensions=((800, 400),))
-    >>> grid = TileGrid(geometry=g, mpp=0.972, stride_px=96)   # 200 x 100 target px
-    >>> mask = np.zeros(grid.mask_shape, bool)
-    >>> mask[4:8, 4:8] = True                   # target px 32..64: patch (0, 0)'s centre
-    >>> patch_tissue_fraction(mask, grid).tolist()
-    [[1.0, 0.0]]
-    >>> patch_tissue_fraction(mask, grid, region="patch").round(3).tolist()
-    [[0.111, 0.0]]
-    """
-    rows, cols = grid.shape
-    if region == "center":
-        offset_px, size_px = (grid.tile_px - CENTER_PX) / 2, float(CENTER_PX)
-    elif region == "patch":
-        offset_px, size_px = 0.0, float(grid.tile_px)
-    else:
-        raise ValueError(f"region must be 'center' or 'patch', got {region!r}")
-    if rows == 0 or cols == 0 or mask.size == 0:
-        return np.zeros((rows, cols))
-    # Integral image: sat[i, j] = tissue pixels above row i and left of column j.
-    # It is bilinear inside each mask pixel, so linear interpolation of it gives
-    # exact areas for rectangles that cut mask pixels.
-    sat = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1))
-    sat[1:, 1:] = np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1)
-    ys = (np.arange(rows) * grid.stride_px + offset_px) / MASK_CELL_PX
-    xs = (np.arange(cols) * grid.stride_px + offset_px) / MASK_CELL_PX
-    side = size_px / MASK_CELL_PX
-    top = _interp_rows(sat, ys)
-    bottom = _interp_rows(sat, ys + side)
-    diff = bottom - top  # (rows, W+1): tissue in the row span, left of each column
-    area = _interp_rows(diff.T, xs + side).T - _interp_rows(diff.T, xs).T
-    return np.clip(area / (side * side), 0.0, 1.0)
-
-
-def _interp_rows(
-    table: npt.NDArray[np.float64], at: npt.NDArray[np.float64]
-) -> npt.NDArray[np.float64]:
-    """Linear interpolation of ``table``'s rows (at least 2) at fractional positions."""
-    at = np.clip(at, 0, table.shape[0] - 1)
-    lo = np.minimum(np.floor(at).astype(np.int64), table.shape[0] - 2)
-    frac = (at - lo)[:, None]
-    return table[lo] * (1 - frac) + table[lo + 1] * frac
-
-
-def select_patches(
-    mask: npt.NDArray[np.bool_],
-    grid: TileGrid,
-    *,
-    min_fraction: float,
-    region: Literal["center", "patch"] = "center",
-) -> npt.NDArray[np.int64]:
-    """``int64[N, 2]`` ``(row, col)`` of the kept patches, row-major."""
-    fraction = patch_tissue_fraction(mask, grid, region=region)
-    keep = fraction >= min_fraction - 1e-9
-    if min_fraction <= 0:
-        keep = fraction > 0
-    return np.argwhere(keep).astype(np.int64)
-
-
 def tile_slide(
     slide_path: Path,
     store_path: Path,
@@ -298,53 +215,92 @@ def tile_slide(
     started = time.perf_counter()
     slide_path, store_path = Path(slide_path), Path(store_path)
     bar = ensure_progress(progress)
-    with open_slide(slide_path, mpp=mpp, mpp_from_objective=mpp_from_objective) as slide:
-        grid = TileGrid(geometry=slide.geometry, mpp=tiling.mpp, stride_px=tiling.stride_px)
+    with open_slide(
+        slide_path, mpp=mpp, mpp_from_objective=mpp_from_objective
+    ) as slide:
+        grid = TileGrid(
+            geometry=slide.geometry, mpp=tiling.mpp, stride_px=tiling.stride_px
+        )
+        _probe(slide)
         _check_grid(slide, grid)
-        band_rows = _band_rows(grid, tiling)
-        settings = _settings(slide, tiling, tissue, band_rows)
+        read_layout = _read_layout(grid, tiling)
+        settings = tiling_settings(slide, tiling, tissue, read_layout)
         if not overwrite and is_store(store_path):
             group = open_store(store_path, writable=True)
-            if check_settings(group, section=Attr.TILING, settings=settings, path=store_path):
-                if group.attrs.get(Attr.TILING_COMPLETE, False):
-                    logger.info("%s is already tiled with these settings", store_path)
-                    return _result(store_path, grid, group, started, resumed=True, written=0)
+            same = check_settings(
+                group, section=Attr.TILING, settings=settings, path=store_path
+            )
+            if same and group.attrs.get(Attr.TILING_COMPLETE, False):
+                logger.info("%s is already tiled with these settings", store_path)
+                return _result(
+                    store_path, grid, group, started, resumed=True, written=0
+                )
         prepare_store(store_path, overwrite=overwrite)
-        mask = compute_tissue_mask(slide, grid_mpp=tiling.mpp, params=tissue, progress=bar)
+        mask = compute_tissue_mask(
+            slide, grid_mpp=tiling.mpp, params=tissue, progress=bar
+        )
         rowcol = select_patches(
-            mask.mask, grid, min_fraction=tiling.min_tissue_fraction,
+            mask.mask,
+            grid,
+            min_fraction=tiling.min_tissue_fraction,
             region=tiling.tissue_region,
         )
         _check_selection(slide, mask, rowcol, tiling)
-    layout = BandLayout.build(rowcol, band_rows=band_rows, chunk_patches=tiling.chunk_patches)
-    group, resumed = _write_layout(store_path, slide, grid, mask, rowcol, settings, tiling)
+    layout = BandLayout.build(rowcol, chunk_patches=tiling.chunk_patches, **read_layout)
+    group, resumed = write_layout(
+        store_path, slide, grid, mask, rowcol, settings, tiling
+    )
     done = chunk_flags(group, Arrays.TILED)
     todo = [int(k) for k in np.flatnonzero(~done)]
-    n_done = sum(layout.chunk_size(k) for k in np.flatnonzero(done))
+    n_done = sum(layout.chunk_size(int(k)) for k in np.flatnonzero(done))
     if resumed:
-        logger.info("%s: resuming, %d of %d chunks already written",
-                    store_path, len(done) - len(todo), len(done))
+        logger.info(
+            "%s: resuming, %d of %d chunks already written",
+            store_path,
+            len(done) - len(todo),
+            len(done),
+        )
+    workers = _workers(tiling)
+    per_task = math.ceil(len(todo) / (_TASKS_PER_WORKER * workers))
     tasks = make_tasks(
-        layout, todo, slide_path=str(slide_path.resolve()), slide_mpp=mpp,
-        mpp_from_objective=mpp_from_objective, store_path=str(store_path.resolve()),
-        grid_mpp=tiling.mpp, stride_px=tiling.stride_px,
+        layout,
+        todo,
+        per_task=max(1, min(_MAX_CHUNKS_PER_TASK, per_task)),
+        slide_path=str(slide_path.resolve()),
+        slide_mpp=mpp,
+        mpp_from_objective=mpp_from_objective,
+        store_path=str(store_path.resolve()),
+        grid_mpp=tiling.mpp,
+        stride_px=tiling.stride_px,
     )
     bar.start(len(rowcol), f"tiling {slide_path.name}")
     try:
         bar.advance(n_done)
-        run_tasks(tasks, workers=_workers(tiling), progress=bar)
+        run_tasks(tasks, workers=workers, progress=bar)
     finally:
         bar.close()
     if not chunk_flags(group, Arrays.TILED).all():  # pragma: no cover - defensive
         raise RuntimeError(f"tiling of {store_path} left chunks unwritten")
     seconds = time.perf_counter() - started
-    section = dict(group.attrs[Attr.TILING])
-    section.update(seconds=round(seconds, 3), finished=_now())
+    section = attrs_section(group, Attr.TILING)
+    section.update(seconds=round(seconds, 3), finished=now())
     group.attrs.update({Attr.TILING: section, Attr.TILING_COMPLETE: True})
     written = len(rowcol) - n_done
-    logger.info("%s: %d patches in %.1f s (%.0f patches/s)", slide_path.name,
-                len(rowcol), seconds, written / seconds if seconds else 0)
+    logger.info(
+        "%s: %d patches in %.1f s (%.0f patches/s)",
+        slide_path.name,
+        len(rowcol),
+        seconds,
+        written / seconds if seconds else 0,
+    )
     return _result(store_path, grid, group, started, resumed=resumed, written=written)
+
+
+def _probe(slide: Slide) -> None:
+    """Decode one tile of the smallest level: corrupt files fail here, first."""
+    level = len(slide.geometry.level_dimensions) - 1
+    width, height = slide.geometry.level_dimensions[level]
+    slide.read_level(level=level, l0_xy=(0, 0), size=(min(width, 64), min(height, 64)))
 
 
 def _check_grid(slide: Slide, grid: TileGrid) -> None:
@@ -383,16 +339,23 @@ def _check_selection(
         )
 
 
-def _band_rows(grid: TileGrid, tiling: TilingParams) -> int:
-    if tiling.band_rows is not None:
-        return tiling.band_rows
-    rows, cols = grid.shape
+def _read_layout(grid: TileGrid, tiling: TilingParams) -> dict[str, int]:
+    """Band height and segment limits, in grid rows and columns (they fix where reads
+    start, so they are part of the settings)."""
+    cols = grid.shape[1]
     stride, overlap = grid.stride_px, grid.tile_px - grid.stride_px
-    width = cols * stride + overlap
-    by_budget = (tiling.band_pixels // max(width, 1) - overlap) // stride
-    by_height = math.ceil((_MIN_BAND_HEIGHT_PX - overlap) / stride)
-    by_split = math.ceil(rows / _MIN_BANDS)
-    return max(1, min(by_budget, max(by_height, by_split)))
+    band_rows = tiling.band_rows
+    if band_rows is None:
+        by_reread = math.ceil(overlap / _MAX_REREAD / stride) if overlap else 1
+        width = cols * stride + overlap
+        by_budget = (tiling.band_pixels // max(width, 1) - overlap) // stride
+        band_rows = max(1, min(by_reread, by_budget))
+    height = band_rows * stride + overlap
+    return {
+        "band_rows": band_rows,
+        "max_gap_cols": _MAX_GAP_PX // stride,
+        "max_cols": max(1, (tiling.band_pixels // height - overlap) // stride),
+    }
 
 
 def _workers(tiling: TilingParams) -> int:
@@ -404,110 +367,16 @@ def _workers(tiling: TilingParams) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _settings(
-    slide: Slide, tiling: TilingParams, tissue: TissueParams, band_rows: int
-) -> dict[str, Any]:
-    """Everything that decides the store's content (hashed; compared on resume)."""
-    fingerprint = slide_fingerprint(slide.path)
-    return {
-        "format_version": STORE_FORMAT_VERSION,
-        "software_version": software_versions(("wsi-heatmap",)).get("wsi-heatmap"),
-        "slide_size_bytes": fingerprint["size_bytes"],
-        "slide_sha256_first_mib": fingerprint["sha256_first_mib"],
-        "level0_mpp_x": slide.geometry.mpp_x,
-        "level0_mpp_y": slide.geometry.mpp_y,
-        "mpp": tiling.mpp,
-        "tile_px": PATCH_PX,
-        "stride_px": tiling.stride_px,
-        "min_tissue_fraction": tiling.min_tissue_fraction,
-        "tissue_region": tiling.tissue_region,
-        "chunk_patches": tiling.chunk_patches,
-        "band_rows": band_rows,
-        "mask_cell_px": MASK_CELL_PX,
-        "tissue": dataclasses.asdict(tissue),
-    }
-
-
-def _write_layout(
-    store_path: Path,
-    slide: Slide,
-    grid: TileGrid,
-    mask: TissueMask,
-    rowcol: npt.NDArray[np.int64],
-    settings: dict[str, Any],
-    tiling: TilingParams,
-) -> tuple[zarr.Group, bool]:
-    """Create (or reopen) the store with its final shapes; True when resuming."""
-    selection = hashlib.sha256(np.ascontiguousarray(rowcol).tobytes()).hexdigest()
-    group = zarr.open_group(store_path, mode="a", zarr_format=3)
-    resumed = check_settings(group, section=Attr.TILING, settings=settings, path=store_path)
-    previous = group.attrs.get(Attr.TILING, {}) if resumed else {}
-    if resumed and previous.get("selection_sha256") != selection:
-        logger.warning("%s: patch selection changed since the last run; starting over",
-                       store_path)
-        resumed = False
-    plan = grid.plan
-    section = settings_section(
-        settings,
-        # Flat keys that scoring, stitching and export read.
-        tile_px=grid.tile_px,
-        stride_px=grid.stride_px,
-        mask_cell_px=MASK_CELL_PX,
-        requested_mpp=plan.requested_mpp,
-        effective_mpp=plan.effective_mpp,
-        level=plan.level,
-        downsample=plan.downsample,
-        slide={"path": str(slide.path.resolve()), "name": slide.path.name,
-               "vendor": slide.properties.get("openslide.vendor"),
-               "mpp_source": slide.mpp_source},
-        geometry=geometry_attrs(slide.geometry),
-        grid={"mpp": grid.mpp, "tile_px": grid.tile_px, "stride_px": grid.stride_px,
-              "shape": list(grid.shape)},
-        read={"level": plan.level, "level_downsample": plan.level_downsample,
-              "downsample": plan.downsample, "resample_factor": plan.resample_factor,
-              "requested_mpp": plan.requested_mpp, "effective_mpp": plan.effective_mpp},
-        tissue_mask={"mpp": mask.mpp, "downsample": mask.downsample, "level": mask.level,
-                     "shape": list(mask.mask.shape),
-                     "tissue_fraction": mask.tissue_fraction},
-        n_patches=len(rowcol),
-        selection_sha256=selection,
-        software=software_versions(),
-        git_commit=git_commit(),
-        created=previous.get("created", _now()) if resumed else _now(),
-    )
-    group.attrs.update({Attr.TILING: section, Attr.TILING_COMPLETE: False,
-                        Attr.SETTINGS_HASH: section["settings_hash"]})
-    n = len(rowcol)
-    big = (min(n, 65536), 2)
-    for name, data in ((Arrays.GRID, rowcol), (Arrays.COORDS, grid.coords(rowcol))):
-        array, _ = ensure_array(group, name, shape=(n, 2), dtype=np.int64, chunks=big)
-        array[:] = data
-    mask_chunks = (1024, 1024)
-    array, _ = ensure_array(group, Arrays.TISSUE_MASK, shape=mask.mask.shape, dtype=bool,
-                            chunks=mask_chunks)
-    array[:] = mask.mask
-    array, _ = ensure_array(group, Arrays.THUMBNAIL, shape=mask.thumbnail.shape,
-                            dtype=np.uint8, chunks=(*mask_chunks, 3))
-    array[:] = mask.thumbnail
-    tile = grid.tile_px
-    _, created = ensure_array(
-        group, Arrays.PATCHES, shape=(n, tile, tile, 3), dtype=np.uint8,
-        chunks=(tiling.chunk_patches, tile, tile, 3),
-        compression_level=tiling.compression_level,
-    )
-    n_chunks = -(-n // tiling.chunk_patches)
-    flags = chunk_flags(group, Arrays.TILED)
-    if created or not resumed or len(flags) != n_chunks:
-        create_chunk_flags(group, Arrays.TILED, n_chunks=n_chunks)
-        resumed = resumed and not created
-    return group, resumed
-
-
 def _result(
-    store_path: Path, grid: TileGrid, group: zarr.Group, started: float, *,
-    resumed: bool, written: int,
+    store_path: Path,
+    grid: TileGrid,
+    group: zarr.Group,
+    started: float,
+    *,
+    resumed: bool,
+    written: int,
 ) -> TilingResult:
-    section = group.attrs[Attr.TILING]
+    section = attrs_section(group, Attr.TILING)
     return TilingResult(
         store=store_path,
         n_patches=int(section["n_patches"]),
@@ -520,7 +389,3 @@ def _result(
         patches_written=written,
         tissue_fraction=float(section["tissue_mask"]["tissue_fraction"]),
     )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 # with saturation below about 0.7: green and blue ink sit outside that hue range, red
 # ink at its red end (345-20 deg, which wraps through 0) or beyond its saturation.
 _GREEN_BLUE_PEN_HUE_DEG: Final = (70.0, 250.0)
-_PEN_MIN_SATURATION: Final = 0.25
+_GREEN_BLUE_MIN_SATURATION: Final = 0.1
 _RED_PEN_HUE_DEG: Final = (345.0, 20.0)
+_RED_PEN_MIN_SATURATION: Final = 0.25
 _VIVID_RED_HUE_DEG: Final = (320.0, 20.0)
 _VIVID_MIN_SATURATION: Final = 0.75
 # Level pixels read per band of the thumbnail (bounds memory; about 64 MB RGBA).
@@ -148,8 +149,9 @@ def tissue_mask_from_rgb(
     Notes
     -----
     1. Blur RGB with ``blur_sigma_px``; convert to HSV.
-    2. Pen ink (green/blue hues 70-250 deg, or saturated red 350-20 deg) and dark
-       pixels (value < ``min_value``) are excluded.
+    2. Pen ink (green/blue hues 70-250 deg; red 345-20 deg with saturation above
+       0.25; any red-purple above 0.75), grown by twice the blur, and dark pixels
+       (value < ``min_value``) are excluded.
     3. Tissue is saturation >= ``t`` with ``t`` Otsu's threshold over the remaining
        pixels, clipped to ``[min_saturation, max_saturation_threshold]``.
     4. Holes smaller than ``min_hole_um2`` are filled, pieces smaller than
@@ -160,8 +162,8 @@ def tissue_mask_from_rgb(
     >>> rgb = np.full((40, 40, 3), 245, np.uint8)
     >>> rgb[10:30, 10:30] = (200, 120, 180)          # an H&E-pink square
     >>> mask = tissue_mask_from_rgb(rgb, mpp=8.0, params=TissueParams())
-    >>> int(mask.sum()), bool(mask[20, 20]), bool(mask[0, 0])
-    (400, True, False)
+    >>> bool(mask[12:28, 12:28].all()), bool(mask[:5].any())
+    (True, False)
     """
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
         raise ValueError(
@@ -174,7 +176,9 @@ def tissue_mask_from_rgb(
     hue, sat, val = _blurred_hsv(rgb[..., :3], sigma_px=params.blur_sigma_px)
     excluded = val < params.min_value
     if params.exclude_pen:
-        excluded |= _pen(hue, sat)
+        # Grow ink by the blur's reach, so that its faded rim does not pass as tissue.
+        reach = max(1, math.ceil(2 * params.blur_sigma_px))
+        excluded |= ndimage.binary_dilation(_pen(hue, sat), iterations=reach)
     threshold = _saturation_threshold(sat[~excluded], params)
     mask = (sat >= threshold) & ~excluded
     px_area_um2 = mpp * mpp
@@ -183,7 +187,9 @@ def tissue_mask_from_rgb(
     mask = _remove_small_objects(mask, max_px=params.min_object_um2 / px_area_um2)
     logger.debug(
         "tissue threshold %.3f, %.1f%% tissue, %.1f%% excluded as pen/dark",
-        threshold, 100 * mask.mean(), 100 * excluded.mean(),
+        threshold,
+        100 * mask.mean(),
+        100 * excluded.mean(),
     )
     return mask
 
@@ -212,11 +218,13 @@ def _blurred_hsv(
     return hue, sat, val
 
 
-def _pen(hue: npt.NDArray[np.float32], sat: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+def _pen(
+    hue: npt.NDArray[np.float32], sat: npt.NDArray[np.float32]
+) -> npt.NDArray[np.bool_]:
     lo, hi = _GREEN_BLUE_PEN_HUE_DEG
-    green_blue = (hue >= lo) & (hue < hi) & (sat >= _PEN_MIN_SATURATION)
+    green_blue = (hue >= lo) & (hue < hi) & (sat >= _GREEN_BLUE_MIN_SATURATION)
     red_lo, red_hi = _RED_PEN_HUE_DEG
-    red = ((hue >= red_lo) | (hue < red_hi)) & (sat >= _PEN_MIN_SATURATION)
+    red = ((hue >= red_lo) | (hue < red_hi)) & (sat >= _RED_PEN_MIN_SATURATION)
     vivid_lo, vivid_hi = _VIVID_RED_HUE_DEG
     vivid = ((hue >= vivid_lo) | (hue < vivid_hi)) & (sat >= _VIVID_MIN_SATURATION)
     return green_blue | red | vivid
@@ -225,11 +233,13 @@ def _pen(hue: npt.NDArray[np.float32], sat: npt.NDArray[np.float32]) -> npt.NDAr
 def _saturation_threshold(sat: npt.NDArray[np.float32], params: TissueParams) -> float:
     if sat.size == 0 or float(sat.max()) - float(sat.min()) < 1e-6:
         return params.min_saturation
-    otsu = float(threshold_otsu(sat))
+    otsu = float(threshold_otsu(sat))  # type: ignore[no-untyped-call]
     return min(max(otsu, params.min_saturation), params.max_saturation_threshold)
 
 
-def _remove_small_objects(mask: npt.NDArray[np.bool_], *, max_px: float) -> npt.NDArray[np.bool_]:
+def _remove_small_objects(
+    mask: npt.NDArray[np.bool_], *, max_px: float
+) -> npt.NDArray[np.bool_]:
     """Drop 8-connected pieces of ``max_px`` pixels or fewer."""
     if max_px < 1 or not mask.any():
         return mask
@@ -237,10 +247,13 @@ def _remove_small_objects(mask: npt.NDArray[np.bool_], *, max_px: float) -> npt.
     sizes = np.bincount(labels.ravel())
     keep = sizes > max_px
     keep[0] = False
-    return keep[labels]
+    kept: npt.NDArray[np.bool_] = keep[labels]
+    return kept
 
 
-def _fill_small_holes(mask: npt.NDArray[np.bool_], *, max_px: float) -> npt.NDArray[np.bool_]:
+def _fill_small_holes(
+    mask: npt.NDArray[np.bool_], *, max_px: float
+) -> npt.NDArray[np.bool_]:
     """Fill 4-connected background pieces of ``max_px`` pixels or fewer that do not
     touch the border."""
     if max_px < 1 or mask.all():
@@ -253,7 +266,8 @@ def _fill_small_holes(mask: npt.NDArray[np.bool_], *, max_px: float) -> npt.NDAr
         np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     )
     fill[border] = False
-    return mask | fill[labels]
+    filled: npt.NDArray[np.bool_] = mask | fill[labels]
+    return filled
 
 
 def compute_tissue_mask(
@@ -309,10 +323,18 @@ def compute_tissue_mask(
     mask = tissue_mask_from_rgb(thumbnail, mpp=mpp, params=params)
     logger.info(
         "%s: tissue mask %dx%d at %.2f um/px from level %d, %.1f%% tissue",
-        slide.path.name, cols, rows, mpp, plan.level, 100 * mask.mean(),
+        slide.path.name,
+        cols,
+        rows,
+        mpp,
+        plan.level,
+        100 * mask.mean(),
     )
     return TissueMask(
-        mask=mask, thumbnail=thumbnail, mpp=mpp, downsample=plan.downsample,
+        mask=mask,
+        thumbnail=thumbnail,
+        mpp=mpp,
+        downsample=plan.downsample,
         level=plan.level,
     )
 

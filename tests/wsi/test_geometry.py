@@ -22,8 +22,9 @@ def _geometry(
 ) -> SlideGeometry:
     w, h = size
     levels = levels or tuple((w // 2**i, h // 2**i) for i in range(4))
-    return SlideGeometry(width_px=w, height_px=h, mpp_x=mpp, mpp_y=mpp,
-                         level_dimensions=levels)
+    return SlideGeometry(
+        width_px=w, height_px=h, mpp_x=mpp, mpp_y=mpp, level_dimensions=levels
+    )
 
 
 def test_downsamples_come_from_level_sizes_not_powers_of_two() -> None:
@@ -46,10 +47,19 @@ def test_downsamples_come_from_level_sizes_not_powers_of_two() -> None:
         ({"level_dimensions": ((100, 100),)}, "level 0 is (100, 100)"),
     ],
 )
-def test_invalid_geometry_names_the_value(kwargs: dict[str, object], message: str) -> None:
-    base: dict[str, object] = {"width_px": 1000, "height_px": 500, "mpp_x": 0.25,
-                               "mpp_y": 0.25, "level_dimensions": ((1000, 500),)}
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+def test_invalid_geometry_names_the_value(
+    kwargs: dict[str, object], message: str
+) -> None:
+    base: dict[str, object] = {
+        "width_px": 1000,
+        "height_px": 500,
+        "mpp_x": 0.25,
+        "mpp_y": 0.25,
+        "level_dimensions": ((1000, 500),),
+    }
+    with pytest.raises(
+        ValueError, match=message.replace("(", r"\(").replace(")", r"\)")
+    ):
         SlideGeometry(**(base | kwargs))  # type: ignore[arg-type]
 
 
@@ -111,8 +121,13 @@ def test_stride_32_gives_one_patch_per_pcam_centre_cell() -> None:
 
 
 def test_slide_smaller_than_a_patch_has_an_empty_grid() -> None:
-    g = SlideGeometry(width_px=16, height_px=16, mpp_x=0.499, mpp_y=0.499,
-                      level_dimensions=((16, 16),))
+    g = SlideGeometry(
+        width_px=16,
+        height_px=16,
+        mpp_x=0.499,
+        mpp_y=0.499,
+        level_dimensions=((16, 16),),
+    )
     assert 0 in TileGrid(geometry=g).shape
 
 
@@ -125,8 +140,11 @@ def test_grid_validates_stride() -> None:
 
 
 def test_mask_lattice_is_the_grid_lattice_times_mask_cell() -> None:
-    grid = TileGrid(geometry=_geometry((2000, 1000), mpp=0.226,
-                                       levels=((2000, 1000), (1000, 500), (500, 250))))
+    grid = TileGrid(
+        geometry=_geometry(
+            (2000, 1000), mpp=0.226, levels=((2000, 1000), (1000, 500), (500, 250))
+        )
+    )
     assert grid.mask_downsample == pytest.approx(grid.downsample * MASK_CELL_PX)
     rows, cols = grid.mask_shape
     assert rows == int(np.ceil(1000 / grid.mask_downsample))

@@ -22,9 +22,9 @@ from wsi.tissue import TissueParams
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("scoring")
-    rgb = np.full((2048, 2048, 3), 245, np.uint8)
-    rgb[200:1800, 200:1800] = NORMAL_RGB
-    rgb[600:1100, 600:1100] = TUMOUR_RGB
+    rgb = np.full((3072, 3072, 3), 245, np.uint8)
+    rgb[200:2900, 200:2900] = NORMAL_RGB
+    rgb[800:1500, 800:1500] = TUMOUR_RGB
     slide = write_pyramid_tiff(tmp / "s.tif", rgb, mpp=0.243)
     result = tile_slide(slide, tmp / "s.zarr", tiling=TilingParams(chunk_patches=16),
                         tissue=TissueParams())

@@ -1,0 +1,207 @@
+"""Tiling throughput and peak memory on generated Camelyon-like slides.
+
+Writes Camelyon-like pyramidal TIFFs (0.243 um/px, 512 px JPEG tiles, downsamples 1
+to 32, about a third tissue) of the given sizes (``WIDTHxHEIGHT`` level-0 px), then
+for each size and stride compares, each in a fresh process:
+
+- ``tile_slide``: :func:`wsi.tiling.tile_slide` with its defaults (PCam's 0.972
+  um/px, 256 patches per zstd chunk): tissue mask, band reads through dask, patches
+  compressed and written to the zarr store;
+- ``loop``: the same patches (the store's ``coords``) read one by one with
+  ``OpenSlide.read_region((x, y), 2, (96, 96))``, nothing written;
+- ``loop + write``: the same loop writing the patches into a zarr array with the same
+  chunks and codec, i.e. the same output as ``tile_slide`` minus the mask.
+
+Runs are interleaved and repeated; the table shows the fastest run of each (the
+machine may be shared), its CPU time (all threads) and its peak resident memory.
+Run from the repository root::
+
+    python benchmarks/bench_tiling.py --sizes 20000x20000 100000x20000 \\
+        --strides 96 32 --repeat 3 --work /tmp/wsi-bench --out table.md
+
+Slides are generated once and kept in ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+COLUMNS = ("slide (level 0)", "stride", "method", "workers", "patches", "wall s",
+           "CPU s", "patches/s", "MP/s", "peak RSS MB", "speed-up")
+METHODS = {"loop": "per-patch read_region loop (read only)",
+           "loop-write": "per-patch loop + zarr write",
+           "tile": "tile_slide (mask + bands + zarr)"}
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width), int(height or width)
+
+
+def _slide(work: Path, size: tuple[int, int]) -> Path:
+    from tests.slides import write_large_slide
+
+    path = work / f"camelyon-like-{size[0]}x{size[1]}.tif"
+    if not path.exists():
+        started = time.perf_counter()
+        partial = path.with_suffix(".partial.tif")
+        write_large_slide(partial, size_px=size)
+        partial.rename(path)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB) in "
+              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return path
+
+
+def _usage() -> dict[str, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
+
+
+def _child_tile(args: argparse.Namespace) -> dict[str, Any]:
+    """Tile the slide into ``args.store``."""
+    import dask.threaded  # noqa: F401 - imported by tile_slide on first use; not timed
+
+    from wsi.tiling import TilingParams, tile_slide
+    from wsi.tissue import TissueParams
+
+    store = Path(args.store)
+    shutil.rmtree(store, ignore_errors=True)
+    before, started = _usage(), time.perf_counter()
+    result = tile_slide(Path(args.slide), store,
+                        tiling=TilingParams(workers=args.workers, stride_px=args.stride),
+                        tissue=TissueParams())
+    seconds, after = time.perf_counter() - started, _usage()
+    return {"patches": result.n_patches, "seconds": seconds,
+            "cpu": after["cpu"] - before["cpu"], "peak_mb": after["peak_mb"]}
+
+
+def _child_loop(args: argparse.Namespace, *, write: bool) -> dict[str, Any]:
+    """Read the store's patches one ``read_region`` at a time (and write them)."""
+    import numpy as np
+    import openslide
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    coords = np.asarray(zarr.open_group(args.store, mode="r")["coords"][:])
+    out = Path(args.store).with_suffix(".loop.zarr")
+    shutil.rmtree(out, ignore_errors=True)
+    chunk = 256
+    patches = zarr.create_array(out, shape=(len(coords), 96, 96, 3), chunks=(chunk, 96, 96, 3),
+                                dtype="uint8", compressors=ZstdCodec(level=1), fill_value=0)
+    before, started = _usage(), time.perf_counter()
+    slide = openslide.OpenSlide(args.slide)
+    buffer = np.empty((chunk, 96, 96, 3), np.uint8)
+    for i, (x, y) in enumerate(coords.tolist()):
+        buffer[i % chunk] = np.asarray(slide.read_region((x, y), 2, (96, 96)))[..., :3]
+        if write and (i % chunk == chunk - 1 or i == len(coords) - 1):
+            start = i - i % chunk
+            patches[start : i + 1] = buffer[: i + 1 - start]
+    seconds, after = time.perf_counter() - started, _usage()
+    shutil.rmtree(out, ignore_errors=True)
+    return {"patches": len(coords), "seconds": seconds,
+            "cpu": after["cpu"] - before["cpu"], "peak_mb": after["peak_mb"]}
+
+
+def _run_child(method: str, slide: Path, store: Path, *, workers: int,
+               stride: int) -> dict[str, Any]:
+    argv = [sys.executable, __file__, "--child", method, "--slide", str(slide),
+            "--store", str(store), "--workers", str(workers), "--stride", str(stride)]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=ROOT)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _row(size: tuple[int, int], stride: int, method: str, workers: int,
+         run: dict[str, Any], base_rate: float) -> dict[str, str]:
+    rate = run["patches"] / run["seconds"]
+    return {
+        "slide (level 0)": f"{size[0] // 1000}k x {size[1] // 1000}k",
+        "stride": str(stride),
+        "method": METHODS[method],
+        "workers": str(workers),
+        "patches": str(run["patches"]),
+        "wall s": f"{run['seconds']:.2f}",
+        "CPU s": f"{run['cpu']:.2f}",
+        "patches/s": f"{rate:.0f}",
+        "MP/s": f"{rate * 96 * 96 / 1e6:.1f}",
+        "peak RSS MB": f"{run['peak_mb']:.0f}",
+        "speed-up": f"{rate / base_rate:.2f}x",
+    }
+
+
+def _table(rows: list[dict[str, str]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _bench(slide: Path, size: tuple[int, int], stride: int,
+           args: argparse.Namespace) -> list[dict[str, str]]:
+    store = args.work / f"{slide.stem}-{stride}.zarr"
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for _ in range(args.repeat):  # interleaved, so that load changes hit every method
+        for workers in args.workers:
+            runs.setdefault(("tile", workers), []).append(
+                _run_child("tile", slide, store, workers=workers, stride=stride))
+        for method in ("loop", "loop-write"):
+            runs.setdefault((method, 1), []).append(
+                _run_child(method, slide, store, workers=1, stride=stride))
+    best = {key: min(found, key=lambda r: r["seconds"]) for key, found in runs.items()}
+    base = best[("loop", 1)]["patches"] / best[("loop", 1)]["seconds"]
+    shutil.rmtree(store, ignore_errors=True)
+    order = [("loop", 1), ("loop-write", 1)] + [("tile", w) for w in args.workers]
+    return [_row(size, stride, m, w, best[(m, w)], base) for m, w in order]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Benchmark every size and stride; print the table and optionally save it."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=_size, nargs="+",
+                        default=[(20_000, 20_000), (100_000, 20_000)])
+    parser.add_argument("--strides", type=int, nargs="+", default=[96, 32])
+    parser.add_argument("--workers", type=int, nargs="+", default=[2])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/wsi-bench"))
+    parser.add_argument("--out", type=Path, help="Also write the table here.")
+    parser.add_argument("--child", choices=sorted(METHODS), help=argparse.SUPPRESS)
+    parser.add_argument("--slide", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    parser.add_argument("--stride", type=int, default=96, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        args.workers = args.workers[0]
+        result = (_child_tile(args) if args.child == "tile"
+                  else _child_loop(args, write=args.child == "loop-write"))
+        print(json.dumps(result))
+        return
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, str]] = []
+    for size in args.sizes:
+        slide = _slide(args.work, size)
+        for stride in args.strides:
+            new = _bench(slide, size, stride, args)
+            print(_table(new), file=sys.stderr, flush=True)
+            rows += new
+    table = _table(rows)
+    print(table)
+    print(f"\n{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the end")
+    if args.out:
+        args.out.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

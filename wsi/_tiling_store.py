@@ -1,0 +1,191 @@
+"""The tiler's side of the zarr store: its settings and its arrays (private).
+
+Used by :func:`wsi.tiling.tile_slide`: :func:`tiling_settings` is what decides a
+store's content (hashed and compared on resume); :func:`write_layout` creates the
+store with its final shapes before any patch is read, or reopens it to resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import zarr
+
+from wsi.geometry import MASK_CELL_PX, PATCH_PX, TileGrid
+from wsi.layout import Arrays, Attr
+from wsi.provenance import git_commit, software_versions
+from wsi.reader import Slide, slide_fingerprint
+from wsi.store import (
+    STORE_FORMAT_VERSION,
+    attrs_section,
+    check_settings,
+    chunk_flags,
+    create_chunk_flags,
+    ensure_array,
+    geometry_attrs,
+    settings_section,
+)
+from wsi.tissue import TissueMask, TissueParams
+
+if TYPE_CHECKING:
+    from wsi.tiling import TilingParams
+
+__all__ = ["now", "tiling_settings", "write_layout"]
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def _provenance() -> tuple[dict[str, str], str | None]:
+    """Package versions and git commit (looked up once per process)."""
+    return software_versions(), git_commit()
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def tiling_settings(
+    slide: Slide,
+    tiling: TilingParams,
+    tissue: TissueParams,
+    read_layout: dict[str, int],
+) -> dict[str, Any]:
+    """Everything that decides the store's content (hashed; compared on resume)."""
+    fingerprint = slide_fingerprint(slide.path)
+    return {
+        "format_version": STORE_FORMAT_VERSION,
+        "software_version": _provenance()[0].get("wsi-heatmap"),
+        "slide_size_bytes": fingerprint["size_bytes"],
+        "slide_sha256_first_mib": fingerprint["sha256_first_mib"],
+        # Direct tile decoding and OpenSlide differ where OpenSlide interpolates.
+        "pixel_source": slide.pixel_source(slide.geometry.read_plan(tiling.mpp).level),
+        "level0_mpp_x": slide.geometry.mpp_x,
+        "level0_mpp_y": slide.geometry.mpp_y,
+        "mpp": tiling.mpp,
+        "tile_px": PATCH_PX,
+        "stride_px": tiling.stride_px,
+        "min_tissue_fraction": tiling.min_tissue_fraction,
+        "tissue_region": tiling.tissue_region,
+        "chunk_patches": tiling.chunk_patches,
+        **read_layout,
+        "mask_cell_px": MASK_CELL_PX,
+        "tissue": dataclasses.asdict(tissue),
+    }
+
+
+def write_layout(
+    store_path: Path,
+    slide: Slide,
+    grid: TileGrid,
+    mask: TissueMask,
+    rowcol: npt.NDArray[np.int64],
+    settings: dict[str, Any],
+    tiling: TilingParams,
+) -> tuple[zarr.Group, bool]:
+    """Create (or reopen) the store with its final shapes; True when resuming."""
+    selection = hashlib.sha256(np.ascontiguousarray(rowcol).tobytes()).hexdigest()
+    group = zarr.open_group(store_path, mode="a", zarr_format=3)
+    resumed = check_settings(
+        group, section=Attr.TILING, settings=settings, path=store_path
+    )
+    previous = attrs_section(group, Attr.TILING) if resumed else {}
+    if resumed and previous.get("selection_sha256") != selection:
+        logger.warning(
+            "%s: patch selection changed since the last run; starting over", store_path
+        )
+        resumed = False
+    plan = grid.plan
+    section = settings_section(
+        settings,
+        # Flat keys that scoring, stitching and export read.
+        tile_px=grid.tile_px,
+        stride_px=grid.stride_px,
+        mask_cell_px=MASK_CELL_PX,
+        requested_mpp=plan.requested_mpp,
+        effective_mpp=plan.effective_mpp,
+        level=plan.level,
+        downsample=plan.downsample,
+        slide={
+            "path": str(slide.path.resolve()),
+            "name": slide.path.name,
+            "vendor": slide.properties.get("openslide.vendor"),
+            "mpp_source": slide.mpp_source,
+        },
+        geometry=geometry_attrs(slide.geometry),
+        grid={
+            "mpp": grid.mpp,
+            "tile_px": grid.tile_px,
+            "stride_px": grid.stride_px,
+            "shape": list(grid.shape),
+        },
+        read={
+            "level": plan.level,
+            "level_downsample": plan.level_downsample,
+            "downsample": plan.downsample,
+            "resample_factor": plan.resample_factor,
+            "requested_mpp": plan.requested_mpp,
+            "effective_mpp": plan.effective_mpp,
+        },
+        tissue_mask={
+            "mpp": mask.mpp,
+            "downsample": mask.downsample,
+            "level": mask.level,
+            "shape": list(mask.mask.shape),
+            "tissue_fraction": mask.tissue_fraction,
+        },
+        n_patches=len(rowcol),
+        selection_sha256=selection,
+        software=_provenance()[0],
+        git_commit=_provenance()[1],
+        created=previous.get("created", now()) if resumed else now(),
+    )
+    group.attrs.update(
+        {
+            Attr.TILING: section,
+            Attr.TILING_COMPLETE: False,
+            Attr.SETTINGS_HASH: section["settings_hash"],
+        }
+    )
+    n = len(rowcol)
+    big = (min(n, 65536), 2)
+    for name, data in ((Arrays.GRID, rowcol), (Arrays.COORDS, grid.coords(rowcol))):
+        array, _ = ensure_array(group, name, shape=(n, 2), dtype=np.int64, chunks=big)
+        array[:] = data
+    mask_chunks = (1024, 1024)
+    array, _ = ensure_array(
+        group, Arrays.TISSUE_MASK, shape=mask.mask.shape, dtype=bool, chunks=mask_chunks
+    )
+    array[:] = mask.mask
+    array, _ = ensure_array(
+        group,
+        Arrays.THUMBNAIL,
+        shape=mask.thumbnail.shape,
+        dtype=np.uint8,
+        chunks=(*mask_chunks, 3),
+    )
+    array[:] = mask.thumbnail
+    tile = grid.tile_px
+    _, created = ensure_array(
+        group,
+        Arrays.PATCHES,
+        shape=(n, tile, tile, 3),
+        dtype=np.uint8,
+        chunks=(tiling.chunk_patches, tile, tile, 3),
+        compression_level=tiling.compression_level,
+    )
+    n_chunks = -(-n // tiling.chunk_patches)
+    flags = chunk_flags(group, Arrays.TILED)
+    if created or not resumed or len(flags) != n_chunks:
+        create_chunk_flags(group, Arrays.TILED, n_chunks=n_chunks)
+        resumed = resumed and not created
+    return group, resumed
