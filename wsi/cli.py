@@ -8,6 +8,7 @@ that need them, so ``wsi-heatmap --help`` is instant.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -67,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: one-line errors and exit code 1, tracebacks only with ``--debug``."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if not ({"-v", "--verbose"} & set(args) or debug):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ chatter
     try:
         cli.main(args=args, prog_name="wsi-heatmap", standalone_mode=False)
     except click.exceptions.Abort:
