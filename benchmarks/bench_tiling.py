@@ -100,7 +100,8 @@ def _child_loop(args: argparse.Namespace, *, write: bool) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     chunk = 256
     patches = zarr.create_array(out, shape=(len(coords), 96, 96, 3), chunks=(chunk, 96, 96, 3),
-                                dtype="uint8", compressors=ZstdCodec(level=1), fill_value=0)
+                                dtype="uint8", compressors=ZstdCodec(level=1), fill_value=0,
+                                config={"write_empty_chunks": True})  # as tile_slide
     before, started = _usage(), time.perf_counter()
     slide = openslide.OpenSlide(args.slide)
     buffer = np.empty((chunk, 96, 96, 3), np.uint8)

@@ -244,6 +244,7 @@ def run_tasks(tasks: Sequence[TileTask], *, workers: int, progress: Progress) ->
     from dask.base import compute
     from dask.callbacks import Callback
     from dask.delayed import delayed
+    from dask.threaded import get as threaded_get
 
     graph = [
         delayed(run_task, pure=True)(
@@ -266,8 +267,10 @@ def run_tasks(tasks: Sequence[TileTask], *, workers: int, progress: Progress) ->
             if isinstance(result, int):
                 progress.advance(result)
 
+    # The threaded scheduler as a function: naming it "threads" makes dask import
+    # distributed to look for a client (0.4 s).
     with Advance():  # type: ignore[no-untyped-call]
-        compute(*graph, scheduler="threads", num_workers=workers)  # type: ignore[no-untyped-call]
+        compute(*graph, scheduler=threaded_get, num_workers=workers)  # type: ignore[no-untyped-call]
 
 
 def _distributed_client() -> Any:

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import tifffile
 
 __all__ = ["TILE_CACHE_BYTES", "TiffLevels", "TileDecodeError"]
 
@@ -91,8 +92,6 @@ class TiffLevels:
         """Direct access to the levels of ``path`` that allow it, or None."""
         if vendor not in _VENDORS:
             return None
-        import tifffile
-
         try:
             tiff = tifffile.TiffFile(path)
         except (OSError, ValueError, tifffile.TiffFileError) as err:

@@ -142,7 +142,7 @@ def build_config(ctx: click.Context, slides: tuple[Path, ...], out_dir: Path,
         current = getattr(base, name)
         try:
             updates[name] = dataclasses.replace(current, **values)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise click.BadParameter(f"[{name}] {err}", param_hint="--config") from err
     for flag in ("mpp", "mpp_from_objective", "overwrite"):
         if flag in options:
@@ -289,8 +289,13 @@ def view_command(out_dir: Path, host: str, port: int) -> None:
 @click.command("doctor")
 def doctor_command() -> None:
     """Check the installation: versions, GPU, the bundled model, a slide end to end."""
+    import logging
+
     from wsi.doctor import run_checks
 
+    wsi_logger = logging.getLogger("wsi")
+    if wsi_logger.getEffectiveLevel() == logging.INFO:  # only the verdicts, unless -v
+        logging.getLogger().setLevel(logging.WARNING)
     checks = run_checks()
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"

@@ -51,33 +51,32 @@ def _check_tensorflow() -> str:
 
 
 def _check_model() -> str:
-    from model.card import read_card
-    from model.predict import bundled_model_path
+    from model.predict import load_classifier
 
-    path = bundled_model_path()
-    card = read_card(path)
+    classifier = load_classifier()
+    card = classifier.card
     auc = f"{card.val_auc:.4f}" if card.val_auc is not None else "n/a"
-    return f"{path.name}: {card.architecture}, {card.mpp} um/px, validation AUC {auc}"
+    return (f"{classifier.path.name}: {card.architecture}, {card.mpp} um/px, "
+            f"validation AUC {auc}, sha256 {classifier.sha256[:12]}")
 
 
 def _check_slide_end_to_end() -> str:
-    from wsi.reader import open_slide
+    from wsi.pipeline import RunConfig, run
     from wsi.synthetic import write_pyramid_tiff
-    from wsi.tiling import TilingParams, tile_slide
-    from wsi.tissue import TissueParams
 
     with tempfile.TemporaryDirectory() as tmp:
         rgb = np.full((1536, 1536, 3), 244, np.uint8)
         yy, xx = np.mgrid[:1536, :1536]
-        rgb[(yy - 768) ** 2 + (xx - 768) ** 2 < 500**2] = (190, 90, 170)
+        rgb[(yy - 768) ** 2 + (xx - 768) ** 2 < 600**2] = (190, 90, 170)
         path = write_pyramid_tiff(Path(tmp) / "doctor.tif", rgb, mpp=0.243)
-        with open_slide(path) as slide:
-            levels = slide.geometry.level_dimensions
-        result = tile_slide(path, Path(tmp) / "doctor.zarr", tiling=TilingParams(),
-                            tissue=TissueParams())
+        report = run(RunConfig(slides=(path,), out_dir=Path(tmp) / "out"))
+        if report.failures:
+            raise RuntimeError(report.failures[0].message)
+        result = report.results[0]
         if result.n_patches == 0:
             raise RuntimeError("a slide with a tissue disc gave no patches")
-        return f"wrote, opened ({len(levels)} levels) and tiled a slide: {result.n_patches} patches"
+        return (f"generated a slide, tiled, scored, stitched and exported it: "
+                f"{result.n_patches} patches in {result.seconds:.1f} s")
 
 
 def run_checks() -> list[Check]:

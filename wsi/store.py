@@ -218,6 +218,9 @@ def ensure_array(
         compressors=compressors,
         fill_value=np.zeros((), dtype=dtype).item(),
         overwrite=True,
+        # Skip zarr's check for chunks equal to the fill value: it costs more than
+        # compressing and writing them (patches are never empty anyway).
+        config={"write_empty_chunks": True},
     )
     return array, True
 
