@@ -39,11 +39,24 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-COLUMNS = ("slide (level 0)", "stride", "method", "workers", "patches", "wall s",
-           "CPU s", "patches/s", "MP/s", "peak RSS MB", "speed-up")
-METHODS = {"loop": "per-patch read_region loop (read only)",
-           "loop-write": "per-patch loop + zarr write",
-           "tile": "tile_slide (mask + bands + zarr)"}
+COLUMNS = (
+    "slide (level 0)",
+    "stride",
+    "method",
+    "workers",
+    "patches",
+    "wall s",
+    "CPU s",
+    "patches/s",
+    "MP/s",
+    "peak RSS MB",
+    "speed-up",
+)
+METHODS = {
+    "loop": "per-patch read_region loop (read only)",
+    "loop-write": "per-patch loop + zarr write",
+    "tile": "tile_slide (mask + bands + zarr)",
+}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -60,8 +73,11 @@ def _slide(work: Path, size: tuple[int, int]) -> Path:
         partial = path.with_suffix(".partial.tif")
         write_large_slide(partial, size_px=size)
         partial.rename(path)
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB) in "
-              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+        print(
+            f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB) in "
+            f"{time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
     return path
 
 
@@ -80,12 +96,19 @@ def _child_tile(args: argparse.Namespace) -> dict[str, Any]:
     store = Path(args.store)
     shutil.rmtree(store, ignore_errors=True)
     before, started = _usage(), time.perf_counter()
-    result = tile_slide(Path(args.slide), store,
-                        tiling=TilingParams(workers=args.workers, stride_px=args.stride),
-                        tissue=TissueParams())
+    result = tile_slide(
+        Path(args.slide),
+        store,
+        tiling=TilingParams(workers=args.workers, stride_px=args.stride),
+        tissue=TissueParams(),
+    )
     seconds, after = time.perf_counter() - started, _usage()
-    return {"patches": result.n_patches, "seconds": seconds,
-            "cpu": after["cpu"] - before["cpu"], "peak_mb": after["peak_mb"]}
+    return {
+        "patches": result.n_patches,
+        "seconds": seconds,
+        "cpu": after["cpu"] - before["cpu"],
+        "peak_mb": after["peak_mb"],
+    }
 
 
 def _child_loop(args: argparse.Namespace, *, write: bool) -> dict[str, Any]:
@@ -95,13 +118,19 @@ def _child_loop(args: argparse.Namespace, *, write: bool) -> dict[str, Any]:
     import zarr
     from zarr.codecs import ZstdCodec
 
-    coords = np.asarray(zarr.open_group(args.store, mode="r")["coords"][:])
+    coords = np.asarray(zarr.open_array(Path(args.store) / "coords", mode="r")[:])
     out = Path(args.store).with_suffix(".loop.zarr")
     shutil.rmtree(out, ignore_errors=True)
     chunk = 256
-    patches = zarr.create_array(out, shape=(len(coords), 96, 96, 3), chunks=(chunk, 96, 96, 3),
-                                dtype="uint8", compressors=ZstdCodec(level=1), fill_value=0,
-                                config={"write_empty_chunks": True})  # as tile_slide
+    patches = zarr.create_array(
+        out,
+        shape=(len(coords), 96, 96, 3),
+        chunks=(chunk, 96, 96, 3),
+        dtype="uint8",
+        compressors=ZstdCodec(level=1),
+        fill_value=0,
+        config={"write_empty_chunks": True},
+    )  # as tile_slide
     before, started = _usage(), time.perf_counter()
     slide = openslide.OpenSlide(args.slide)
     buffer = np.empty((chunk, 96, 96, 3), np.uint8)
@@ -112,21 +141,44 @@ def _child_loop(args: argparse.Namespace, *, write: bool) -> dict[str, Any]:
             patches[start : i + 1] = buffer[: i + 1 - start]
     seconds, after = time.perf_counter() - started, _usage()
     shutil.rmtree(out, ignore_errors=True)
-    return {"patches": len(coords), "seconds": seconds,
-            "cpu": after["cpu"] - before["cpu"], "peak_mb": after["peak_mb"]}
+    return {
+        "patches": len(coords),
+        "seconds": seconds,
+        "cpu": after["cpu"] - before["cpu"],
+        "peak_mb": after["peak_mb"],
+    }
 
 
-def _run_child(method: str, slide: Path, store: Path, *, workers: int,
-               stride: int) -> dict[str, Any]:
-    argv = [sys.executable, __file__, "--child", method, "--slide", str(slide),
-            "--store", str(store), "--workers", str(workers), "--stride", str(stride)]
+def _run_child(
+    method: str, slide: Path, store: Path, *, workers: int, stride: int
+) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--slide",
+        str(slide),
+        "--store",
+        str(store),
+        "--workers",
+        str(workers),
+        "--stride",
+        str(stride),
+    ]
     out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=ROOT)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
-def _row(size: tuple[int, int], stride: int, method: str, workers: int,
-         run: dict[str, Any], base_rate: float) -> dict[str, str]:
+def _row(
+    size: tuple[int, int],
+    stride: int,
+    method: str,
+    workers: int,
+    run: dict[str, Any],
+    base_rate: float,
+) -> dict[str, str]:
     rate = run["patches"] / run["seconds"]
     return {
         "slide (level 0)": f"{size[0] // 1000}k x {size[1] // 1000}k",
@@ -149,17 +201,20 @@ def _table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def _bench(slide: Path, size: tuple[int, int], stride: int,
-           args: argparse.Namespace) -> list[dict[str, str]]:
+def _bench(
+    slide: Path, size: tuple[int, int], stride: int, args: argparse.Namespace
+) -> list[dict[str, str]]:
     store = args.work / f"{slide.stem}-{stride}.zarr"
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for _ in range(args.repeat):  # interleaved, so that load changes hit every method
         for workers in args.workers:
             runs.setdefault(("tile", workers), []).append(
-                _run_child("tile", slide, store, workers=workers, stride=stride))
+                _run_child("tile", slide, store, workers=workers, stride=stride)
+            )
         for method in ("loop", "loop-write"):
             runs.setdefault((method, 1), []).append(
-                _run_child(method, slide, store, workers=1, stride=stride))
+                _run_child(method, slide, store, workers=1, stride=stride)
+            )
     best = {key: min(found, key=lambda r: r["seconds"]) for key, found in runs.items()}
     base = best[("loop", 1)]["patches"] / best[("loop", 1)]["seconds"]
     shutil.rmtree(store, ignore_errors=True)
@@ -170,8 +225,9 @@ def _bench(slide: Path, size: tuple[int, int], stride: int,
 def main(argv: list[str] | None = None) -> None:
     """Benchmark every size and stride; print the table and optionally save it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=_size, nargs="+",
-                        default=[(20_000, 20_000), (100_000, 20_000)])
+    parser.add_argument(
+        "--sizes", type=_size, nargs="+", default=[(20_000, 20_000), (100_000, 20_000)]
+    )
     parser.add_argument("--strides", type=int, nargs="+", default=[96, 32])
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--repeat", type=int, default=3)
@@ -184,8 +240,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         args.workers = args.workers[0]
-        result = (_child_tile(args) if args.child == "tile"
-                  else _child_loop(args, write=args.child == "loop-write"))
+        result = (
+            _child_tile(args)
+            if args.child == "tile"
+            else _child_loop(args, write=args.child == "loop-write")
+        )
         print(json.dumps(result))
         return
 

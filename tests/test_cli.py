@@ -73,7 +73,7 @@ def test_default_command_is_the_pipeline(tmp_path: Path,
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="broken.svs"):
+    with pytest.raises(Exception, match=r"broken\.svs"):
         main(["--debug", "tile", str(FIXTURES / "broken.svs"), "--out", str(tmp_path)])
 
 

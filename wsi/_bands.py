@@ -237,8 +237,11 @@ class _Reads:
 
 
 def run_tasks(tasks: Sequence[TileTask], *, workers: int, progress: Progress) -> None:
-    """Run ``tasks`` through dask: a dask.distributed client if one is active, else
-    the local threaded scheduler with ``workers`` threads."""
+    """Run ``tasks`` through dask, reporting patches as tasks finish.
+
+    On the active dask.distributed client if there is one, else on the local threaded
+    scheduler with ``workers`` threads.
+    """
     if not tasks:
         return
     from dask.base import compute
@@ -256,7 +259,7 @@ def run_tasks(tasks: Sequence[TileTask], *, workers: int, progress: Progress) ->
     if client is not None:
         from distributed import as_completed
 
-        for future in as_completed(client.compute(graph)):  # type: ignore[no-untyped-call]
+        for future in as_completed(client.compute(graph)):
             progress.advance(int(future.result()))
         return
 
@@ -269,8 +272,8 @@ def run_tasks(tasks: Sequence[TileTask], *, workers: int, progress: Progress) ->
 
     # The threaded scheduler as a function: naming it "threads" makes dask import
     # distributed to look for a client (0.4 s).
-    with Advance():  # type: ignore[no-untyped-call]
-        compute(*graph, scheduler=threaded_get, num_workers=workers)  # type: ignore[no-untyped-call]
+    with Advance():
+        compute(*graph, scheduler=threaded_get, num_workers=workers)
 
 
 def _distributed_client() -> Any:
@@ -280,6 +283,6 @@ def _distributed_client() -> Any:
     from distributed import default_client
 
     try:
-        return default_client()  # type: ignore[no-untyped-call]
+        return default_client()
     except ValueError:
         return None

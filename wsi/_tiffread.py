@@ -123,8 +123,10 @@ class TiffLevels:
     def read(
         self, level: int, *, x: int, y: int, width: int, height: int
     ) -> npt.NDArray[np.uint8]:
-        """``uint8[height, width, 3]`` of ``level`` from level pixel ``(x, y)``;
-        white outside the level."""
+        """``uint8[height, width, 3]`` of ``level`` from level pixel ``(x, y)``.
+
+        Anything outside the level is white.
+        """
         page = self._pages[level]
         out = np.full((height, width, 3), 255, dtype=np.uint8)
         page_h, page_w = page.shape[:2]

@@ -48,7 +48,7 @@ class _DefaultGroup(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
-    """Find metastases in whole-slide images: tile, score, stitch a heatmap, export.
+    r"""Find metastases in whole-slide images: tile, score, stitch a heatmap, export.
 
     \b
     wsi-heatmap SLIDE... [--out DIR]     the whole pipeline
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command again to resume", err=True)
         sys.exit(130)
-    except Exception as err:  # noqa: BLE001 - last resort: one line, then exit 2
+    except Exception as err:
         if debug:
             raise
         click.echo(f"unexpected error: {type(err).__name__}: {err} (rerun with --debug "

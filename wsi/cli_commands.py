@@ -161,7 +161,7 @@ def build_config(ctx: click.Context, slides: tuple[Path, ...], out_dir: Path,
 @scoring_options
 @polygon_options
 @click.pass_context
-def run_command(ctx: click.Context, slides: tuple[Path, ...], out_dir: Path,
+def run_command(ctx: click.Context, /, slides: tuple[Path, ...], out_dir: Path,
                 config_file: Path | None, **options: Any) -> None:
     """Tile, score, stitch and export every SLIDE (the default command)."""
     from wsi.pipeline import run
@@ -197,7 +197,7 @@ def _print_table(report: Any) -> None:
 @slide_options
 @tiling_options
 @click.pass_context
-def tile_command(ctx: click.Context, slides: tuple[Path, ...], out_dir: Path,
+def tile_command(ctx: click.Context, /, slides: tuple[Path, ...], out_dir: Path,
                  config_file: Path | None, **options: Any) -> None:
     """Tile SLIDES into PCam-scale patch stores (OUT/<stem>/<stem>.zarr)."""
     from wsi.errors import WsiError

@@ -82,8 +82,10 @@ def open_store(path: Path, *, writable: bool = False) -> zarr.Group:
 
 
 def prepare_store(path: Path, *, overwrite: bool) -> None:
-    """Check that ``path`` can hold a store: the folder is writable, and anything
-    already there is a store (removed first when ``overwrite``).
+    """Check that ``path`` can hold a store.
+
+    Its folder must be writable, and anything already at ``path`` must be a store
+    (removed first when ``overwrite``).
 
     Raises
     ------

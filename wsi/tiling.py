@@ -340,8 +340,10 @@ def _check_selection(
 
 
 def _read_layout(grid: TileGrid, tiling: TilingParams) -> dict[str, int]:
-    """Band height and segment limits, in grid rows and columns (they fix where reads
-    start, so they are part of the settings)."""
+    """Band height and segment limits, in grid rows and columns.
+
+    They fix where reads start, so they are part of the settings.
+    """
     cols = grid.shape[1]
     stride, overlap = grid.stride_px, grid.tile_px - grid.stride_px
     band_rows = tiling.band_rows

@@ -20,6 +20,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from wsi._tissue_colour import STRIP_PIXELS, colour_maps
 from wsi.errors import OutputError
 from wsi.geometry import PCAM_MPP, TileGrid
 from wsi.progress import Progress, ensure_progress
@@ -35,17 +36,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Marker ink in HSV (hue in degrees). H&E stains lie between about 260 and 345 deg
-# with saturation below about 0.7: green and blue ink sit outside that hue range, red
-# ink at its red end (345-20 deg, which wraps through 0) or beyond its saturation.
-_GREEN_BLUE_PEN_HUE_DEG: Final = (70.0, 250.0)
-_GREEN_BLUE_MIN_SATURATION: Final = 0.1
-_RED_PEN_HUE_DEG: Final = (345.0, 20.0)
-_RED_PEN_MIN_SATURATION: Final = 0.25
-_VIVID_RED_HUE_DEG: Final = (320.0, 20.0)
-_VIVID_MIN_SATURATION: Final = 0.75
 # Level pixels read per band of the thumbnail (bounds memory; about 64 MB RGBA).
 _THUMBNAIL_BAND_PIXELS: Final = 16_000_000
+_OTSU_BINS: Final = 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,13 +166,15 @@ def tissue_mask_from_rgb(
         raise ValueError(f"mpp must be positive, got {mpp}")
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         return np.zeros(rgb.shape[:2], dtype=bool)
-    hue, sat, val = _blurred_hsv(rgb[..., :3], sigma_px=params.blur_sigma_px)
-    excluded = val < params.min_value
+    sat, dark, pen = colour_maps(
+        rgb[..., :3], sigma_px=params.blur_sigma_px, min_value=params.min_value
+    )
+    excluded = dark
     if params.exclude_pen:
         # Grow ink by the blur's reach, so that its faded rim does not pass as tissue.
         reach = max(1, math.ceil(2 * params.blur_sigma_px))
-        excluded |= ndimage.binary_dilation(_pen(hue, sat), iterations=reach)
-    threshold = _saturation_threshold(sat[~excluded], params)
+        excluded |= ndimage.binary_dilation(pen, iterations=reach)
+    threshold = _saturation_threshold(sat, excluded, params)
     mask = (sat >= threshold) & ~excluded
     px_area_um2 = mpp * mpp
     mask = _fill_small_holes(mask, max_px=params.min_hole_um2 / px_area_um2)
@@ -194,46 +189,20 @@ def tissue_mask_from_rgb(
     return mask
 
 
-def _blurred_hsv(
-    rgb: npt.NDArray[np.uint8], *, sigma_px: float
-) -> tuple[npt.NDArray[np.float32], ...]:
-    """Hue in degrees, saturation and value in [0, 1], after a Gaussian blur."""
-    channels = []
-    for c in range(3):
-        channel = rgb[..., c].astype(np.float32) / 255
-        if sigma_px > 0:
-            channel = ndimage.gaussian_filter(channel, sigma_px, mode="nearest")
-        channels.append(channel)
-    r, g, b = channels
-    val = np.maximum(np.maximum(r, g), b)
-    delta = val - np.minimum(np.minimum(r, g), b)
-    sat = np.divide(delta, val, out=np.zeros_like(val), where=val > 0)
-    safe = np.where(delta > 0, delta, 1)
-    hue = np.where(
-        val == r,
-        ((g - b) / safe) % 6,
-        np.where(val == g, (b - r) / safe + 2, (r - g) / safe + 4),
-    )
-    hue = np.where(delta > 0, hue * 60, 0).astype(np.float32)
-    return hue, sat, val
-
-
-def _pen(
-    hue: npt.NDArray[np.float32], sat: npt.NDArray[np.float32]
-) -> npt.NDArray[np.bool_]:
-    lo, hi = _GREEN_BLUE_PEN_HUE_DEG
-    green_blue = (hue >= lo) & (hue < hi) & (sat >= _GREEN_BLUE_MIN_SATURATION)
-    red_lo, red_hi = _RED_PEN_HUE_DEG
-    red = ((hue >= red_lo) | (hue < red_hi)) & (sat >= _RED_PEN_MIN_SATURATION)
-    vivid_lo, vivid_hi = _VIVID_RED_HUE_DEG
-    vivid = ((hue >= vivid_lo) | (hue < vivid_hi)) & (sat >= _VIVID_MIN_SATURATION)
-    return green_blue | red | vivid
-
-
-def _saturation_threshold(sat: npt.NDArray[np.float32], params: TissueParams) -> float:
-    if sat.size == 0 or float(sat.max()) - float(sat.min()) < 1e-6:
+def _saturation_threshold(
+    sat: npt.NDArray[np.float32], excluded: npt.NDArray[np.bool_], params: TissueParams
+) -> float:
+    """Otsu's threshold of the saturation of the pixels not excluded, clipped."""
+    counts = np.zeros(_OTSU_BINS, np.int64)
+    rows = max(1, STRIP_PIXELS // max(sat.shape[1], 1))
+    for top in range(0, sat.shape[0], rows):
+        values = sat[top : top + rows][~excluded[top : top + rows]]
+        bins = np.minimum((values * _OTSU_BINS).astype(np.int64), _OTSU_BINS - 1)
+        counts += np.bincount(bins, minlength=_OTSU_BINS)
+    if np.count_nonzero(counts) < 2:
         return params.min_saturation
-    otsu = float(threshold_otsu(sat))  # type: ignore[no-untyped-call]
+    centres = (np.arange(_OTSU_BINS) + 0.5) / _OTSU_BINS
+    otsu = float(threshold_otsu(hist=(counts, centres)))  # type: ignore[no-untyped-call]
     return min(max(otsu, params.min_saturation), params.max_saturation_threshold)
 
 
@@ -254,8 +223,10 @@ def _remove_small_objects(
 def _fill_small_holes(
     mask: npt.NDArray[np.bool_], *, max_px: float
 ) -> npt.NDArray[np.bool_]:
-    """Fill 4-connected background pieces of ``max_px`` pixels or fewer that do not
-    touch the border."""
+    """Fill holes: background pieces of ``max_px`` pixels or fewer (4-connected).
+
+    Background touching the border is never a hole.
+    """
     if max_px < 1 or mask.all():
         return mask
     labels, _ = ndimage.label(~mask)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import wsi.reader
+import wsi._tiffread
 from tests.slides import SlideSpec, write_slide
 from wsi.errors import MissingResolutionError, SlideReadError
 from wsi.geometry import PCAM_MPP, ReadPlan
@@ -218,10 +218,12 @@ def test_read_level_validates_arguments(tiny_slide: SlideSpec) -> None:
         slide.read_level(level=0, l0_xy=(0, 0), size=(1, 1))
 
 
-def _openslide_only(path: Path, monkeypatch: pytest.MonkeyPatch, **kw: float) -> Slide:
+def _openslide_only(
+    path: Path, monkeypatch: pytest.MonkeyPatch, *, mpp: float | None = None
+) -> Slide:
     with monkeypatch.context() as patch:
-        patch.setattr(wsi.reader.TiffLevels, "open", lambda *a, **k: None)
-        return open_slide(path, **kw)  # type: ignore[arg-type]
+        patch.setattr(wsi._tiffread.TiffLevels, "open", lambda *a, **k: None)
+        return open_slide(path, mpp=mpp)
 
 
 @pytest.mark.parametrize(
@@ -235,10 +237,9 @@ def test_direct_tiles_equal_openslide_on_real_svs(
     slide_mpp: float | None,
 ) -> None:
     path = fixture_slides / name
-    kw = {} if slide_mpp is None else {"mpp": slide_mpp}
     with (
-        open_slide(path, **kw) as fast,
-        _openslide_only(path, monkeypatch, **kw) as slow,
+        open_slide(path, mpp=slide_mpp) as fast,
+        _openslide_only(path, monkeypatch, mpp=slide_mpp) as slow,
     ):
         assert fast.pixel_source(0) == "tiff"
         assert slow.pixel_source(0) == "openslide"

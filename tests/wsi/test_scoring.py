@@ -81,7 +81,7 @@ def test_resume_scores_only_unfinished_chunks(store: Path, tmp_path: Path) -> No
 
 def test_model_with_other_resolution_is_refused(store: Path, tmp_path: Path) -> None:
     copy = _copy(store, tmp_path / "s.zarr")
-    with pytest.raises(ModelLoadError, match="0.5 um/px"):
+    with pytest.raises(ModelLoadError, match=r"0\.5 um/px"):
         score_store(copy, params=ScoringParams(), classifier=ColourClassifier(mpp=0.5))
     with pytest.raises(ModelLoadError, match="64 px"):
         score_store(copy, params=ScoringParams(), classifier=ColourClassifier(input_px=64))
@@ -112,6 +112,6 @@ def test_unreachable_scheduler_is_one_clear_error(store: Path, tmp_path: Path) -
 
     copy = _copy(store, tmp_path / "s.zarr")
     with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), \
-            pytest.raises(WsiError, match="dask scheduler at tcp://127.0.0.1:9"):
+            pytest.raises(WsiError, match=r"dask scheduler at tcp://127\.0\.0\.1:9"):
         score_store(copy, params=ScoringParams(scheduler="tcp://127.0.0.1:9"),
                     classifier=ColourClassifier())

@@ -227,3 +227,20 @@ def test_tissue_png(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(OutputError, match="cannot write"):
         tissue_png(tissue, blocker / "tissue.png")
+
+
+def test_colour_strips_give_the_whole_image_result(
+    fixture_slides: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wsi._tissue_colour
+
+    with open_slide(fixture_slides / "cmu-1-small-region.svs") as slide:
+        thumb = compute_tissue_mask(
+            slide, grid_mpp=PCAM_MPP, params=TissueParams()
+        ).thumbnail
+    params = TissueParams(blur_sigma_px=2.0)
+    whole = tissue_mask_from_rgb(thumb, mpp=7.8, params=params)
+    monkeypatch.setattr(wsi._tissue_colour, "STRIP_PIXELS", 7 * thumb.shape[1])
+    monkeypatch.setattr(wsi.tissue, "STRIP_PIXELS", 5 * thumb.shape[1])
+    strips = tissue_mask_from_rgb(thumb, mpp=7.8, params=params)
+    np.testing.assert_array_equal(whole, strips)

@@ -1,0 +1,322 @@
+"""Scoring throughput of the whole pipeline against the bare model, end to end.
+
+Writes a Camelyon-like pyramidal TIFF tile by tile (0.243 um/px level 0, 512 px JPEG
+tiles, downsamples 1, 4, 16, 64; two textured lymph-node sections covering about two
+thirds of the slide: :class:`wsi.synthetic.SyntheticTissue`), then, each in a fresh
+process:
+
+- ``pipeline``: loads the bundled classifier (``load_classifier``) and calls it once
+  on a batch of zeros (TensorFlow traces the model on its first call; the bare run
+  does the same), then :func:`wsi.pipeline.run` on the slide: ``tile_slide``,
+  ``score_store`` (dask, chunk by chunk, scores written back into the zarr store),
+  stitching and exports; stage seconds come from the slide's ``summary.json``;
+- ``bare``: the same model, loaded and warmed up the same way, timed on uint8
+  batches of ``--batch-size`` patches already in memory (the first
+  ``--bare-patches`` patches of the pipeline's store, read before the clock starts).
+
+Efficiency is the pipeline's scoring rate (patches / seconds of the scoring stage)
+over the bare model's rate. Peak memory is the largest resident set of the process
+(all its threads; ``ru_maxrss``) plus that of any process it started. With
+``--repeat N`` the runs alternate and the fastest of each kind is shown.
+
+Full run (at least 20k tissue patches; about 10 minutes on 2 CPU cores, the slide
+is kept in ``--work`` for the next run)::
+
+    python benchmarks/bench_pipeline.py
+
+Smoke test (a small slide, well under a minute)::
+
+    python benchmarks/bench_pipeline.py --quick --out /tmp/bench-pipeline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MPP = 0.243
+DOWNSAMPLES = (1, 4, 16, 64)
+FULL_SIZE = (98_304, 49_152)  # about 22k tissue patches at stride 96
+QUICK_SIZE = (16_384, 8_192)  # about 600
+COLUMNS = (
+    "slide (level 0)",
+    "tissue patches",
+    "batch",
+    "scoring threads",
+    "bare model patches/s",
+    "pipeline scoring patches/s",
+    "efficiency",
+    "model load + warm-up s",
+    "tiling s",
+    "scoring s",
+    "stitch + export s",
+    "end-to-end s",
+    "peak RSS MB (pipeline)",
+    "peak RSS MB (bare model)",
+)
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width), int(height or width)
+
+
+def _slide(work: Path, size: tuple[int, int], seed: int) -> Path:
+    """Generate the slide once; later runs reuse it."""
+    from wsi.synthetic import SyntheticTissue, write_pyramid_tiff_tiles
+
+    path = work / f"lymph-node-{size[0]}x{size[1]}-s{seed}.tif"
+    if not path.exists():
+        started = time.perf_counter()
+        tissue = SyntheticTissue.lymph_node(size, mpp=MPP, seed=seed)
+        partial = path.with_suffix(".partial.tif")
+        write_pyramid_tiff_tiles(
+            partial, tissue, size_px=size, mpp=MPP, downsamples=DOWNSAMPLES
+        )
+        partial.rename(path)
+        print(
+            f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB) in "
+            f"{time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
+    return path
+
+
+def _peak_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + children) / 1024
+
+
+def _classifier(batch_size: int) -> tuple[Any, float]:
+    """The bundled model, loaded and called once; and the seconds that took."""
+    import numpy as np
+
+    from model.predict import load_classifier
+
+    started = time.perf_counter()
+    classifier = load_classifier(batch_size=batch_size)
+    classifier(np.zeros((batch_size, 96, 96, 3), np.uint8))
+    return classifier, time.perf_counter() - started
+
+
+def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    from wsi.layout import SlideOutputs
+    from wsi.pipeline import RunConfig, run
+    from wsi.scoring import ScoringParams
+    from wsi.tiling import TilingParams
+
+    started = time.perf_counter()
+    classifier, load_s = _classifier(args.batch_size)
+    config = RunConfig(
+        slides=(Path(args.slide),),
+        out_dir=Path(args.run_dir),
+        tiling=TilingParams(chunk_patches=args.chunk_patches),
+        scoring=ScoringParams(batch_size=args.batch_size, workers=args.workers),
+        overwrite=True,
+    )
+    report = run(config, classifier=classifier)
+    total_s = time.perf_counter() - started
+    if not report.ok:
+        raise SystemExit(f"pipeline failed: {report.failures}")
+    outputs = SlideOutputs.for_slide(Path(args.run_dir), Path(args.slide))
+    summary = json.loads(outputs.summary_json.read_text())
+    timings = summary["timings_s"]
+    return {
+        "patches": int(summary["n_patches"]),
+        "store": str(outputs.store),
+        "load_s": load_s,
+        "tile_s": timings["tile"],
+        "score_s": timings["score"],
+        "stitch_s": timings["stitch"],
+        "export_s": timings["export"],
+        "total_s": total_s,
+        "peak_mb": _peak_mb(),
+    }
+
+
+def _child_bare(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import zarr
+
+    from wsi.layout import Arrays
+
+    classifier, load_s = _classifier(args.batch_size)
+    stored = zarr.open_group(args.store, mode="r")[Arrays.PATCHES]
+    patches = np.ascontiguousarray(stored[: args.bare_patches])
+    batches = [
+        patches[i : i + args.batch_size] for i in range(0, len(patches), args.batch_size)
+    ]
+    started = time.perf_counter()
+    for batch in batches:
+        classifier(batch)
+    seconds = time.perf_counter() - started
+    return {
+        "patches": len(patches),
+        "seconds": seconds,
+        "load_s": load_s,
+        "peak_mb": _peak_mb(),
+    }
+
+
+def _run_child(kind: str, args: argparse.Namespace, **extra: str) -> dict[str, Any]:
+    argv = [sys.executable, __file__, "--child", kind, "--batch-size",
+            str(args.batch_size), "--chunk-patches", str(args.chunk_patches),
+            "--bare-patches", str(args.bare_patches)]
+    for key, value in extra.items():
+        argv += [f"--{key.replace('_', '-')}", value]
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run(argv, check=False, capture_output=True, text=True, cwd=ROOT,
+                         env=env)
+    if out.returncode:
+        sys.stderr.write(out.stderr[-4000:])
+        raise SystemExit(f"{kind} run failed (exit {out.returncode})")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _row(size: tuple[int, int], workers: int, batch: int, pipe: dict[str, Any],
+         bare: dict[str, Any]) -> dict[str, str]:
+    bare_rate = bare["patches"] / bare["seconds"]
+    pipe_rate = pipe["patches"] / pipe["score_s"]
+    return {
+        "slide (level 0)": f"{size[0]} x {size[1]}",
+        "tissue patches": str(pipe["patches"]),
+        "batch": str(batch),
+        "scoring threads": str(workers),
+        "bare model patches/s": f"{bare_rate:.0f}",
+        "pipeline scoring patches/s": f"{pipe_rate:.0f}",
+        "efficiency": f"{pipe_rate / bare_rate:.0%}",
+        "model load + warm-up s": f"{pipe['load_s']:.1f}",
+        "tiling s": f"{pipe['tile_s']:.1f}",
+        "scoring s": f"{pipe['score_s']:.1f}",
+        "stitch + export s": f"{pipe['stitch_s'] + pipe['export_s']:.1f}",
+        "end-to-end s": f"{pipe['total_s']:.1f}",
+        "peak RSS MB (pipeline)": f"{pipe['peak_mb']:.0f}",
+        "peak RSS MB (bare model)": f"{bare['peak_mb']:.0f}",
+    }
+
+
+def _table(rows: list[dict[str, str]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _machine(note: str | None) -> dict[str, Any]:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": cpus, "cpu_model": model, "python": platform.python_version(),
+            "platform": platform.platform(), "load_average_1min": os.getloadavg()[0],
+            "note": note}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark; print the table and write JSON and Markdown to ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a {QUICK_SIZE[0]}x{QUICK_SIZE[1]} slide (smoke test)")
+    parser.add_argument("--size", type=_size, help="level-0 WIDTHxHEIGHT px "
+                        f"(default {FULL_SIZE[0]}x{FULL_SIZE[1]})")
+    parser.add_argument("--min-patches", type=int,
+                        help="fail when the slide has fewer tissue patches "
+                        "(default 20000; 0 with --quick)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--chunk-patches", type=int, default=256,
+                        help="patches per zarr chunk (TilingParams.chunk_patches)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[2],
+                        help="scoring threads (ScoringParams.workers); one row each")
+    parser.add_argument("--bare-patches", type=int, default=4096,
+                        help="patches the bare model scores (the store's first ones)")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/wsi-bench-pipeline"),
+                        help="generated slides and pipeline outputs")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
+                        help="folder for bench_pipeline[-quick].json and .md")
+    parser.add_argument("--note", help="free text stored with the results (machine "
+                        "state, say)")
+    parser.add_argument("--child", choices=("pipeline", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--slide", help=argparse.SUPPRESS)
+    parser.add_argument("--run-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        args.workers = args.workers[0]
+        result = _child_pipeline(args) if args.child == "pipeline" else _child_bare(args)
+        print(json.dumps(result))
+        return
+
+    size = args.size or (QUICK_SIZE if args.quick else FULL_SIZE)
+    min_patches = args.min_patches
+    if min_patches is None:
+        min_patches = 0 if args.quick else 20_000
+    args.work.mkdir(parents=True, exist_ok=True)
+    machine = _machine(args.note)
+    slide = _slide(args.work, size, args.seed)
+    rows: list[dict[str, str]] = []
+    runs: list[dict[str, Any]] = []
+    for workers in args.workers:
+        pipes, bares = [], []
+        run_dir = args.work / f"run-{slide.stem}"
+        for _ in range(args.repeat):  # interleaved, so that load changes hit both
+            pipe = _run_child("pipeline", args, slide=str(slide), run_dir=str(run_dir),
+                              workers=str(workers))
+            if pipe["patches"] < min_patches:
+                raise SystemExit(f"{slide} has {pipe['patches']} tissue patches, "
+                                 f"fewer than --min-patches {min_patches}")
+            print(f"pipeline ({workers} threads): {pipe}", file=sys.stderr, flush=True)
+            bare = _run_child("bare", args, store=pipe["store"])
+            print(f"bare model: {bare}", file=sys.stderr, flush=True)
+            pipes.append(pipe)
+            bares.append(bare)
+        best_pipe = min(pipes, key=lambda r: r["score_s"])
+        best_bare = max(bares, key=lambda r: r["patches"] / r["seconds"])
+        rows.append(_row(size, workers, args.batch_size, best_pipe, best_bare))
+        runs.append({"workers": workers, "pipeline": pipes, "bare": bares})
+    table = _table(rows)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "bench_pipeline-quick" if args.quick else "bench_pipeline"
+    record = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "slide": {"path": str(slide), "size_px": size, "mpp": MPP,
+                  "downsamples": DOWNSAMPLES, "bytes": slide.stat().st_size},
+        "batch_size": args.batch_size,
+        "chunk_patches": args.chunk_patches,
+        "bare_patches": args.bare_patches,
+        "repeat": args.repeat,
+        "machine": machine | {"load_average_1min_end": os.getloadavg()[0]},
+        "rows": rows,
+        "runs": runs,
+    }
+    (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(table + "\n")
+    print(f"\nwrote {args.out / stem}.json and .md; {machine['cpus']} CPUs, load "
+          f"average {os.getloadavg()[0]:.1f} at the end", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
