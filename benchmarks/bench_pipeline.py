@@ -19,12 +19,12 @@ over the bare model's rate. Peak memory is the largest resident set of the proce
 (all its threads; ``ru_maxrss``) plus that of any process it started. With
 ``--repeat N`` the runs alternate and the fastest of each kind is shown.
 
-Full run (at least 20k tissue patches; about 10 minutes on 2 CPU cores, the slide
-is kept in ``--work`` for the next run)::
+Full run (22,284 tissue patches; on 2 CPU cores about 2 minutes to write the 1 GB
+slide, kept in ``--work`` for later runs, then under 2 minutes per repeat)::
 
     python benchmarks/bench_pipeline.py
 
-Smoke test (a small slide, well under a minute)::
+Smoke test (a 622-patch slide; about a minute, mostly TensorFlow loading twice)::
 
     python benchmarks/bench_pipeline.py --quick --out /tmp/bench-pipeline
 """
@@ -36,9 +36,11 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +159,8 @@ def _child_bare(args: argparse.Namespace) -> dict[str, Any]:
     stored = zarr.open_group(args.store, mode="r")[Arrays.PATCHES]
     patches = np.ascontiguousarray(stored[: args.bare_patches])
     batches = [
-        patches[i : i + args.batch_size] for i in range(0, len(patches), args.batch_size)
+        patches[i : i + args.batch_size]
+        for i in range(0, len(patches), args.batch_size)
     ]
     started = time.perf_counter()
     for batch in batches:
@@ -172,14 +175,24 @@ def _child_bare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_child(kind: str, args: argparse.Namespace, **extra: str) -> dict[str, Any]:
-    argv = [sys.executable, __file__, "--child", kind, "--batch-size",
-            str(args.batch_size), "--chunk-patches", str(args.chunk_patches),
-            "--bare-patches", str(args.bare_patches)]
+    argv = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--batch-size",
+        str(args.batch_size),
+        "--chunk-patches",
+        str(args.chunk_patches),
+        "--bare-patches",
+        str(args.bare_patches),
+    ]
     for key, value in extra.items():
         argv += [f"--{key.replace('_', '-')}", value]
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    out = subprocess.run(argv, check=False, capture_output=True, text=True, cwd=ROOT,
-                         env=env)
+    out = subprocess.run(
+        argv, check=False, capture_output=True, text=True, cwd=ROOT, env=env
+    )
     if out.returncode:
         sys.stderr.write(out.stderr[-4000:])
         raise SystemExit(f"{kind} run failed (exit {out.returncode})")
@@ -187,8 +200,13 @@ def _run_child(kind: str, args: argparse.Namespace, **extra: str) -> dict[str, A
     return result
 
 
-def _row(size: tuple[int, int], workers: int, batch: int, pipe: dict[str, Any],
-         bare: dict[str, Any]) -> dict[str, str]:
+def _row(
+    size: tuple[int, int],
+    workers: int,
+    batch: int,
+    pipe: dict[str, Any],
+    bare: dict[str, Any],
+) -> dict[str, str]:
     bare_rate = bare["patches"] / bare["seconds"]
     pipe_rate = pipe["patches"] / pipe["score_s"]
     return {
@@ -228,36 +246,79 @@ def _machine(note: str | None) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpus": cpus, "cpu_model": model, "python": platform.python_version(),
-            "platform": platform.platform(), "load_average_1min": os.getloadavg()[0],
-            "note": note}
+    versions = {}
+    for package in ("numpy", "dask", "zarr", "tifffile", "tensorflow", "keras"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpus": cpus,
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "versions": versions,
+        "platform": platform.platform(),
+        "load_average_1min": os.getloadavg()[0],
+        "note": note,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark; print the table and write JSON and Markdown to ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"a {QUICK_SIZE[0]}x{QUICK_SIZE[1]} slide (smoke test)")
-    parser.add_argument("--size", type=_size, help="level-0 WIDTHxHEIGHT px "
-                        f"(default {FULL_SIZE[0]}x{FULL_SIZE[1]})")
-    parser.add_argument("--min-patches", type=int,
-                        help="fail when the slide has fewer tissue patches "
-                        "(default 20000; 0 with --quick)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a {QUICK_SIZE[0]}x{QUICK_SIZE[1]} slide (smoke test)",
+    )
+    parser.add_argument(
+        "--size",
+        type=_size,
+        help=f"level-0 WIDTHxHEIGHT px (default {FULL_SIZE[0]}x{FULL_SIZE[1]})",
+    )
+    parser.add_argument(
+        "--min-patches",
+        type=int,
+        help="fail when the slide has fewer tissue patches "
+        "(default 20000; 0 with --quick)",
+    )
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--chunk-patches", type=int, default=256,
-                        help="patches per zarr chunk (TilingParams.chunk_patches)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[2],
-                        help="scoring threads (ScoringParams.workers); one row each")
-    parser.add_argument("--bare-patches", type=int, default=4096,
-                        help="patches the bare model scores (the store's first ones)")
+    parser.add_argument(
+        "--chunk-patches",
+        type=int,
+        default=256,
+        help="patches per zarr chunk (TilingParams.chunk_patches)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="scoring threads (ScoringParams.workers); one row each",
+    )
+    parser.add_argument(
+        "--bare-patches",
+        type=int,
+        default=4096,
+        help="patches the bare model scores (the store's first ones)",
+    )
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/wsi-bench-pipeline"),
-                        help="generated slides and pipeline outputs")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
-                        help="folder for bench_pipeline[-quick].json and .md")
-    parser.add_argument("--note", help="free text stored with the results (machine "
-                        "state, say)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/wsi-bench-pipeline"),
+        help="generated slides and pipeline outputs",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "benchmarks" / "results",
+        help="folder for bench_pipeline[-quick].json and .md",
+    )
+    parser.add_argument(
+        "--note", help="free text stored with the results (machine state, say)"
+    )
     parser.add_argument("--child", choices=("pipeline", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--slide", help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
@@ -265,7 +326,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         args.workers = args.workers[0]
-        result = _child_pipeline(args) if args.child == "pipeline" else _child_bare(args)
+        result = (
+            _child_pipeline(args) if args.child == "pipeline" else _child_bare(args)
+        )
         print(json.dumps(result))
         return
 
@@ -282,11 +345,18 @@ def main(argv: list[str] | None = None) -> None:
         pipes, bares = [], []
         run_dir = args.work / f"run-{slide.stem}"
         for _ in range(args.repeat):  # interleaved, so that load changes hit both
-            pipe = _run_child("pipeline", args, slide=str(slide), run_dir=str(run_dir),
-                              workers=str(workers))
+            pipe = _run_child(
+                "pipeline",
+                args,
+                slide=str(slide),
+                run_dir=str(run_dir),
+                workers=str(workers),
+            )
             if pipe["patches"] < min_patches:
-                raise SystemExit(f"{slide} has {pipe['patches']} tissue patches, "
-                                 f"fewer than --min-patches {min_patches}")
+                raise SystemExit(
+                    f"{slide} has {pipe['patches']} tissue patches, "
+                    f"fewer than --min-patches {min_patches}"
+                )
             print(f"pipeline ({workers} threads): {pipe}", file=sys.stderr, flush=True)
             bare = _run_child("bare", args, store=pipe["store"])
             print(f"bare model: {bare}", file=sys.stderr, flush=True)
@@ -301,9 +371,14 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "bench_pipeline-quick" if args.quick else "bench_pipeline"
     record = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "slide": {"path": str(slide), "size_px": size, "mpp": MPP,
-                  "downsamples": DOWNSAMPLES, "bytes": slide.stat().st_size},
+        "command": shlex.join(["python", *sys.argv]),
+        "slide": {
+            "path": str(slide),
+            "size_px": size,
+            "mpp": MPP,
+            "downsamples": DOWNSAMPLES,
+            "bytes": slide.stat().st_size,
+        },
         "batch_size": args.batch_size,
         "chunk_patches": args.chunk_patches,
         "bare_patches": args.bare_patches,
@@ -314,8 +389,11 @@ def main(argv: list[str] | None = None) -> None:
     }
     (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(table + "\n")
-    print(f"\nwrote {args.out / stem}.json and .md; {machine['cpus']} CPUs, load "
-          f"average {os.getloadavg()[0]:.1f} at the end", file=sys.stderr)
+    print(
+        f"\nwrote {args.out / stem}.json and .md; {machine['cpus']} CPUs, load "
+        f"average {os.getloadavg()[0]:.1f} at the end",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -98,11 +98,15 @@ class TiffLevels:
             logger.debug("%s: no direct TIFF access (%s)", path, err)
             return None
         pages: dict[int, Any] = {}
-        for level, (width, height) in enumerate(level_dimensions):
-            for page in tiff.pages:
-                if _plain(page) and tuple(page.shape[:2]) == (height, width):
-                    pages[level] = page
-                    break
+        try:
+            for level, (width, height) in enumerate(level_dimensions):
+                for page in tiff.pages:
+                    if _plain(page) and tuple(page.shape[:2]) == (height, width):
+                        pages[level] = page
+                        break
+        except (OSError, ValueError, tifffile.TiffFileError) as err:
+            logger.debug("%s: no direct TIFF access (%s)", path, err)
+            pages = {}
         if not pages:
             tiff.close()
             return None

@@ -22,7 +22,8 @@ from wsi.geometry import TileGrid
 from wsi.heatmap import save_heatmap_png, stitch, write_heatmap_tiff, write_heatmap_zarr
 from wsi.layout import Arrays, Attr, SlideOutputs
 from wsi.overlay import save_overlay_png
-from wsi.store import grid_from_attrs
+from wsi.store import grid_from_attrs, read_tissue_mask
+from wsi.tissue import tissue_png
 
 __all__ = ["Exported", "Stitched", "export_slide", "stitch_slide"]
 
@@ -95,6 +96,7 @@ def export_slide(outputs: SlideOutputs, stitched: Stitched, *,
     save_overlay_png(thumbnail=thumbnail, tissue_mask=mask, heatmap=stitched.heatmap,
                      grid=grid, thumbnail_downsample=grid.downsample * _mask_cell_px(root),
                      regions=regions, path=outputs.overlay_png)
+    tissue_png(read_tissue_mask(outputs.store), outputs.tissue_png)
     area = float(sum(r.area_um2 for r in regions))
     logger.info("%s: %d regions, %.0f um2, %d detections", outputs.stem, len(regions),
                 area, len(dets))
