@@ -25,6 +25,14 @@ import numpy.typing as npt
 from wsi.errors import ModelLoadError, WsiError
 from wsi.layout import Arrays, Attr
 from wsi.progress import Progress, ensure_progress
+from wsi.store import (
+    array,
+    chunk_flags,
+    create_chunk_flags,
+    mark_chunk_done,
+    open_store,
+    open_tile_store,
+)
 
 __all__ = [
     "ClassifierSpec",
@@ -44,9 +52,20 @@ MPP_TOLERANCE = 0.01
 class PatchClassifier(Protocol):
     """A callable from ``uint8[N, 96, 96, 3]`` patches to ``float32[N]`` probabilities."""
 
-    input_px: int
-    mpp: float
-    sha256: str
+    @property
+    def input_px(self) -> int:
+        """Side of the square patches the model takes, in pixels."""
+        ...
+
+    @property
+    def mpp(self) -> float:
+        """Resolution the model was trained at, um/px."""
+        ...
+
+    @property
+    def sha256(self) -> str:
+        """Identity of the model (sha256 of its weights file)."""
+        ...
 
     def __call__(self, patches: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Probability of tumour in each patch's centre 32x32."""
@@ -160,13 +179,12 @@ def score_store(
     ModelLoadError
         The model cannot be loaded or does not match the tiles.
     """
-    import dask
     import dask.array as da
-    import zarr
+    from dask.delayed import delayed
 
     start = time.perf_counter()
     root = _open_tiled_store(store_path)
-    patches = root[Arrays.PATCHES]
+    patches = array(root, Arrays.PATCHES)
     n, chunk = int(patches.shape[0]), int(patches.chunks[0])
     n_chunks = -(-n // chunk)
     source: ClassifierSpec | PatchClassifier = classifier or params.spec()
@@ -176,7 +194,7 @@ def score_store(
     check_model_matches(probe, dict(root.attrs[Attr.TILING]), model_name=model_name)
     _prepare_scores(root, n=n, chunk=chunk, n_chunks=n_chunks, sha256=probe.sha256,
                     params=params, overwrite=overwrite)
-    done = np.asarray(root[Arrays.SCORED][:], dtype=bool)
+    done = chunk_flags(root, Arrays.SCORED)
     todo = [i for i in range(n_chunks) if not done[i]]
     logger.info("%s: %d of %d chunks to score", store_path, len(todo), n_chunks)
     report = ensure_progress(progress)
@@ -185,13 +203,13 @@ def score_store(
         darr = da.from_zarr(str(Path(store_path) / Arrays.PATCHES))
         store_str = str(store_path)
         tasks = [
-            dask.delayed(_score_chunk)(darr.blocks[i], store_str, i, chunk, source)
+            delayed(_score_chunk)(darr.blocks[i], store_str, i, chunk, source)
             for i in todo
         ]
         _run_tasks(tasks, params=params, on_done=report.advance)
     report.close()
-    root = zarr.open_group(str(store_path), mode="r+")
-    if not np.asarray(root[Arrays.SCORED][:], dtype=bool).all():
+    root = open_store(store_path, writable=True)
+    if not chunk_flags(root, Arrays.SCORED).all():
         raise WsiError(f"{store_path}: some chunks were not scored; run the command again")
     root.attrs[Attr.SCORING_COMPLETE] = True
     return ScoringResult(n_patches=n, n_chunks=n_chunks, chunks_scored=len(todo),
@@ -199,19 +217,8 @@ def score_store(
 
 
 def _open_tiled_store(store_path: Path) -> Any:
-    import zarr
-
-    try:
-        root = zarr.open_group(str(store_path), mode="r+")
-    except (FileNotFoundError, ValueError, OSError) as err:
-        raise WsiError(
-            f"{store_path}: not a tile store; run 'wsi-heatmap tile' first"
-        ) from err
-    if not root.attrs.get(Attr.TILING_COMPLETE):
-        raise WsiError(
-            f"{store_path}: tiling did not finish; run 'wsi-heatmap tile' again to resume it"
-        )
-    return root
+    """The writable root of a finished tile store (``OutputError`` otherwise)."""
+    return open_tile_store(store_path).open(writable=True)
 
 
 def _prepare_scores(root: Any, *, n: int, chunk: int, n_chunks: int, sha256: str,
@@ -227,8 +234,7 @@ def _prepare_scores(root: Any, *, n: int, chunk: int, n_chunks: int, sha256: str
             logger.info("model or TTA changed: rescoring every chunk")
         root.create_array(Arrays.SCORES, shape=(n,), chunks=(chunk,), dtype="float32",
                           fill_value=np.nan, overwrite=True)
-        root.create_array(Arrays.SCORED, shape=(n_chunks,), chunks=(1,), dtype="bool",
-                          fill_value=False, overwrite=True)
+        create_chunk_flags(root, Arrays.SCORED, n_chunks=n_chunks)
         root.attrs[Attr.SCORING_COMPLETE] = False
     root.attrs[Attr.SCORING] = settings | {"batch_size": params.batch_size}
 
@@ -236,15 +242,13 @@ def _prepare_scores(root: Any, *, n: int, chunk: int, n_chunks: int, sha256: str
 def _score_chunk(block: npt.NDArray[np.uint8], store: str, index: int, chunk: int,
                  source: ClassifierSpec | PatchClassifier) -> int:
     """Score one chunk and write it back; runs on a worker."""
-    import zarr
-
     classifier = _classifier_for(source)
     probs = np.asarray(classifier(np.asarray(block)), dtype=np.float32).reshape(-1)
     if probs.shape[0] != block.shape[0]:
         raise WsiError(f"classifier returned {probs.shape[0]} scores for {block.shape[0]} patches")
-    root = zarr.open_group(store, mode="r+")
-    root[Arrays.SCORES][index * chunk : index * chunk + len(probs)] = probs
-    root[Arrays.SCORED][index] = True
+    root = open_store(Path(store), writable=True)
+    array(root, Arrays.SCORES)[index * chunk : index * chunk + len(probs)] = probs
+    mark_chunk_done(root, Arrays.SCORED, index)
     return index
 
 
@@ -269,10 +273,10 @@ def _run_tasks(tasks: list[Any], *, params: ScoringParams,
                 future.result()
                 on_done(1)
         return
-    import dask
+    from dask.base import compute
     from dask.callbacks import Callback
 
-    class _ChunkDone(Callback):  # type: ignore[misc]
+    class _ChunkDone(Callback):
         def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, id: Any) -> None:
             name = key[0] if isinstance(key, tuple) else key
             if isinstance(name, str) and name.startswith(_score_chunk.__name__):
@@ -280,4 +284,4 @@ def _run_tasks(tasks: list[Any], *, params: ScoringParams,
 
     # Threads: reading and decoding one chunk overlaps with the model scoring another.
     with _ChunkDone():
-        dask.compute(*tasks, scheduler="threads", num_workers=max(1, params.workers))
+        compute(*tasks, scheduler="threads", num_workers=max(1, params.workers))

@@ -42,7 +42,8 @@ def downscale(rgb: npt.NDArray[np.uint8], factor: float) -> npt.NDArray[np.uint8
         preserve_range=True,
         order=1,
     )
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    scaled: npt.NDArray[np.uint8] = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return scaled
 
 
 def write_pyramid_tiff(
@@ -77,7 +78,7 @@ def write_pyramid_tiff(
     if downsamples[0] != 1:
         raise ValueError(f"downsamples must start at 1, got {downsamples[0]}")
     height, width = level0.shape[:2]
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "tile": (tile_px, tile_px),
         "photometric": "rgb",
         "compression": compression,
@@ -85,7 +86,7 @@ def write_pyramid_tiff(
     }
     if compression == "jpeg":
         options["compressionargs"] = {"level": quality}
-    resolution = {}
+    resolution: dict[str, Any] = {}
     if mpp is not None:
         resolution = {
             "resolution": (1e4 / mpp, 1e4 / mpp),
@@ -163,9 +164,7 @@ class SyntheticTissue:
 
     @classmethod
     def lymph_node(cls, size_px: tuple[int, int], **kw: float) -> SyntheticTissue:
-        """Two oval sections side by side, about two thirds of a ``(width, height)``
-        slide.
-        """
+        """Two oval sections side by side: two thirds of a ``(width, height)`` slide."""
         width, height = size_px
         ellipses = tuple(
             (f * width, 0.5 * height, 0.24 * width, 0.45 * height) for f in (0.25, 0.75)
@@ -310,8 +309,9 @@ def write_pyramid_tiff_tiles(
 def _box_meets(
     e: tuple[float, float, float, float], x0: float, y0: float, x1: float, y1: float
 ) -> bool:
-    """Whether the ellipse meets the box (the box's nearest point, in units of the
-    radii, is within 1 of the centre).
+    """Whether the ellipse meets the box.
+
+    It does when the box's point nearest the centre is within 1, in radii, of it.
     """
     cx, cy, rx, ry = e
     dx = (min(max(cx, x0), x1) - cx) / rx
