@@ -27,7 +27,8 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
 lint: $(STAMP)
-	$(BIN)/ruff check wsi model tests
+	$(BIN)/ruff check wsi model tests benchmarks scripts
+	$(BIN)/ruff format --check wsi model tests benchmarks scripts
 	$(BIN)/mypy
 
 clean:

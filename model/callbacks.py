@@ -14,7 +14,13 @@ from model.card import ModelCard, write_card
 from model.network import PREPROCESSING
 from wsi.provenance import software_versions
 
-__all__ = ["BestCheckpoint", "CurvesPlot", "ResumableBackup", "plot_curves", "resume_epoch"]
+__all__ = [
+    "BestCheckpoint",
+    "CurvesPlot",
+    "ResumableBackup",
+    "plot_curves",
+    "resume_epoch",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +63,9 @@ class BestCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
         self.out = Path(out)
         self.recipe = recipe
         self.state_path = self.out / "best_state.json"
-        state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        state = (
+            json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        )
         self.best = float(state.get("val_auc", float("-inf")))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -70,12 +78,20 @@ class BestCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
         tmp = self.out / "best.tmp.keras"
         self.model.save(tmp)
         tmp.replace(path)
-        write_card(path, ModelCard(
-            architecture=self.recipe["arch"], preprocessing=PREPROCESSING,
-            training_data=self.recipe["train_data"],
-            training_data_hash=self.recipe["train_data_hash"],
-            n_train=self.recipe["n_train"], val_auc=auc, epoch=epoch + 1,
-            recipe=self.recipe, versions=software_versions()))
+        write_card(
+            path,
+            ModelCard(
+                architecture=self.recipe["arch"],
+                preprocessing=PREPROCESSING,
+                training_data=self.recipe["train_data"],
+                training_data_hash=self.recipe["train_data_hash"],
+                n_train=self.recipe["n_train"],
+                val_auc=auc,
+                epoch=epoch + 1,
+                recipe=self.recipe,
+                versions=software_versions(),
+            ),
+        )
         self.state_path.write_text(json.dumps({"val_auc": auc, "epoch": epoch + 1}))
         logger.info("epoch %d: best val_auc %.4f saved to %s", epoch + 1, auc, path)
 
@@ -107,8 +123,9 @@ def plot_curves(log_csv: Path, png: Path) -> None:
     if not rows:
         return
     # Epoch numbers come from the log: after a resume, rows can repeat or skip one.
-    by_epoch = {int(r["epoch"]) + 1 if r.get("epoch") else i + 1: r
-                for i, r in enumerate(rows)}
+    by_epoch = {
+        int(r["epoch"]) + 1 if r.get("epoch") else i + 1: r for i, r in enumerate(rows)
+    }
     epochs = sorted(by_epoch)
     fig = Figure(figsize=(9, 3.5))
     axes = fig.subplots(1, 2)

@@ -11,7 +11,14 @@ from typing import Any
 from wsi.errors import ModelLoadError
 from wsi.geometry import PATCH_PX, PCAM_MPP
 
-__all__ = ["CARD_VERSION", "ModelCard", "card_path", "file_sha256", "read_card", "write_card"]
+__all__ = [
+    "CARD_VERSION",
+    "ModelCard",
+    "card_path",
+    "file_sha256",
+    "read_card",
+    "write_card",
+]
 
 CARD_VERSION = 1
 

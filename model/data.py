@@ -35,6 +35,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
 class DataError(WsiError, ValueError):
     """A labelled patch set is malformed (wrong size or mode, corrupt, missing labels)."""
 
@@ -81,7 +82,9 @@ class ArrayPatchSet:
                 "expected (N, 96, 96, 3)"
             )
         if self.images.dtype != np.uint8:
-            raise DataError(f"{self.name}: images are {self.images.dtype}, expected uint8")
+            raise DataError(
+                f"{self.name}: images are {self.images.dtype}, expected uint8"
+            )
         if len(self.images) != len(self.label_array):
             raise DataError(
                 f"{self.name}: {len(self.images)} images but {len(self.label_array)} labels"
@@ -362,7 +365,9 @@ def _check_binary(labels: npt.NDArray[np.generic], *, where: str) -> None:
         )
 
 
-def _balanced_subset(labels: npt.NDArray[np.uint8], limit: int) -> npt.NDArray[np.int64]:
+def _balanced_subset(
+    labels: npt.NDArray[np.uint8], limit: int
+) -> npt.NDArray[np.int64]:
     """Up to ``limit`` indices, half of each class where both have enough."""
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")

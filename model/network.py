@@ -35,8 +35,10 @@ def cached_imagenet_weights() -> Path | None:
     ``/tmp/.keras/models`` (where Keras caches when the home is read-only). Nothing
     is downloaded.
     """
-    homes = [Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")),
-             Path("/tmp/.keras")]
+    homes = [
+        Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")),
+        Path("/tmp/.keras"),
+    ]
     for home in homes:
         for name in IMAGENET_CACHE_NAMES:
             path = home / "models" / name
@@ -111,7 +113,9 @@ def _nasnet_trunk(x: Any, imagenet_weights: Path | None) -> Any:
         trunk.load_weights(path)
         logger.info("NASNetMobile trunk initialised from %s", path)
     else:
-        logger.warning("NASNetMobile trunk starts from random weights (no ImageNet file)")
+        logger.warning(
+            "NASNetMobile trunk starts from random weights (no ImageNet file)"
+        )
     return trunk(x)
 
 
@@ -119,8 +123,9 @@ def _small_cnn(x: Any) -> Any:
     import keras
 
     for i, channels in enumerate((32, 32, 64, 64, 128, 128, 256, 256)):
-        x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
-                                name=f"conv{i}")(x)
+        x = keras.layers.Conv2D(
+            channels, 3, padding="same", use_bias=False, name=f"conv{i}"
+        )(x)
         x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
         x = keras.layers.Activation("relu", name=f"relu{i}")(x)
         if i % 2 == 1:
@@ -132,8 +137,10 @@ def _pooled_head(x: Any) -> Any:
     """Global average + global max + the flattened feature map, concatenated."""
     import keras
 
-    return keras.layers.Concatenate(name="pooled")([
-        keras.layers.GlobalAveragePooling2D(name="gap")(x),
-        keras.layers.GlobalMaxPooling2D(name="gmp")(x),
-        keras.layers.Flatten(name="flat")(x),
-    ])
+    return keras.layers.Concatenate(name="pooled")(
+        [
+            keras.layers.GlobalAveragePooling2D(name="gap")(x),
+            keras.layers.GlobalMaxPooling2D(name="gmp")(x),
+            keras.layers.Flatten(name="flat")(x),
+        ]
+    )

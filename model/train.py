@@ -75,11 +75,17 @@ class TrainConfig:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         for name in ("epochs", "batch_size", "checkpoint_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ValueError(
+                    f"{name} must be at least 1, got {getattr(self, name)}"
+                )
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+            raise ValueError(
+                f"learning_rate must be positive, got {self.learning_rate}"
+            )
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}")
+            raise ValueError(
+                f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,20 +119,30 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     valid_set: PatchSet
-    train_set: PatchSet = open_patch_set(config.train_data, split="train",
-                                         limit=config.limit_train)
+    train_set: PatchSet = open_patch_set(
+        config.train_data, split="train", limit=config.limit_train
+    )
     if config.valid_data is None:
         train_set, valid_set = split_patch_set(
-            train_set, valid_fraction=config.valid_fraction, seed=config.seed)
-        logger.info("no validation set given: split %.0f%% of %s off",
-                    100 * config.valid_fraction, config.train_data)
+            train_set, valid_fraction=config.valid_fraction, seed=config.seed
+        )
+        logger.info(
+            "no validation set given: split %.0f%% of %s off",
+            100 * config.valid_fraction,
+            config.train_data,
+        )
     else:
-        valid_set = open_patch_set(config.valid_data, split="valid",
-                                   limit=config.limit_valid)
+        valid_set = open_patch_set(
+            config.valid_data, split="valid", limit=config.limit_valid
+        )
     logger.info("train: %d patches, valid: %d patches", len(train_set), len(valid_set))
 
     gpus = tf.config.list_physical_devices("GPU")
-    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    strategy = (
+        tf.distribute.MirroredStrategy()
+        if len(gpus) > 1
+        else tf.distribute.get_strategy()
+    )
     if gpus:
         keras.mixed_precision.set_global_policy("mixed_float16")
     global_batch = config.batch_size * strategy.num_replicas_in_sync
@@ -136,15 +152,19 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
             "learning rate with the batch and add warm-up (see README, Training)",
             global_batch,
         )
-    if config.imagenet_weights is None and config.use_cached_imagenet \
-            and config.arch == "nasnet-mobile":
+    if (
+        config.imagenet_weights is None
+        and config.use_cached_imagenet
+        and config.arch == "nasnet-mobile"
+    ):
         cached = cached_imagenet_weights()
         if cached is not None:
             logger.info("using the ImageNet weights in the Keras cache: %s", cached)
             config = replace(config, imagenet_weights=cached)
     with strategy.scope():
-        model = build_model(config.arch, imagenet_weights=config.imagenet_weights,
-                            seed=config.seed)
+        model = build_model(
+            config.arch, imagenet_weights=config.imagenet_weights, seed=config.seed
+        )
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
             loss="binary_crossentropy",
@@ -154,43 +174,72 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     first_epoch = resume_epoch(out / "backup")
     if first_epoch:
         logger.info("resuming %s at epoch %d", out, first_epoch + 1)
-    train_ds = make_dataset(train_set, batch_size=global_batch, training=True,
-                            augment=config.augment, seed=config.seed,
-                            start_batch=first_epoch * steps)
+    train_ds = make_dataset(
+        train_set,
+        batch_size=global_batch,
+        training=True,
+        augment=config.augment,
+        seed=config.seed,
+        start_batch=first_epoch * steps,
+    )
     valid_ds = make_dataset(valid_set, batch_size=256, training=False)
     recipe = _recipe(config, train_set)
     (out / "config.json").write_text(json.dumps(recipe, indent=2, default=str) + "\n")
 
     best = BestCheckpoint(out, recipe=recipe)
     run_callbacks = [
-        ResumableBackup(str(out / "backup"), save_freq=config.checkpoint_steps,
-                        double_checkpoint=True, delete_checkpoint=False),
+        ResumableBackup(
+            str(out / "backup"),
+            save_freq=config.checkpoint_steps,
+            double_checkpoint=True,
+            delete_checkpoint=False,
+        ),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5,
-                                          patience=config.lr_patience, min_lr=1e-6),
-        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
-                                      patience=config.early_stopping_patience),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_auc",
+            mode="max",
+            factor=0.5,
+            patience=config.lr_patience,
+            min_lr=1e-6,
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor="val_auc", mode="max", patience=config.early_stopping_patience
+        ),
         best,
         CurvesPlot(out),
         *callbacks,
     ]
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=valid_ds, epochs=config.epochs,
-                        steps_per_epoch=steps, callbacks=run_callbacks,
-                        verbose=2)
+    history = model.fit(
+        train_ds,
+        validation_data=valid_ds,
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        callbacks=run_callbacks,
+        verbose=2,
+    )
     seconds = time.perf_counter() - start
     if not (out / "best.keras").exists():
-        logger.error("%s: no epoch produced a finite validation AUC; no best.keras "
-                     "was written (check the data and the learning rate)", out)
-    return TrainResult(best_model=out / "best.keras", best_val_auc=best.best,
-                       epochs_run=len(history.epoch), seconds=seconds)
+        logger.error(
+            "%s: no epoch produced a finite validation AUC; no best.keras "
+            "was written (check the data and the learning rate)",
+            out,
+        )
+    return TrainResult(
+        best_model=out / "best.keras",
+        best_val_auc=best.best,
+        epochs_run=len(history.epoch),
+        seconds=seconds,
+    )
 
 
 def _recipe(config: TrainConfig, train_set: PatchSet) -> dict[str, Any]:
     recipe = asdict(config)
     recipe["augment"] = asdict(config.augment)
     recipe["train_data_hash"] = train_set.fingerprint()
-    recipe["imagenet_init"] = config.arch == "nasnet-mobile" and bool(config.imagenet_weights)
+    recipe["imagenet_init"] = config.arch == "nasnet-mobile" and bool(
+        config.imagenet_weights
+    )
     recipe["n_train"] = len(train_set)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in recipe.items()}

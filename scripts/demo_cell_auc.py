@@ -22,14 +22,19 @@ def main(out_dir: Path) -> None:
     outputs = SlideOutputs.for_slide(out_dir, ROOT / "demo" / "demo_slide.tif")
     heatmap = np.asarray(zarr.open_group(str(outputs.store))[Arrays.HEATMAP][:])
     with (ROOT / "demo" / "demo_slide.cells.csv").open() as handle:
-        rows = [(int(r["row"]), int(r["col"]), int(r["label"])) for r in csv.DictReader(handle)]
+        rows = [
+            (int(r["row"]), int(r["col"]), int(r["label"]))
+            for r in csv.DictReader(handle)
+        ]
     labels = np.array([label for _, _, label in rows])
     scores = np.nan_to_num(np.array([heatmap[r, c] for r, c, _ in rows]), nan=0.0)
-    print(f"cells: {len(rows)} ({labels.sum()} tumour); cell AUC {roc_auc_score(labels, scores):.3f}; "
-          f"mean probability tumour {scores[labels == 1].mean():.3f}, "
-          f"normal {scores[labels == 0].mean():.3f}; "
-          f"sensitivity at 0.5 {(scores[labels == 1] >= 0.5).mean():.3f}, "
-          f"specificity {(scores[labels == 0] < 0.5).mean():.3f}")
+    print(
+        f"cells: {len(rows)} ({labels.sum()} tumour); cell AUC {roc_auc_score(labels, scores):.3f}; "
+        f"mean probability tumour {scores[labels == 1].mean():.3f}, "
+        f"normal {scores[labels == 0].mean():.3f}; "
+        f"sensitivity at 0.5 {(scores[labels == 1] >= 0.5).mean():.3f}, "
+        f"specificity {(scores[labels == 0] < 0.5).mean():.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,15 +24,25 @@ def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
 def test_help_lists_the_commands() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for command in ("tile", "score", "stitch", "train", "eval-patches", "view", "doctor"):
+    for command in (
+        "tile",
+        "score",
+        "stitch",
+        "train",
+        "eval-patches",
+        "view",
+        "doctor",
+    ):
         assert command in result.output
 
 
 def test_help_does_not_import_tensorflow() -> None:
-    code = ("import sys; from wsi.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
-            "assert 'dask' not in sys.modules, 'dask imported'\n")
+    code = (
+        "import sys; from wsi.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+        "assert 'dask' not in sys.modules, 'dask imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
@@ -55,8 +65,9 @@ def test_bad_slide_is_one_line_and_exit_1(
     assert "Traceback" not in err
 
 
-def test_missing_mpp_names_the_option(tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_mpp_names_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     slide = FIXTURES / "tcga-cr-7395-01a-01-ts1.svs"
     code, err = _main(["tile", str(slide), "--out", str(tmp_path)], capsys)
     assert code == 1
@@ -64,8 +75,9 @@ def test_missing_mpp_names_the_option(tmp_path: Path,
     assert "Traceback" not in err
 
 
-def test_default_command_is_the_pipeline(tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_command_is_the_pipeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, err = _main([str(FIXTURES / "broken.svs"), "--out", str(tmp_path)], capsys)
     assert code == 1
     assert "broken.svs" in err

@@ -34,7 +34,10 @@ def test_doctor_fails_when_a_check_fails(monkeypatch: pytest.MonkeyPatch) -> Non
     _fast(monkeypatch, _check_model="model/weights/x.keras: no sidecar")
     result = CliRunner().invoke(cli, ["doctor"])
     assert result.exit_code == 1
-    assert "[FAIL] bundled model: RuntimeError: model/weights/x.keras: no sidecar" in result.output
+    assert (
+        "[FAIL] bundled model: RuntimeError: model/weights/x.keras: no sidecar"
+        in result.output
+    )
 
 
 @pytest.mark.slow

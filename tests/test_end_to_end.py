@@ -35,7 +35,10 @@ def test_demo_lesion_lights_up(classifier: Any, tmp_path: Path) -> None:
     outputs = SlideOutputs.for_slide(tmp_path, DEMO)
     heatmap = np.asarray(zarr.open_group(str(outputs.store))[Arrays.HEATMAP][:])
     with (DEMO.parent / "demo_slide.cells.csv").open() as handle:
-        cells = [(int(r["row"]), int(r["col"]), int(r["label"])) for r in csv.DictReader(handle)]
+        cells = [
+            (int(r["row"]), int(r["col"]), int(r["label"]))
+            for r in csv.DictReader(handle)
+        ]
     tumour = [heatmap[r, c] for r, c, label in cells if label == 1]
     normal = [heatmap[r, c] for r, c, label in cells if label == 0]
     assert np.isfinite(tumour).all()
@@ -58,8 +61,9 @@ def test_real_svs_slides_run_end_to_end(
     classifier: Any, name: str, mpp: float | None, tmp_path: Path
 ) -> None:
     slide = FIXTURES / name
-    report = run(RunConfig(slides=(slide,), out_dir=tmp_path, mpp=mpp),
-                 classifier=classifier)
+    report = run(
+        RunConfig(slides=(slide,), out_dir=tmp_path, mpp=mpp), classifier=classifier
+    )
     assert report.ok, report.failures
     outputs = SlideOutputs.for_slide(tmp_path, slide)
     summary = json.loads(outputs.summary_json.read_text())
@@ -68,6 +72,12 @@ def test_real_svs_slides_run_end_to_end(
     scores = np.asarray(zarr.open_group(str(outputs.store))[Arrays.SCORES][:])
     assert np.isfinite(scores).all()
     assert ((scores >= 0) & (scores <= 1)).all()
-    for path in (outputs.overlay_png, outputs.geojson, outputs.asap_xml,
-                 outputs.detections_csv, outputs.heatmap_tif, outputs.tissue_png):
+    for path in (
+        outputs.overlay_png,
+        outputs.geojson,
+        outputs.asap_xml,
+        outputs.detections_csv,
+        outputs.heatmap_tif,
+        outputs.tissue_png,
+    ):
         assert path.exists(), path

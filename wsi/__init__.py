@@ -13,8 +13,15 @@ import lazy_loader as _lazy
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submod_attrs={
-        "errors": ["MissingResolutionError", "ModelLoadError", "NoTissueError",
-                   "OutputError", "SettingsMismatchError", "SlideReadError", "WsiError"],
+        "errors": [
+            "MissingResolutionError",
+            "ModelLoadError",
+            "NoTissueError",
+            "OutputError",
+            "SettingsMismatchError",
+            "SlideReadError",
+            "WsiError",
+        ],
         "geometry": ["CENTER_PX", "PATCH_PX", "PCAM_MPP", "SlideGeometry", "TileGrid"],
         "reader": ["Slide", "open_slide"],
         "tissue": ["TissueMask", "TissueParams", "compute_tissue_mask"],

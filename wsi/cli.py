@@ -41,7 +41,9 @@ class _DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
-@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(package_name="wsi-heatmap")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
@@ -58,7 +60,13 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
     wsi-heatmap doctor                   check the installation
     """
     ctx.obj = {"debug": debug}
-    level = logging.DEBUG if verbose or debug else logging.WARNING if quiet else logging.INFO
+    level = (
+        logging.DEBUG
+        if verbose or debug
+        else logging.WARNING
+        if quiet
+        else logging.INFO
+    )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("distributed", "tensorflow", "absl", "h5py", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
@@ -89,8 +97,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as err:
         if debug:
             raise
-        click.echo(f"unexpected error: {type(err).__name__}: {err} (rerun with --debug "
-                   "for the traceback and report it)", err=True)
+        click.echo(
+            f"unexpected error: {type(err).__name__}: {err} (rerun with --debug "
+            "for the traceback and report it)",
+            err=True,
+        )
         sys.exit(2)
 
 

@@ -49,33 +49,64 @@ _OPTION_FIELDS: dict[str, tuple[str, str]] = {
 
 def slide_options(func: F) -> F:
     """Options that say how to read a slide."""
-    func = click.option("--mpp", type=click.FloatRange(min=0, min_open=True),
-                        help="Level-0 um/px, for slides without resolution metadata.")(func)
-    func = click.option("--mpp-from-objective", is_flag=True,
-                        help="Derive um/px from objective power (10 / power); a guess.")(func)
-    return click.option("--overwrite", is_flag=True,
-                        help="Redo outputs written with other settings.")(func)
+    func = click.option(
+        "--mpp",
+        type=click.FloatRange(min=0, min_open=True),
+        help="Level-0 um/px, for slides without resolution metadata.",
+    )(func)
+    func = click.option(
+        "--mpp-from-objective",
+        is_flag=True,
+        help="Derive um/px from objective power (10 / power); a guess.",
+    )(func)
+    return click.option(
+        "--overwrite", is_flag=True, help="Redo outputs written with other settings."
+    )(func)
 
 
 def tiling_options(func: F) -> F:
     """Options of the tissue mask and the patch grid."""
     options = [
-        click.option("--target-mpp", type=click.FloatRange(min=0, min_open=True),
-                     help="Patch resolution in um/px [0.972, PCam]."),
-        click.option("--stride", type=click.IntRange(min=2, max=96),
-                     help="Grid stride in target px [96]; 32 = one patch per PCam centre."),
-        click.option("--min-tissue", type=click.FloatRange(0, 1),
-                     help="Tissue fraction a patch needs to be kept."),
-        click.option("--tissue-region", type=click.Choice(["center", "patch"]),
-                     help="Measure tissue in the centre 32x32 [center] or whole patch."),
-        click.option("--chunk-patches", type=click.IntRange(min=1),
-                     help="Patches per zarr chunk (and per scoring task)."),
-        click.option("--min-saturation", type=click.FloatRange(0, 1),
-                     help="Saturation floor of tissue [0.07, PCam]."),
-        click.option("--min-object-um2", type=click.FloatRange(min=0),
-                     help="Smallest tissue object kept, um^2."),
-        click.option("--min-hole-um2", type=click.FloatRange(min=0),
-                     help="Holes smaller than this are filled, um^2."),
+        click.option(
+            "--target-mpp",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Patch resolution in um/px [0.972, PCam].",
+        ),
+        click.option(
+            "--stride",
+            type=click.IntRange(min=2, max=96),
+            help="Grid stride in target px [96]; 32 = one patch per PCam centre.",
+        ),
+        click.option(
+            "--min-tissue",
+            type=click.FloatRange(0, 1),
+            help="Tissue fraction a patch needs to be kept.",
+        ),
+        click.option(
+            "--tissue-region",
+            type=click.Choice(["center", "patch"]),
+            help="Measure tissue in the centre 32x32 [center] or whole patch.",
+        ),
+        click.option(
+            "--chunk-patches",
+            type=click.IntRange(min=1),
+            help="Patches per zarr chunk (and per scoring task).",
+        ),
+        click.option(
+            "--min-saturation",
+            type=click.FloatRange(0, 1),
+            help="Saturation floor of tissue [0.07, PCam].",
+        ),
+        click.option(
+            "--min-object-um2",
+            type=click.FloatRange(min=0),
+            help="Smallest tissue object kept, um^2.",
+        ),
+        click.option(
+            "--min-hole-um2",
+            type=click.FloatRange(min=0),
+            help="Holes smaller than this are filled, um^2.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -85,12 +116,21 @@ def tiling_options(func: F) -> F:
 def scoring_options(func: F) -> F:
     """Options of the classifier and where it runs."""
     options = [
-        click.option("--model", "model_path", type=click.Path(path_type=Path),
-                     help="A .keras model with its .json sidecar [bundled]."),
-        click.option("--batch-size", type=click.IntRange(min=1), help="Patches per batch."),
+        click.option(
+            "--model",
+            "model_path",
+            type=click.Path(path_type=Path),
+            help="A .keras model with its .json sidecar [bundled].",
+        ),
+        click.option(
+            "--batch-size", type=click.IntRange(min=1), help="Patches per batch."
+        ),
         click.option("--tta", type=TTA_CHOICE, help="Test-time augmentation [none]."),
-        click.option("--scheduler", metavar="ADDRESS",
-                     help="A dask.distributed scheduler, e.g. tcp://host:8786."),
+        click.option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="A dask.distributed scheduler, e.g. tcp://host:8786.",
+        ),
         click.option("--workers", type=click.IntRange(min=1), help="Local threads."),
     ]
     for option in reversed(options):
@@ -101,38 +141,60 @@ def scoring_options(func: F) -> F:
 def polygon_options(func: F) -> F:
     """Options of tumour polygons and detections."""
     options = [
-        click.option("--threshold", type=click.FloatRange(0, 1),
-                     help="Tumour probability threshold [0.5]."),
-        click.option("--low-threshold", type=click.FloatRange(0, 1),
-                     help="Hysteresis: grow regions down to this probability."),
-        click.option("--simplify-um", type=click.FloatRange(min=0),
-                     help="Polygon simplification tolerance, um."),
-        click.option("--min-area-um2", type=click.FloatRange(min=0),
-                     help="Drop regions smaller than this, um^2."),
+        click.option(
+            "--threshold",
+            type=click.FloatRange(0, 1),
+            help="Tumour probability threshold [0.5].",
+        ),
+        click.option(
+            "--low-threshold",
+            type=click.FloatRange(0, 1),
+            help="Hysteresis: grow regions down to this probability.",
+        ),
+        click.option(
+            "--simplify-um",
+            type=click.FloatRange(min=0),
+            help="Polygon simplification tolerance, um.",
+        ),
+        click.option(
+            "--min-area-um2",
+            type=click.FloatRange(min=0),
+            help="Drop regions smaller than this, um^2.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def build_config(ctx: click.Context, slides: tuple[Path, ...], out_dir: Path,
-                 config_file: Path | None, **options: Any) -> Any:
+def build_config(
+    ctx: click.Context,
+    slides: tuple[Path, ...],
+    out_dir: Path,
+    config_file: Path | None,
+    **options: Any,
+) -> Any:
     """RunConfig from defaults, then the TOML file, then the flags the user set."""
     from wsi.pipeline import RunConfig
 
     base = RunConfig(slides=slides, out_dir=out_dir)
-    sections: dict[str, dict[str, Any]] = {name: {} for name in
-                                           ("tissue", "tiling", "scoring", "polygons")}
+    sections: dict[str, dict[str, Any]] = {
+        name: {} for name in ("tissue", "tiling", "scoring", "polygons")
+    }
     if config_file is not None:
         try:
             data = tomllib.loads(config_file.read_text())
         except (OSError, tomllib.TOMLDecodeError) as err:
-            raise click.BadParameter(f"{config_file}: {err}", param_hint="--config") from err
+            raise click.BadParameter(
+                f"{config_file}: {err}", param_hint="--config"
+            ) from err
         for name, values in data.items():
             if name not in sections or not isinstance(values, dict):
                 raise click.BadParameter(
                     f"{config_file}: unknown section [{name}]; use "
-                    f"{', '.join(sections)}", param_hint="--config")
+                    f"{', '.join(sections)}",
+                    param_hint="--config",
+                )
             sections[name].update(values)
     for option, (section, field) in _OPTION_FIELDS.items():
         if option in options and options[option] is not None:
@@ -152,17 +214,33 @@ def build_config(ctx: click.Context, slides: tuple[Path, ...], out_dir: Path,
 
 @click.command("run")
 @click.argument("slides", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out"),
-              show_default=True, help="Output folder; one sub-folder per slide.")
-@click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
-              help="TOML file with [tissue] [tiling] [scoring] [polygons] settings.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("out"),
+    show_default=True,
+    help="Output folder; one sub-folder per slide.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="TOML file with [tissue] [tiling] [scoring] [polygons] settings.",
+)
 @slide_options
 @tiling_options
 @scoring_options
 @polygon_options
 @click.pass_context
-def run_command(ctx: click.Context, /, slides: tuple[Path, ...], out_dir: Path,
-                config_file: Path | None, **options: Any) -> None:
+def run_command(
+    ctx: click.Context,
+    /,
+    slides: tuple[Path, ...],
+    out_dir: Path,
+    config_file: Path | None,
+    **options: Any,
+) -> None:
     """Tile, score, stitch and export every SLIDE (the default command)."""
     from wsi.pipeline import run
     from wsi.progress import TqdmProgress
@@ -178,27 +256,49 @@ def _print_table(report: Any) -> None:
     rows = [("slide", "patches", "max prob", "tumour mm2", "time s")]
     for r in report.results:
         note = " (done before)" if r.skipped else ""
-        rows.append((r.slide.name + note, str(r.n_patches), f"{r.max_probability:.3f}",
-                     f"{r.tumor_area_um2 / 1e6:.3f}", f"{r.seconds:.1f}"))
+        rows.append(
+            (
+                r.slide.name + note,
+                str(r.n_patches),
+                f"{r.max_probability:.3f}",
+                f"{r.tumor_area_um2 / 1e6:.3f}",
+                f"{r.seconds:.1f}",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        click.echo(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        )
     for failure in report.failures:
-        click.echo(f"error: {failure.slide} ({failure.stage}): {failure.message}", err=True)
+        click.echo(
+            f"error: {failure.slide} ({failure.stage}): {failure.message}", err=True
+        )
     if report.results:
         click.echo(f"outputs: {report.results[0].outputs.folder.parent}")
 
 
 @click.command("tile")
 @click.argument("slides", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out"),
-              show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("out"),
+    show_default=True,
+)
 @click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path))
 @slide_options
 @tiling_options
 @click.pass_context
-def tile_command(ctx: click.Context, /, slides: tuple[Path, ...], out_dir: Path,
-                 config_file: Path | None, **options: Any) -> None:
+def tile_command(
+    ctx: click.Context,
+    /,
+    slides: tuple[Path, ...],
+    out_dir: Path,
+    config_file: Path | None,
+    **options: Any,
+) -> None:
     """Tile SLIDES into PCam-scale patch stores (OUT/<stem>/<stem>.zarr)."""
     from wsi.errors import WsiError
     from wsi.layout import SlideOutputs
@@ -210,17 +310,26 @@ def tile_command(ctx: click.Context, /, slides: tuple[Path, ...], out_dir: Path,
     for slide in slides:
         store = SlideOutputs.for_slide(out_dir, slide).store
         try:
-            result = tile_slide(slide, store, tiling=config.tiling, tissue=config.tissue,
-                                mpp=config.mpp, mpp_from_objective=config.mpp_from_objective,
-                                overwrite=config.overwrite, progress=TqdmProgress(leave=False))
+            result = tile_slide(
+                slide,
+                store,
+                tiling=config.tiling,
+                tissue=config.tissue,
+                mpp=config.mpp,
+                mpp_from_objective=config.mpp_from_objective,
+                overwrite=config.overwrite,
+                progress=TqdmProgress(leave=False),
+            )
         except WsiError as err:
             if (ctx.find_root().obj or {}).get("debug"):
                 raise
             failed += 1
             click.echo(f"error: {err}", err=True)
             continue
-        click.echo(f"{slide.name}: {result.n_patches} patches at "
-                   f"{result.effective_mpp:.4f} um/px -> {store}")
+        click.echo(
+            f"{slide.name}: {result.n_patches} patches at "
+            f"{result.effective_mpp:.4f} um/px -> {store}"
+        )
     if failed:
         sys.exit(1)
 
@@ -245,14 +354,23 @@ def score_command(folders: tuple[Path, ...], overwrite: bool, **options: Any) ->
     from wsi.progress import TqdmProgress
     from wsi.scoring import ScoringParams, score_store
 
-    fields = {f: options[o] for o, (s, f) in _OPTION_FIELDS.items()
-              if s == "scoring" and options.get(o) is not None}
+    fields = {
+        f: options[o]
+        for o, (s, f) in _OPTION_FIELDS.items()
+        if s == "scoring" and options.get(o) is not None
+    }
     params = ScoringParams(**fields)
     for outputs in _stores(folders):
-        result = score_store(outputs.store, params=params, overwrite=overwrite,
-                             progress=TqdmProgress(leave=False))
-        click.echo(f"{outputs.stem}: {result.chunks_scored} of {result.n_chunks} chunks "
-                   f"scored in {result.seconds:.1f} s")
+        result = score_store(
+            outputs.store,
+            params=params,
+            overwrite=overwrite,
+            progress=TqdmProgress(leave=False),
+        )
+        click.echo(
+            f"{outputs.stem}: {result.chunks_scored} of {result.n_chunks} chunks "
+            f"scored in {result.seconds:.1f} s"
+        )
 
 
 @click.command("stitch")
@@ -263,18 +381,25 @@ def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
     from wsi.export import PolygonParams
     from wsi.stages import export_slide, stitch_slide
 
-    fields = {f: options[o] for o, (s, f) in _OPTION_FIELDS.items()
-              if s == "polygons" and options.get(o) is not None}
+    fields = {
+        f: options[o]
+        for o, (s, f) in _OPTION_FIELDS.items()
+        if s == "polygons" and options.get(o) is not None
+    }
     params = PolygonParams(**fields)
     for outputs in _stores(folders):
         stitched = stitch_slide(outputs, threshold=params.threshold)
         exported = export_slide(outputs, stitched, params=params)
-        click.echo(f"{outputs.stem}: max probability {stitched.max_probability:.3f}, "
-                   f"{exported.n_regions} regions -> {outputs.folder}")
+        click.echo(
+            f"{outputs.stem}: max probability {stitched.max_probability:.3f}, "
+            f"{exported.n_regions} regions -> {outputs.folder}"
+        )
 
 
 @click.command("view")
-@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8050, show_default=True)
 def view_command(out_dir: Path, host: str, port: int) -> None:
@@ -306,7 +431,15 @@ def doctor_command() -> None:
 
 def register(group: click.Group) -> None:
     """Add every command to the ``wsi-heatmap`` group."""
-    for command in (run_command, tile_command, score_command, stitch_command,
-                    train_command, eval_patches_command, export_model_command, view_command,
-                    doctor_command):
+    for command in (
+        run_command,
+        tile_command,
+        score_command,
+        stitch_command,
+        train_command,
+        eval_patches_command,
+        export_model_command,
+        view_command,
+        doctor_command,
+    ):
         group.add_command(command)

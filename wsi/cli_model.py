@@ -12,87 +12,191 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
 
 @click.command("train")
 @click.argument("train_data", type=click.Path(exists=True, path_type=Path))
-@click.option("--valid", "valid_data", type=click.Path(exists=True, path_type=Path),
-              help="Validation set (any layout); default: split 10% off TRAIN_DATA.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="Run folder: checkpoints, log.csv, curves.png, best.keras.")
-@click.option("--arch", type=click.Choice(["nasnet-mobile", "small-cnn", "logreg"]),
-              default="nasnet-mobile", show_default=True)
+@click.option(
+    "--valid",
+    "valid_data",
+    type=click.Path(exists=True, path_type=Path),
+    help="Validation set (any layout); default: split 10% off TRAIN_DATA.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run folder: checkpoints, log.csv, curves.png, best.keras.",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(["nasnet-mobile", "small-cnn", "logreg"]),
+    default="nasnet-mobile",
+    show_default=True,
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
-              default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-4,
+    show_default=True,
+    help="Adam learning rate.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--imagenet-weights", type=click.Path(exists=True, path_type=Path),
-              help="Local NASNetMobile no-top ImageNet weights (.h5); default: random.")
-@click.option("--free-rotation/--no-free-rotation", default=False, show_default=True,
-              help="Add free rotations with reflection padding to the 8 symmetries.")
-@click.option("--hed", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="HED stain jitter strength (0 = off).")
-@click.option("--checkpoint-steps", type=click.IntRange(min=1), default=200,
-              show_default=True, help="Steps between resume checkpoints.")
-@click.option("--limit", type=click.IntRange(min=2), help="Use at most N training patches.")
-def train_command(train_data: Path, valid_data: Path | None, out_dir: Path, arch: str,
-                  epochs: int, batch_size: int, learning_rate: float, seed: int,
-                  imagenet_weights: Path | None, free_rotation: bool, hed: float,
-                  checkpoint_steps: int, limit: int | None) -> None:
+@click.option(
+    "--imagenet-weights",
+    type=click.Path(exists=True, path_type=Path),
+    help="Local NASNetMobile no-top ImageNet weights (.h5); default: random.",
+)
+@click.option(
+    "--free-rotation/--no-free-rotation",
+    default=False,
+    show_default=True,
+    help="Add free rotations with reflection padding to the 8 symmetries.",
+)
+@click.option(
+    "--hed",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="HED stain jitter strength (0 = off).",
+)
+@click.option(
+    "--checkpoint-steps",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Steps between resume checkpoints.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=2), help="Use at most N training patches."
+)
+def train_command(
+    train_data: Path,
+    valid_data: Path | None,
+    out_dir: Path,
+    arch: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    imagenet_weights: Path | None,
+    free_rotation: bool,
+    hed: float,
+    checkpoint_steps: int,
+    limit: int | None,
+) -> None:
     """Train a patch classifier on TRAIN_DATA; rerun the same command to resume."""
     from model.augment import AugmentParams
     from model.train import TrainConfig, train
 
-    result = train(TrainConfig(
-        train_data=train_data, valid_data=valid_data, out_dir=out_dir, arch=arch,
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-        imagenet_weights=imagenet_weights, checkpoint_steps=checkpoint_steps,
-        augment=AugmentParams(free_rotation=free_rotation, hed=hed), limit_train=limit,
-    ))
-    click.echo(f"best validation AUC {result.best_val_auc:.4f}: {result.best_model} "
-               f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min)")
+    result = train(
+        TrainConfig(
+            train_data=train_data,
+            valid_data=valid_data,
+            out_dir=out_dir,
+            arch=arch,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            imagenet_weights=imagenet_weights,
+            checkpoint_steps=checkpoint_steps,
+            augment=AugmentParams(free_rotation=free_rotation, hed=hed),
+            limit_train=limit,
+        )
+    )
+    click.echo(
+        f"best validation AUC {result.best_val_auc:.4f}: {result.best_model} "
+        f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min)"
+    )
 
 
 @click.command("eval-patches")
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--model", "model_path", type=click.Path(path_type=Path),
-              help="A .keras model with its .json sidecar; default: the bundled model.")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    help="A .keras model with its .json sidecar; default: the bundled model.",
+)
 @click.option("--tta", type=TTA_CHOICE, default="none", show_default=True)
-@click.option("--tta-mean", type=click.Choice(["arithmetic", "geometric"]),
-              default="arithmetic", show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path),
-              help="Write the metrics as JSON here.")
-@click.option("--roc-png", type=click.Path(path_type=Path), help="Write the ROC curve here.")
+@click.option(
+    "--tta-mean",
+    type=click.Choice(["arithmetic", "geometric"]),
+    default="arithmetic",
+    show_default=True,
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    help="Write the metrics as JSON here.",
+)
+@click.option(
+    "--roc-png", type=click.Path(path_type=Path), help="Write the ROC curve here."
+)
 @click.option("--limit", type=click.IntRange(min=2), help="Evaluate at most N patches.")
-def eval_patches_command(data: Path, model_path: Path | None, tta: str, tta_mean: str,
-                         json_path: Path | None, roc_png: Path | None,
-                         limit: int | None) -> None:
+def eval_patches_command(
+    data: Path,
+    model_path: Path | None,
+    tta: str,
+    tta_mean: str,
+    json_path: Path | None,
+    roc_png: Path | None,
+    limit: int | None,
+) -> None:
     """Evaluate a model on labelled patches in DATA (ROC AUC, accuracy, loss)."""
     from model.evaluate import eval_patches
 
-    report = eval_patches(data, model=model_path, tta=tta, tta_mean=tta_mean,
-                          limit=limit, roc_png=roc_png)
-    click.echo(f"n={report.n}  AUC={report.auc:.4f}  accuracy={report.accuracy:.4f}  "
-               f"loss={report.loss:.4f}  (tta={tta})")
+    report = eval_patches(
+        data, model=model_path, tta=tta, tta_mean=tta_mean, limit=limit, roc_png=roc_png
+    )
+    click.echo(
+        f"n={report.n}  AUC={report.auc:.4f}  accuracy={report.accuracy:.4f}  "
+        f"loss={report.loss:.4f}  (tta={tta})"
+    )
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
 
 
 @click.command("export-model")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="The .keras file to write (its .json sidecar goes beside it).")
-@click.option("--float16", is_flag=True,
-              help="Round weights to float16 precision (needs --check-data).")
-@click.option("--check-data", type=click.Path(exists=True, path_type=Path),
-              help="Labelled patches on which the exported model must keep its AUC.")
-@click.option("--check-limit", type=click.IntRange(min=2), help="Check on at most N patches.")
-def export_model_command(source: Path, out: Path, float16: bool, check_data: Path | None,
-                         check_limit: int | None) -> None:
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The .keras file to write (its .json sidecar goes beside it).",
+)
+@click.option(
+    "--float16",
+    is_flag=True,
+    help="Round weights to float16 precision (needs --check-data).",
+)
+@click.option(
+    "--check-data",
+    type=click.Path(exists=True, path_type=Path),
+    help="Labelled patches on which the exported model must keep its AUC.",
+)
+@click.option(
+    "--check-limit", type=click.IntRange(min=2), help="Check on at most N patches."
+)
+def export_model_command(
+    source: Path,
+    out: Path,
+    float16: bool,
+    check_data: Path | None,
+    check_limit: int | None,
+) -> None:
     """Export a training run's best model (SOURCE: run folder or .keras) for shipping."""
     from model.export_bundle import export_bundle
 
-    result = export_bundle(source, out=out, float16=float16, check_data=check_data,
-                           check_limit=check_limit)
+    result = export_bundle(
+        source, out=out, float16=float16, check_data=check_data, check_limit=check_limit
+    )
     auc = ""
     if result.auc_source is not None and result.auc_exported is not None:
         auc = f"; AUC {result.auc_source:.4f} -> {result.auc_exported:.4f}"
-    click.echo(f"{result.path}: {result.size_bytes / 1e6:.1f} MB "
-               f"(from {result.source_size_bytes / 1e6:.1f} MB){auc}")
+    click.echo(
+        f"{result.path}: {result.size_bytes / 1e6:.1f} MB "
+        f"(from {result.source_size_bytes / 1e6:.1f} MB){auc}"
+    )

@@ -26,7 +26,15 @@ class Check:
 
 
 def _versions() -> str:
-    names = ("numpy", "zarr", "dask", "distributed", "scikit-image", "shapely", "tifffile")
+    names = (
+        "numpy",
+        "zarr",
+        "dask",
+        "distributed",
+        "scikit-image",
+        "shapely",
+        "tifffile",
+    )
     parts = []
     for name in names:
         try:
@@ -46,7 +54,11 @@ def _check_tensorflow() -> str:
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    where = f"{len(gpus)} GPU(s): {', '.join(g.name for g in gpus)}" if gpus else "no GPU, CPU only"
+    where = (
+        f"{len(gpus)} GPU(s): {', '.join(g.name for g in gpus)}"
+        if gpus
+        else "no GPU, CPU only"
+    )
     return f"tensorflow {tf.__version__}, keras {metadata.version('keras')}; {where}"
 
 
@@ -56,8 +68,10 @@ def _check_model() -> str:
     classifier = load_classifier()
     card = classifier.card
     auc = f"{card.val_auc:.4f}" if card.val_auc is not None else "n/a"
-    return (f"{classifier.path.name}: {card.architecture}, {card.mpp} um/px, "
-            f"validation AUC {auc}, sha256 {classifier.sha256[:12]}")
+    return (
+        f"{classifier.path.name}: {card.architecture}, {card.mpp} um/px, "
+        f"validation AUC {auc}, sha256 {classifier.sha256[:12]}"
+    )
 
 
 def _check_slide_end_to_end() -> str:
@@ -75,8 +89,10 @@ def _check_slide_end_to_end() -> str:
         result = report.results[0]
         if result.n_patches == 0:
             raise RuntimeError("a slide with a tissue disc gave no patches")
-        return (f"generated a slide, tiled, scored, stitched and exported it: "
-                f"{result.n_patches} patches in {result.seconds:.1f} s")
+        return (
+            f"generated a slide, tiled, scored, stitched and exported it: "
+            f"{result.n_patches} patches in {result.seconds:.1f} s"
+        )
 
 
 def run_checks() -> list[Check]:

@@ -93,7 +93,8 @@ class SlideGeometry:
             )
         # Downsamples from level sizes, never assumed to be powers of two.
         downsamples = tuple(
-            (self.width_px / w + self.height_px / h) / 2 for w, h in self.level_dimensions
+            (self.width_px / w + self.height_px / h) / 2
+            for w, h in self.level_dimensions
         )
         object.__setattr__(self, "level_downsamples", downsamples)
 

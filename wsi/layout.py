@@ -29,7 +29,9 @@ class Arrays:
     PATCHES: Final = "patches"  # uint8 (N, 96, 96, 3), chunked by batches
     COORDS: Final = "coords"  # int64 (N, 2) level-0 (x, y) of each patch's top-left
     GRID: Final = "grid"  # int64 (N, 2) (row, col) of each patch in the grid
-    TISSUE_MASK: Final = "tissue_mask"  # bool (H, W), one pixel = MASK_CELL_PX target px
+    TISSUE_MASK: Final = (
+        "tissue_mask"  # bool (H, W), one pixel = MASK_CELL_PX target px
+    )
     THUMBNAIL: Final = "thumbnail"  # uint8 (H, W, 3) RGB at the mask resolution
     SCORES: Final = "scores"  # float32 (N,), NaN until scored
     SCORED: Final = "scored_chunks"  # bool (n_chunks,), a chunk of scores is final

@@ -121,47 +121,82 @@ def run(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutputError(f"{out_dir}: cannot create the output folder ({err.strerror}); "
-                          "choose a writable --out") from err
+        raise OutputError(
+            f"{out_dir}: cannot create the output folder ({err.strerror}); "
+            "choose a writable --out"
+        ) from err
     started = time.time()
     for slide in config.slides:
         stage = ["setup"]
         try:
-            report.results.append(_run_slide(slide, config, classifier=classifier,
-                                             progress=progress, stage=stage))
+            report.results.append(
+                _run_slide(
+                    slide, config, classifier=classifier, progress=progress, stage=stage
+                )
+            )
         except WsiError as err:
-            logger.error("%s: %s", slide, err, exc_info=logger.isEnabledFor(logging.DEBUG))
-            report.failures.append(Failure(slide=slide, stage=stage[-1], message=str(err)))
-        except OSError as err:  # disk full, permissions: record, keep the store resumable
+            logger.error(
+                "%s: %s", slide, err, exc_info=logger.isEnabledFor(logging.DEBUG)
+            )
+            report.failures.append(
+                Failure(slide=slide, stage=stage[-1], message=str(err))
+            )
+        except (
+            OSError
+        ) as err:  # disk full, permissions: record, keep the store resumable
             where = err.filename or SlideOutputs.for_slide(out_dir, slide).folder
-            message = (f"{where}: {err.strerror or err}; free space or choose a writable "
-                       "--out, then run again to resume")
+            message = (
+                f"{where}: {err.strerror or err}; free space or choose a writable "
+                "--out, then run again to resume"
+            )
             logger.error("%s: %s", slide, message)
-            report.failures.append(Failure(slide=slide, stage=stage[-1], message=message))
+            report.failures.append(
+                Failure(slide=slide, stage=stage[-1], message=message)
+            )
     report.run_json = _write_run_json(config, report, seconds=time.time() - started)
     return report
 
 
-def _run_slide(slide: Path, config: RunConfig, *, classifier: PatchClassifier | None,
-               progress: Progress | None, stage: list[str]) -> SlideResult:
+def _run_slide(
+    slide: Path,
+    config: RunConfig,
+    *,
+    classifier: PatchClassifier | None,
+    progress: Progress | None,
+    stage: list[str],
+) -> SlideResult:
     """Run one slide; ``stage`` records the stage reached, for failure reports."""
     outputs = SlideOutputs.for_slide(config.out_dir, slide)
     digest = settings_hash(config.settings() | {"slide": str(Path(slide).resolve())})
     previous = _finished_summary(outputs, digest)
     if previous is not None and not config.overwrite:
-        logger.info("%s: already done with these settings; --overwrite redoes it", slide)
+        logger.info(
+            "%s: already done with these settings; --overwrite redoes it", slide
+        )
         return _result_from_summary(slide, outputs, previous, skipped=True)
     timings: dict[str, float] = {}
     stage.append("tile")
     t0 = time.perf_counter()
-    tiled = tile_slide(slide, outputs.store, tiling=config.tiling, tissue=config.tissue,
-                       mpp=config.mpp, mpp_from_objective=config.mpp_from_objective,
-                       overwrite=config.overwrite, progress=progress)
+    tiled = tile_slide(
+        slide,
+        outputs.store,
+        tiling=config.tiling,
+        tissue=config.tissue,
+        mpp=config.mpp,
+        mpp_from_objective=config.mpp_from_objective,
+        overwrite=config.overwrite,
+        progress=progress,
+    )
     timings["tile"] = time.perf_counter() - t0
     stage.append("score")
     t0 = time.perf_counter()
-    scored = score_store(outputs.store, params=config.scoring, classifier=classifier,
-                         overwrite=config.overwrite, progress=progress)
+    scored = score_store(
+        outputs.store,
+        params=config.scoring,
+        classifier=classifier,
+        overwrite=config.overwrite,
+        progress=progress,
+    )
     timings["score"] = time.perf_counter() - t0
     stage.append("stitch")
     t0 = time.perf_counter()
@@ -199,13 +234,17 @@ def _finished_summary(outputs: SlideOutputs, digest: str) -> dict[str, Any] | No
     return summary if summary.get("settings_hash") == digest else None
 
 
-def _result_from_summary(slide: Path, outputs: SlideOutputs, summary: dict[str, Any], *,
-                         skipped: bool) -> SlideResult:
+def _result_from_summary(
+    slide: Path, outputs: SlideOutputs, summary: dict[str, Any], *, skipped: bool
+) -> SlideResult:
     return SlideResult(
-        slide=slide, outputs=outputs, n_patches=int(summary["n_patches"]),
+        slide=slide,
+        outputs=outputs,
+        n_patches=int(summary["n_patches"]),
         max_probability=float(summary["max_probability"]),
         tumor_area_um2=float(summary["tumor_area_um2"]),
-        seconds=float(sum(summary["timings_s"].values())), skipped=skipped,
+        seconds=float(sum(summary["timings_s"].values())),
+        skipped=skipped,
     )
 
 
@@ -215,23 +254,32 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
         tmp.replace(path)
     except OSError as err:
-        raise OutputError(f"{path}: cannot write ({err.strerror}); free space or "
-                          "choose another --out") from err
+        raise OutputError(
+            f"{path}: cannot write ({err.strerror}); free space or choose another --out"
+        ) from err
 
 
 def _write_run_json(config: RunConfig, report: RunReport, *, seconds: float) -> Path:
     path = Path(config.out_dir) / "run.json"
-    _write_json_atomic(path, {
-        "config": asdict(config),
-        "versions": software_versions(),
-        "git_commit": git_commit(),
-        "seconds": seconds,
-        "results": [
-            {"slide": str(r.slide), "n_patches": r.n_patches,
-             "max_probability": r.max_probability, "tumor_area_um2": r.tumor_area_um2,
-             "seconds": r.seconds, "skipped": r.skipped}
-            for r in report.results
-        ],
-        "failures": [asdict(f) for f in report.failures],
-    })
+    _write_json_atomic(
+        path,
+        {
+            "config": asdict(config),
+            "versions": software_versions(),
+            "git_commit": git_commit(),
+            "seconds": seconds,
+            "results": [
+                {
+                    "slide": str(r.slide),
+                    "n_patches": r.n_patches,
+                    "max_probability": r.max_probability,
+                    "tumor_area_um2": r.tumor_area_um2,
+                    "seconds": r.seconds,
+                    "skipped": r.skipped,
+                }
+                for r in report.results
+            ],
+            "failures": [asdict(f) for f in report.failures],
+        },
+    )
     return path

@@ -11,8 +11,17 @@ from typing import Any
 
 __all__ = ["git_commit", "settings_hash", "software_versions"]
 
-_PACKAGES = ("wsi-heatmap", "numpy", "openslide-python", "openslide-bin", "zarr", "dask",
-             "scikit-image", "tensorflow", "keras")
+_PACKAGES = (
+    "wsi-heatmap",
+    "numpy",
+    "openslide-python",
+    "openslide-bin",
+    "zarr",
+    "dask",
+    "scikit-image",
+    "tensorflow",
+    "keras",
+)
 
 
 def software_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
@@ -32,7 +41,10 @@ def git_commit(path: Path | None = None) -> str | None:
     try:
         out = subprocess.run(
             ["git", "-C", str(where), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -88,7 +88,9 @@ class ClassifierSpec:
         """Load the classifier (TensorFlow is imported here, never at module import)."""
         from model.predict import load_classifier
 
-        return load_classifier(self.model_path, tta=self.tta, batch_size=self.batch_size)
+        return load_classifier(
+            self.model_path, tta=self.tta, batch_size=self.batch_size
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,8 +105,9 @@ class ScoringParams:
 
     def spec(self) -> ClassifierSpec:
         """The classifier spec these settings describe."""
-        return ClassifierSpec(model_path=self.model_path, tta=self.tta,
-                              batch_size=self.batch_size)
+        return ClassifierSpec(
+            model_path=self.model_path, tta=self.tta, batch_size=self.batch_size
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,8 +134,9 @@ def _classifier_for(source: ClassifierSpec | PatchClassifier) -> PatchClassifier
         return _CACHE[source]
 
 
-def check_model_matches(classifier: PatchClassifier, tiling: dict[str, Any], *,
-                        model_name: str) -> None:
+def check_model_matches(
+    classifier: PatchClassifier, tiling: dict[str, Any], *, model_name: str
+) -> None:
     """Refuse a model whose patch size or um/px differs from the tiles'."""
     tile_px = int(tiling["tile_px"])
     mpp = float(tiling["effective_mpp"])
@@ -192,8 +196,15 @@ def score_store(
     probe = local or _classifier_for(params.spec())
     model_name = str(params.model_path or "bundled model")
     check_model_matches(probe, dict(root.attrs[Attr.TILING]), model_name=model_name)
-    _prepare_scores(root, n=n, chunk=chunk, n_chunks=n_chunks, sha256=probe.sha256,
-                    params=params, overwrite=overwrite)
+    _prepare_scores(
+        root,
+        n=n,
+        chunk=chunk,
+        n_chunks=n_chunks,
+        sha256=probe.sha256,
+        params=params,
+        overwrite=overwrite,
+    )
     done = chunk_flags(root, Arrays.SCORED)
     todo = [i for i in range(n_chunks) if not done[i]]
     logger.info("%s: %d of %d chunks to score", store_path, len(todo), n_chunks)
@@ -210,10 +221,17 @@ def score_store(
     report.close()
     root = open_store(store_path, writable=True)
     if not chunk_flags(root, Arrays.SCORED).all():
-        raise WsiError(f"{store_path}: some chunks were not scored; run the command again")
+        raise WsiError(
+            f"{store_path}: some chunks were not scored; run the command again"
+        )
     root.attrs[Attr.SCORING_COMPLETE] = True
-    return ScoringResult(n_patches=n, n_chunks=n_chunks, chunks_scored=len(todo),
-                         seconds=time.perf_counter() - start, model_sha256=probe.sha256)
+    return ScoringResult(
+        n_patches=n,
+        n_chunks=n_chunks,
+        chunks_scored=len(todo),
+        seconds=time.perf_counter() - start,
+        model_sha256=probe.sha256,
+    )
 
 
 def _open_tiled_store(store_path: Path) -> Any:
@@ -221,39 +239,63 @@ def _open_tiled_store(store_path: Path) -> Any:
     return open_tile_store(store_path).open(writable=True)
 
 
-def _prepare_scores(root: Any, *, n: int, chunk: int, n_chunks: int, sha256: str,
-                    params: ScoringParams, overwrite: bool) -> None:
+def _prepare_scores(
+    root: Any,
+    *,
+    n: int,
+    chunk: int,
+    n_chunks: int,
+    sha256: str,
+    params: ScoringParams,
+    overwrite: bool,
+) -> None:
     """Create ``scores`` and its chunk markers, or reset them for another model."""
     settings = {"model_sha256": sha256, "tta": params.tta}
     previous = root.attrs.get(Attr.SCORING)
-    fresh = Arrays.SCORES not in root or overwrite or (
-        previous is not None and {k: previous.get(k) for k in settings} != settings
+    fresh = (
+        Arrays.SCORES not in root
+        or overwrite
+        or (previous is not None and {k: previous.get(k) for k in settings} != settings)
     )
     if fresh:
         if previous is not None and not overwrite and Arrays.SCORES in root:
             logger.info("model or TTA changed: rescoring every chunk")
-        root.create_array(Arrays.SCORES, shape=(n,), chunks=(chunk,), dtype="float32",
-                          fill_value=np.nan, overwrite=True)
+        root.create_array(
+            Arrays.SCORES,
+            shape=(n,),
+            chunks=(chunk,),
+            dtype="float32",
+            fill_value=np.nan,
+            overwrite=True,
+        )
         create_chunk_flags(root, Arrays.SCORED, n_chunks=n_chunks)
         root.attrs[Attr.SCORING_COMPLETE] = False
     root.attrs[Attr.SCORING] = settings | {"batch_size": params.batch_size}
 
 
-def _score_chunk(block: npt.NDArray[np.uint8], store: str, index: int, chunk: int,
-                 source: ClassifierSpec | PatchClassifier) -> int:
+def _score_chunk(
+    block: npt.NDArray[np.uint8],
+    store: str,
+    index: int,
+    chunk: int,
+    source: ClassifierSpec | PatchClassifier,
+) -> int:
     """Score one chunk and write it back; runs on a worker."""
     classifier = _classifier_for(source)
     probs = np.asarray(classifier(np.asarray(block)), dtype=np.float32).reshape(-1)
     if probs.shape[0] != block.shape[0]:
-        raise WsiError(f"classifier returned {probs.shape[0]} scores for {block.shape[0]} patches")
+        raise WsiError(
+            f"classifier returned {probs.shape[0]} scores for {block.shape[0]} patches"
+        )
     root = open_store(Path(store), writable=True)
     array(root, Arrays.SCORES)[index * chunk : index * chunk + len(probs)] = probs
     mark_chunk_done(root, Arrays.SCORED, index)
     return index
 
 
-def _run_tasks(tasks: list[Any], *, params: ScoringParams,
-               on_done: Callable[[int], None]) -> None:
+def _run_tasks(
+    tasks: list[Any], *, params: ScoringParams, on_done: Callable[[int], None]
+) -> None:
     """Compute ``tasks`` locally (threads) or on a cluster, reporting each as it ends."""
     if params.scheduler:
         import dask
@@ -277,7 +319,9 @@ def _run_tasks(tasks: list[Any], *, params: ScoringParams,
     from dask.callbacks import Callback
 
     class _ChunkDone(Callback):
-        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, id: Any) -> None:
+        def _posttask(
+            self, key: Any, result: Any, dsk: Any, state: Any, id: Any
+        ) -> None:
             name = key[0] if isinstance(key, tuple) else key
             if isinstance(name, str) and name.startswith(_score_chunk.__name__):
                 on_done(1)

@@ -59,9 +59,13 @@ def _open_scored(outputs: SlideOutputs) -> Any:
     try:
         root = zarr.open_group(str(outputs.store), mode="r+")
     except (FileNotFoundError, ValueError, OSError) as err:
-        raise WsiError(f"{outputs.store}: no tile store; run 'wsi-heatmap tile' first") from err
+        raise WsiError(
+            f"{outputs.store}: no tile store; run 'wsi-heatmap tile' first"
+        ) from err
     if not root.attrs.get(Attr.SCORING_COMPLETE):
-        raise WsiError(f"{outputs.store}: not scored yet; run 'wsi-heatmap score' first")
+        raise WsiError(
+            f"{outputs.store}: not scored yet; run 'wsi-heatmap score' first"
+        )
     return root
 
 
@@ -77,12 +81,15 @@ def stitch_slide(outputs: SlideOutputs, *, threshold: float | None = None) -> St
     heatmap = stitch(scores, rowcol, shape=grid.shape)
     write_heatmap_zarr(root, heatmap, grid=grid)
     write_heatmap_tiff(heatmap, outputs.heatmap_tif, grid=grid)
-    save_heatmap_png(heatmap, outputs.heatmap_png, threshold=threshold, title=outputs.stem)
+    save_heatmap_png(
+        heatmap, outputs.heatmap_png, threshold=threshold, title=outputs.stem
+    )
     return Stitched(heatmap=heatmap, grid=grid)
 
 
-def export_slide(outputs: SlideOutputs, stitched: Stitched, *,
-                 params: PolygonParams) -> Exported:
+def export_slide(
+    outputs: SlideOutputs, stitched: Stitched, *, params: PolygonParams
+) -> Exported:
     """Write polygons (GeoJSON, ASAP XML), detections and the overlay of a heatmap."""
     root = _open_scored(outputs)
     grid = stitched.grid
@@ -93,13 +100,24 @@ def export_slide(outputs: SlideOutputs, stitched: Stitched, *,
     write_detections_csv(dets, outputs.detections_csv)
     thumbnail = np.asarray(root[Arrays.THUMBNAIL][:])
     mask = np.asarray(root[Arrays.TISSUE_MASK][:], dtype=bool)
-    save_overlay_png(thumbnail=thumbnail, tissue_mask=mask, heatmap=stitched.heatmap,
-                     grid=grid, thumbnail_downsample=grid.downsample * _mask_cell_px(root),
-                     regions=regions, path=outputs.overlay_png)
+    save_overlay_png(
+        thumbnail=thumbnail,
+        tissue_mask=mask,
+        heatmap=stitched.heatmap,
+        grid=grid,
+        thumbnail_downsample=grid.downsample * _mask_cell_px(root),
+        regions=regions,
+        path=outputs.overlay_png,
+    )
     tissue_png(read_tissue_mask(outputs.store), outputs.tissue_png)
     area = float(sum(r.area_um2 for r in regions))
-    logger.info("%s: %d regions, %.0f um2, %d detections", outputs.stem, len(regions),
-                area, len(dets))
+    logger.info(
+        "%s: %d regions, %.0f um2, %d detections",
+        outputs.stem,
+        len(regions),
+        area,
+        len(dets),
+    )
     return Exported(n_regions=len(regions), n_detections=len(dets), tumor_area_um2=area)
 
 

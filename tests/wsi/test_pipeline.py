@@ -39,17 +39,28 @@ def tumour_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(slides: tuple[Path, ...], out: Path, **kw: object) -> RunConfig:
-    return RunConfig(slides=slides, out_dir=out, scoring=ScoringParams(batch_size=64),
-                     tiling=TilingParams(chunk_patches=64), **kw)  # type: ignore[arg-type]
+    return RunConfig(
+        slides=slides,
+        out_dir=out,
+        scoring=ScoringParams(batch_size=64),
+        tiling=TilingParams(chunk_patches=64),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_pipeline_finds_the_tumour(tumour_slide: Path, tmp_path: Path) -> None:
     report = run(_config((tumour_slide,), tmp_path), classifier=ColourClassifier())
     assert report.ok, report.failures
     outputs = SlideOutputs.for_slide(tmp_path, tumour_slide)
-    for path in (outputs.heatmap_png, outputs.overlay_png, outputs.heatmap_tif,
-                 outputs.geojson, outputs.asap_xml, outputs.detections_csv,
-                 outputs.summary_json):
+    for path in (
+        outputs.heatmap_png,
+        outputs.overlay_png,
+        outputs.heatmap_tif,
+        outputs.geojson,
+        outputs.asap_xml,
+        outputs.detections_csv,
+        outputs.summary_json,
+    ):
         assert path.exists(), path
     summary = json.loads(outputs.summary_json.read_text())
     assert summary["max_probability"] == pytest.approx(1.0)
@@ -76,20 +87,24 @@ def test_rerun_skips_and_overwrite_redoes(tumour_slide: Path, tmp_path: Path) ->
     run(_config((tumour_slide,), tmp_path), classifier=ColourClassifier())
     again = run(_config((tumour_slide,), tmp_path), classifier=ColourClassifier())
     assert again.results[0].skipped
-    redone = run(_config((tumour_slide,), tmp_path, overwrite=True),
-                 classifier=ColourClassifier())
+    redone = run(
+        _config((tumour_slide,), tmp_path, overwrite=True),
+        classifier=ColourClassifier(),
+    )
     assert not redone.results[0].skipped
-    changed = run(_config((tumour_slide,), tmp_path,
-                          polygons=PolygonParams(threshold=0.9)),
-                  classifier=ColourClassifier())
+    changed = run(
+        _config((tumour_slide,), tmp_path, polygons=PolygonParams(threshold=0.9)),
+        classifier=ColourClassifier(),
+    )
     assert not changed.results[0].skipped
 
 
 def test_batch_goes_on_after_a_bad_slide(tumour_slide: Path, tmp_path: Path) -> None:
     bad = tmp_path / "not-a-slide.svs"
     bad.write_bytes(b"this is not a slide")
-    report = run(_config((bad, tumour_slide), tmp_path / "out"),
-                 classifier=ColourClassifier())
+    report = run(
+        _config((bad, tumour_slide), tmp_path / "out"), classifier=ColourClassifier()
+    )
     assert [r.slide for r in report.results] == [tumour_slide]
     assert len(report.failures) == 1
     failure = report.failures[0]

@@ -26,8 +26,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rgb[200:2900, 200:2900] = NORMAL_RGB
     rgb[800:1500, 800:1500] = TUMOUR_RGB
     slide = write_pyramid_tiff(tmp / "s.tif", rgb, mpp=0.243)
-    result = tile_slide(slide, tmp / "s.zarr", tiling=TilingParams(chunk_patches=16),
-                        tissue=TissueParams())
+    result = tile_slide(
+        slide,
+        tmp / "s.zarr",
+        tiling=TilingParams(chunk_patches=16),
+        tissue=TissueParams(),
+    )
     assert result.n_patches > 48
     return result.store
 
@@ -72,8 +76,9 @@ def test_resume_scores_only_unfinished_chunks(store: Path, tmp_path: Path) -> No
     root[Arrays.SCORED][1] = False  # as if killed before this chunk finished
     root.attrs[Attr.SCORING_COMPLETE] = False
     log = tmp_path / "calls.txt"
-    result = score_store(copy, params=ScoringParams(),
-                         classifier=_CountingClassifier(log=str(log)))
+    result = score_store(
+        copy, params=ScoringParams(), classifier=_CountingClassifier(log=str(log))
+    )
     assert result.chunks_scored == 1 < n_chunks
     assert log.read_text().split() == ["16"]
     assert zarr.open_group(str(copy)).attrs[Attr.SCORING_COMPLETE] is True
@@ -84,7 +89,9 @@ def test_model_with_other_resolution_is_refused(store: Path, tmp_path: Path) -> 
     with pytest.raises(ModelLoadError, match=r"0\.5 um/px"):
         score_store(copy, params=ScoringParams(), classifier=ColourClassifier(mpp=0.5))
     with pytest.raises(ModelLoadError, match="64 px"):
-        score_store(copy, params=ScoringParams(), classifier=ColourClassifier(input_px=64))
+        score_store(
+            copy, params=ScoringParams(), classifier=ColourClassifier(input_px=64)
+        )
 
 
 def test_unfinished_tiling_is_refused(store: Path, tmp_path: Path) -> None:
@@ -100,10 +107,18 @@ def test_distributed_run_equals_local_run(store: Path, tmp_path: Path) -> None:
     local = _copy(store, tmp_path / "local.zarr")
     remote = _copy(store, tmp_path / "remote.zarr")
     score_store(local, params=ScoringParams(), classifier=ColourClassifier())
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster:
-        score_store(remote, params=ScoringParams(scheduler=cluster.scheduler_address),
-                    classifier=ColourClassifier())
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        score_store(
+            remote,
+            params=ScoringParams(scheduler=cluster.scheduler_address),
+            classifier=ColourClassifier(),
+        )
     np.testing.assert_array_equal(_scores(local), _scores(remote))
 
 
@@ -111,7 +126,12 @@ def test_unreachable_scheduler_is_one_clear_error(store: Path, tmp_path: Path) -
     import dask
 
     copy = _copy(store, tmp_path / "s.zarr")
-    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), \
-            pytest.raises(WsiError, match=r"dask scheduler at tcp://127\.0\.0\.1:9"):
-        score_store(copy, params=ScoringParams(scheduler="tcp://127.0.0.1:9"),
-                    classifier=ColourClassifier())
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "2s"}),
+        pytest.raises(WsiError, match=r"dask scheduler at tcp://127\.0\.0\.1:9"),
+    ):
+        score_store(
+            copy,
+            params=ScoringParams(scheduler="tcp://127.0.0.1:9"),
+            classifier=ColourClassifier(),
+        )
