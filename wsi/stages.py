@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,16 +20,20 @@ from wsi.export import (
     write_detections_csv,
     write_geojson,
 )
-from wsi.geometry import TileGrid
+from wsi.geometry import MASK_CELL_PX, TileGrid
 from wsi.heatmap import save_heatmap_png, stitch, write_heatmap_tiff, write_heatmap_zarr
 from wsi.layout import Arrays, Attr, SlideOutputs
 from wsi.overlay import save_overlay_png
-from wsi.store import grid_from_attrs, read_tissue_mask
+from wsi.reader import open_slide
+from wsi.store import array, grid_from_attrs, read_tissue_mask
 from wsi.tissue import tissue_png
 
 __all__ = ["Exported", "Stitched", "export_slide", "stitch_slide"]
 
 logger = logging.getLogger(__name__)
+
+#: overlay.png is at least this many pixels on its long side when the slide allows.
+OVERLAY_MIN_SIDE_PX = 1200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,8 +82,8 @@ def stitch_slide(outputs: SlideOutputs, *, threshold: float | None = None) -> St
     """
     root = _open_scored(outputs)
     grid = grid_from_attrs(dict(root.attrs[Attr.TILING]))
-    scores = np.asarray(root[Arrays.SCORES][:], dtype=np.float32)
-    rowcol = np.asarray(root[Arrays.GRID][:], dtype=np.int64)
+    scores = np.asarray(array(root, Arrays.SCORES)[:], dtype=np.float32)
+    rowcol = np.asarray(array(root, Arrays.GRID)[:], dtype=np.int64)
     heatmap = stitch(scores, rowcol, shape=grid.shape)
     write_heatmap_zarr(root, heatmap, grid=grid)
     write_heatmap_tiff(heatmap, outputs.heatmap_tif, grid=grid)
@@ -98,14 +104,13 @@ def export_slide(
     write_geojson(regions, outputs.geojson, slide_mpp=grid.geometry.mpp)
     write_asap_xml(regions, outputs.asap_xml)
     write_detections_csv(dets, outputs.detections_csv)
-    thumbnail = np.asarray(root[Arrays.THUMBNAIL][:])
-    mask = np.asarray(root[Arrays.TISSUE_MASK][:], dtype=bool)
+    thumbnail, mask, downsample = _overlay_background(root, grid)
     save_overlay_png(
         thumbnail=thumbnail,
         tissue_mask=mask,
         heatmap=stitched.heatmap,
         grid=grid,
-        thumbnail_downsample=grid.downsample * _mask_cell_px(root),
+        thumbnail_downsample=downsample,
         regions=regions,
         path=outputs.overlay_png,
     )
@@ -121,7 +126,33 @@ def export_slide(
     return Exported(n_regions=len(regions), n_detections=len(dets), tumor_area_um2=area)
 
 
-def _mask_cell_px(root: Any) -> int:
-    from wsi.geometry import MASK_CELL_PX
+def _overlay_background(
+    root: Any, grid: TileGrid
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_], float]:
+    """Thumbnail, tissue mask and their downsample for ``overlay.png``.
 
-    return int(dict(root.attrs[Attr.TILING]).get("mask_cell_px", MASK_CELL_PX))
+    The stored thumbnail (8 target px per pixel) is used as is when it is at least
+    ``OVERLAY_MIN_SIDE_PX`` on its long side; a smaller slide is read again from the
+    slide file, k times finer (never finer than the patches), so that the overlay is
+    large enough to look at. Without the slide file, the stored thumbnail is used.
+    """
+    tiling = dict(root.attrs[Attr.TILING])
+    cell_px = int(tiling.get("mask_cell_px", MASK_CELL_PX))
+    thumbnail = np.asarray(array(root, Arrays.THUMBNAIL)[:], dtype=np.uint8)
+    mask = np.asarray(array(root, Arrays.TISSUE_MASK)[:], dtype=bool)
+    downsample = grid.downsample * cell_px
+    k = min(cell_px, math.ceil(OVERLAY_MIN_SIDE_PX / max(thumbnail.shape[:2])))
+    slide_path = Path(str(tiling.get("slide", {}).get("path", "")))
+    if k <= 1 or not slide_path.is_file():
+        return thumbnail, mask, downsample
+    try:
+        with open_slide(slide_path, mpp=grid.geometry.mpp) as slide:
+            plan = slide.geometry.plan_for_downsample(downsample / k)
+            height, width = thumbnail.shape[:2]
+            rgb = slide.read_target(
+                plan, x_px=0, y_px=0, width_px=width * k, height_px=height * k
+            )
+    except WsiError as err:
+        logger.warning("overlay: %s; using the stored thumbnail", err)
+        return thumbnail, mask, downsample
+    return rgb, np.repeat(np.repeat(mask, k, axis=0), k, axis=1), downsample / k
