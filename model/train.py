@@ -48,7 +48,9 @@ class TrainConfig:
     weights already in the Keras cache, if any (nothing is downloaded).
     ``valid_data`` None splits ``valid_fraction`` of the training set off (stratified,
     before any augmentation), for sets such as the Kaggle copy that have no
-    validation split of their own.
+    validation split of their own. ``init_from`` starts from the weights of a saved
+    model of the same architecture (e.g. the bundled one; the optimizer starts fresh),
+    unless the run folder already has a backup to resume from.
     """
 
     train_data: Path
@@ -69,6 +71,7 @@ class TrainConfig:
     limit_valid: int | None = None
     steps_per_epoch: int | None = None
     valid_fraction: float = 0.1
+    init_from: Path | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -165,6 +168,8 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         model = build_model(
             config.arch, imagenet_weights=config.imagenet_weights, seed=config.seed
         )
+        if config.init_from is not None and not resume_epoch(out / "backup"):
+            _init_weights(model, config.init_from, arch=config.arch)
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
             loss="binary_crossentropy",
@@ -243,3 +248,18 @@ def _recipe(config: TrainConfig, train_set: PatchSet) -> dict[str, Any]:
     )
     recipe["n_train"] = len(train_set)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in recipe.items()}
+
+
+def _init_weights(model: Any, path: Path, *, arch: str) -> None:
+    """Copy the weights of a checked saved model of the same architecture."""
+    from model.predict import load_classifier
+    from wsi.errors import ModelLoadError
+
+    source = load_classifier(path)
+    if source.card.architecture != arch:
+        raise ModelLoadError(
+            f"{path}: is a {source.card.architecture} model, not {arch}; pass --arch "
+            f"{source.card.architecture} or another --init-from"
+        )
+    model.set_weights(source.model.get_weights())
+    logger.info("initialised from %s (validation AUC %s)", path, source.card.val_auc)

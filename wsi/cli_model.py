@@ -83,6 +83,7 @@ def train_command(
     free_rotation: bool,
     hed: float,
     checkpoint_steps: int,
+    init_from: Path | None,
     limit: int | None,
 ) -> None:
     """Train a patch classifier on TRAIN_DATA; rerun the same command to resume."""
@@ -101,6 +102,7 @@ def train_command(
             seed=seed,
             imagenet_weights=imagenet_weights,
             checkpoint_steps=checkpoint_steps,
+            init_from=init_from,
             augment=AugmentParams(free_rotation=free_rotation, hed=hed),
             limit_train=limit,
         )

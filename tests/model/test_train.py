@@ -141,3 +141,39 @@ def test_config_is_validated(tmp_path: Path) -> None:
         TrainConfig(
             train_data=tmp_path, valid_data=None, out_dir=tmp_path, learning_rate=0
         )
+
+
+@pytest.mark.tf
+def test_init_from_copies_a_saved_models_weights(tmp_path: Path) -> None:
+    from model.train import TrainConfig, train
+
+    fixtures = Path(__file__).parent.parent / "fixtures" / "pcam"
+    first = train(
+        TrainConfig(
+            train_data=fixtures,
+            valid_data=fixtures,
+            out_dir=tmp_path / "a",
+            arch="logreg",
+            epochs=1,
+            steps_per_epoch=1,
+            batch_size=8,
+        )
+    )
+    second = train(
+        TrainConfig(
+            train_data=fixtures,
+            valid_data=fixtures,
+            out_dir=tmp_path / "b",
+            arch="logreg",
+            epochs=1,
+            steps_per_epoch=1,
+            batch_size=8,
+            learning_rate=1e-12,
+            init_from=first.best_model,
+        )
+    )
+    from model.predict import load_classifier
+
+    a, b = load_classifier(first.best_model), load_classifier(second.best_model)
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, atol=1e-6)
