@@ -303,24 +303,22 @@ def check_compatible(
     >>> check_compatible(card, tile_px=96, mpp=0.5)
     Traceback (most recent call last):
     ...
-    wsi.errors.ModelLoadError: logreg model was trained at 0.972 um/px but the tiles are at 0.5 um/px; tile again with --mpp 0.972 or use a model trained at 0.5 um/px
+    wsi.errors.ModelLoadError: logreg model was trained at 0.972 um/px but the tiles are at 0.5 um/px; tile again with --target-mpp 0.972 or use a model trained at 0.5 um/px
     """
     if not tolerance >= 0:
         raise ValueError(f"tolerance must be non-negative, got {tolerance}")
     if not mpp > 0:
         raise ValueError(f"mpp must be positive, got {mpp}")
-    name = f"{card.architecture} model"
-    if tile_px != card.input_px:
-        raise ModelLoadError(
-            f"{name} takes {card.input_px} px patches but the tiles are {tile_px} px; "
-            f"tile again with {card.input_px} px tiles"
-        )
-    if abs(card.mpp / mpp - 1) > tolerance:
-        raise ModelLoadError(
-            f"{name} was trained at {card.mpp:g} um/px but the tiles are at {mpp:g} "
-            f"um/px; tile again with --mpp {card.mpp:g} or use a model trained at "
-            f"{mpp:g} um/px"
-        )
+    from wsi.scoring import check_model_matches
+
+    check_model_matches(
+        model_name=f"{card.architecture} model",
+        model_px=card.input_px,
+        model_mpp=card.mpp,
+        tile_px=tile_px,
+        tiles_mpp=mpp,
+        tolerance=tolerance,
+    )
 
 
 def _load_keras(path: Path) -> Any:

@@ -135,20 +135,39 @@ def _classifier_for(source: ClassifierSpec | PatchClassifier) -> PatchClassifier
 
 
 def check_model_matches(
-    classifier: PatchClassifier, tiling: dict[str, Any], *, model_name: str
+    *,
+    model_name: str,
+    model_px: int,
+    model_mpp: float,
+    tile_px: int,
+    tiles_mpp: float,
+    tolerance: float = MPP_TOLERANCE,
 ) -> None:
-    """Refuse a model whose patch size or um/px differs from the tiles'."""
-    tile_px = int(tiling["tile_px"])
-    mpp = float(tiling["effective_mpp"])
-    if classifier.input_px != tile_px:
+    """Refuse a model whose patch size or um/px differs from the tiles'.
+
+    The one place for this rule: ``score_store`` and ``model.predict`` both call it.
+
+    Raises
+    ------
+    ModelLoadError
+        The patch sizes differ, or the resolutions differ by more than ``tolerance``
+        (relative); the message says how to tile again.
+
+    Examples
+    --------
+    >>> check_model_matches(model_name="m", model_px=96, model_mpp=0.972,
+    ...                     tile_px=96, tiles_mpp=0.97)
+    """
+    if model_px != tile_px:
         raise ModelLoadError(
-            f"{model_name}: model takes {classifier.input_px} px patches but the tiles "
-            f"are {tile_px} px; tile again with the model's patch size"
+            f"{model_name} takes {model_px} px patches but the tiles are {tile_px} px; "
+            f"tile again with {model_px} px tiles"
         )
-    if abs(classifier.mpp / mpp - 1) > MPP_TOLERANCE:
+    if abs(model_mpp / tiles_mpp - 1) > tolerance:
         raise ModelLoadError(
-            f"{model_name}: model was trained at {classifier.mpp} um/px but the tiles are "
-            f"at {mpp:.4f} um/px; tile again with --target-mpp {classifier.mpp}"
+            f"{model_name} was trained at {model_mpp:g} um/px but the tiles are at "
+            f"{tiles_mpp:g} um/px; tile again with --target-mpp {model_mpp:g} or use a "
+            f"model trained at {tiles_mpp:g} um/px"
         )
 
 
@@ -195,7 +214,14 @@ def score_store(
     local = _classifier_for(source) if params.scheduler is None or classifier else None
     probe = local or _classifier_for(params.spec())
     model_name = str(params.model_path or "bundled model")
-    check_model_matches(probe, dict(root.attrs[Attr.TILING]), model_name=model_name)
+    tiling = dict(root.attrs[Attr.TILING])
+    check_model_matches(
+        model_name=model_name,
+        model_px=probe.input_px,
+        model_mpp=probe.mpp,
+        tile_px=int(tiling["tile_px"]),
+        tiles_mpp=float(tiling["effective_mpp"]),
+    )
     _prepare_scores(
         root,
         n=n,

@@ -1,6 +1,6 @@
 """Fixtures of the model tests: real PCam patches, a PCam-schema HDF5 pair, a tiny run.
 
-Nothing here reads ../shared: the 24 patches live in tests/fixtures/pcam/.
+Nothing here reads the shared data folder: the 24 patches live in tests/fixtures/pcam/.
 """
 
 from __future__ import annotations
