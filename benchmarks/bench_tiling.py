@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _report import markdown_table  # benchmarks/ is on sys.path when run
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -196,9 +198,7 @@ def _row(
 
 
 def _table(rows: list[dict[str, str]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(rows, COLUMNS)
 
 
 def _bench(

@@ -47,6 +47,22 @@ _OPTION_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _stack(func: F, options: list[Any]) -> F:
+    """Apply click options so they list in the order given."""
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _flag_values(options: dict[str, Any], section: str) -> dict[str, Any]:
+    """The dataclass fields of ``section`` that the user set as flags."""
+    return {
+        field: options[option]
+        for option, (name, field) in _OPTION_FIELDS.items()
+        if name == section and options.get(option) is not None
+    }
+
+
 def slide_options(func: F) -> F:
     """Options that say how to read a slide."""
     func = click.option(
@@ -108,9 +124,7 @@ def tiling_options(func: F) -> F:
             help="Holes smaller than this are filled, um^2.",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return _stack(func, options)
 
 
 def scoring_options(func: F) -> F:
@@ -133,9 +147,7 @@ def scoring_options(func: F) -> F:
         ),
         click.option("--workers", type=click.IntRange(min=1), help="Local threads."),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return _stack(func, options)
 
 
 def polygon_options(func: F) -> F:
@@ -162,9 +174,7 @@ def polygon_options(func: F) -> F:
             help="Drop regions smaller than this, um^2.",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return _stack(func, options)
 
 
 def build_config(
@@ -196,9 +206,8 @@ def build_config(
                     param_hint="--config",
                 )
             sections[name].update(values)
-    for option, (section, field) in _OPTION_FIELDS.items():
-        if option in options and options[option] is not None:
-            sections[section][field] = options[option]
+    for name in sections:
+        sections[name].update(_flag_values(options, name))
     updates: dict[str, Any] = {}
     for name, values in sections.items():
         current = getattr(base, name)
@@ -354,12 +363,7 @@ def score_command(folders: tuple[Path, ...], overwrite: bool, **options: Any) ->
     from wsi.progress import TqdmProgress
     from wsi.scoring import ScoringParams, score_store
 
-    fields = {
-        f: options[o]
-        for o, (s, f) in _OPTION_FIELDS.items()
-        if s == "scoring" and options.get(o) is not None
-    }
-    params = ScoringParams(**fields)
+    params = ScoringParams(**_flag_values(options, "scoring"))
     for outputs in _stores(folders):
         result = score_store(
             outputs.store,
@@ -381,12 +385,7 @@ def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
     from wsi.export import PolygonParams
     from wsi.stages import export_slide, stitch_slide
 
-    fields = {
-        f: options[o]
-        for o, (s, f) in _OPTION_FIELDS.items()
-        if s == "polygons" and options.get(o) is not None
-    }
-    params = PolygonParams(**fields)
+    params = PolygonParams(**_flag_values(options, "polygons"))
     for outputs in _stores(folders):
         stitched = stitch_slide(outputs, threshold=params.threshold)
         exported = export_slide(outputs, stitched, params=params)

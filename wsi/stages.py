@@ -26,7 +26,7 @@ from wsi.layout import Arrays, Attr, SlideOutputs
 from wsi.overlay import save_overlay_png
 from wsi.reader import open_slide
 from wsi.store import array, grid_from_attrs, read_tissue_mask
-from wsi.tissue import tissue_png
+from wsi.tissue import TissueMask, tissue_png
 
 __all__ = ["Exported", "Stitched", "export_slide", "stitch_slide"]
 
@@ -104,7 +104,8 @@ def export_slide(
     write_geojson(regions, outputs.geojson, slide_mpp=grid.geometry.mpp)
     write_asap_xml(regions, outputs.asap_xml)
     write_detections_csv(dets, outputs.detections_csv)
-    thumbnail, mask, downsample = _overlay_background(root, grid)
+    tissue = read_tissue_mask(outputs.store)
+    thumbnail, mask, downsample = _overlay_background(root, grid, tissue)
     save_overlay_png(
         thumbnail=thumbnail,
         tissue_mask=mask,
@@ -114,7 +115,7 @@ def export_slide(
         regions=regions,
         path=outputs.overlay_png,
     )
-    tissue_png(read_tissue_mask(outputs.store), outputs.tissue_png)
+    tissue_png(tissue, outputs.tissue_png)
     area = float(sum(r.area_um2 for r in regions))
     logger.info(
         "%s: %d regions, %.0f um2, %d detections",
@@ -127,7 +128,7 @@ def export_slide(
 
 
 def _overlay_background(
-    root: Any, grid: TileGrid
+    root: Any, grid: TileGrid, tissue: TissueMask
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_], float]:
     """Thumbnail, tissue mask and their downsample for ``overlay.png``.
 
@@ -137,11 +138,8 @@ def _overlay_background(
     large enough to look at. Without the slide file, the stored thumbnail is used.
     """
     tiling = dict(root.attrs[Attr.TILING])
-    cell_px = int(tiling.get("mask_cell_px", MASK_CELL_PX))
-    thumbnail = np.asarray(array(root, Arrays.THUMBNAIL)[:], dtype=np.uint8)
-    mask = np.asarray(array(root, Arrays.TISSUE_MASK)[:], dtype=bool)
-    downsample = grid.downsample * cell_px
-    k = min(cell_px, math.ceil(OVERLAY_MIN_SIDE_PX / max(thumbnail.shape[:2])))
+    thumbnail, mask, downsample = tissue.thumbnail, tissue.mask, tissue.downsample
+    k = min(MASK_CELL_PX, math.ceil(OVERLAY_MIN_SIDE_PX / max(thumbnail.shape[:2])))
     slide_path = Path(str(tiling.get("slide", {}).get("path", "")))
     if k <= 1 or not slide_path.is_file():
         return thumbnail, mask, downsample
