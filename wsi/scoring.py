@@ -92,6 +92,14 @@ class ClassifierSpec:
             self.model_path, tta=self.tta, batch_size=self.batch_size
         )
 
+    def identity(self) -> tuple[int, float, str]:
+        """Patch size, um/px and sha256 from the model's sidecar, without TensorFlow."""
+        from model.card import read_card
+        from model.predict import bundled_model_path
+
+        card = read_card(self.model_path or bundled_model_path())
+        return card.input_px, card.mpp, card.weights_sha256
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScoringParams:
@@ -211,14 +219,18 @@ def score_store(
     n, chunk = int(patches.shape[0]), int(patches.chunks[0])
     n_chunks = -(-n // chunk)
     source: ClassifierSpec | PatchClassifier = classifier or params.spec()
-    local = _classifier_for(source) if params.scheduler is None or classifier else None
-    probe = local or _classifier_for(params.spec())
+    if classifier is None and params.scheduler:
+        # The workers load the model; here its sidecar is enough to check it.
+        model_px, model_mpp, sha256 = params.spec().identity()
+    else:
+        local = _classifier_for(source)
+        model_px, model_mpp, sha256 = local.input_px, local.mpp, local.sha256
     model_name = str(params.model_path or "bundled model")
     tiling = dict(root.attrs[Attr.TILING])
     check_model_matches(
         model_name=model_name,
-        model_px=probe.input_px,
-        model_mpp=probe.mpp,
+        model_px=model_px,
+        model_mpp=model_mpp,
         tile_px=int(tiling["tile_px"]),
         tiles_mpp=float(tiling["effective_mpp"]),
     )
@@ -227,7 +239,7 @@ def score_store(
         n=n,
         chunk=chunk,
         n_chunks=n_chunks,
-        sha256=probe.sha256,
+        sha256=sha256,
         params=params,
         overwrite=overwrite,
     )
@@ -256,7 +268,7 @@ def score_store(
         n_chunks=n_chunks,
         chunks_scored=len(todo),
         seconds=time.perf_counter() - start,
-        model_sha256=probe.sha256,
+        model_sha256=sha256,
     )
 
 
