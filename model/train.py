@@ -11,7 +11,8 @@ Notes
    again at the beginning of the epoch that was running; the data stream skips the
    batches of the finished epochs, so it is the one an uninterrupted run would see.
    The steps of the interrupted epoch that ran before the last backup are run again
-   on fresh batches. Early-stopping patience restarts from zero.
+   on fresh batches. Early-stopping patience restarts from zero. A cosine schedule
+   follows the optimizer's step count, so it resumes where it was.
 2. Large global batches (many GPUs, or ``batch_size`` > 256) train to a wider
    generalisation gap at the same number of epochs: scale the learning rate with
    the batch (linear rule, ``lr * batch / 32``) and warm it up over the first epochs.
@@ -38,6 +39,9 @@ __all__ = ["TrainConfig", "TrainResult", "train"]
 logger = logging.getLogger(__name__)
 
 LARGE_BATCH = 256
+SCHEDULES = ("plateau", "cosine")
+COSINE_FLOOR = 0.01
+"""The cosine schedule ends at this fraction of the starting learning rate."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +55,12 @@ class TrainConfig:
     validation split of their own. ``init_from`` starts from the weights of a saved
     model of the same architecture (e.g. the bundled one; the optimizer starts fresh),
     unless the run folder already has a backup to resume from.
+
+    ``schedule`` "plateau" halves the learning rate when validation AUC stalls for
+    ``lr_patience`` epochs; "cosine" decays it from ``learning_rate`` to
+    ``COSINE_FLOOR`` times that over all ``epochs``. ``ema`` (a momentum such as 0.999)
+    keeps an exponential moving average of the weights: validation, ``best.keras``
+    and the final model use the averaged weights, training steps the raw ones.
     """
 
     train_data: Path
@@ -72,6 +82,8 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     valid_fraction: float = 0.1
     init_from: Path | None = None
+    schedule: str = "plateau"
+    ema: float | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -85,6 +97,12 @@ class TrainConfig:
             raise ValueError(
                 f"learning_rate must be positive, got {self.learning_rate}"
             )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"
+            )
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"ema must be between 0 and 1, got {self.ema}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(
                 f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}"
@@ -164,6 +182,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         if cached is not None:
             logger.info("using the ImageNet weights in the Keras cache: %s", cached)
             config = replace(config, imagenet_weights=cached)
+    steps = config.steps_per_epoch or max(1, len(train_set) // global_batch)
     with strategy.scope():
         model = build_model(
             config.arch, imagenet_weights=config.imagenet_weights, seed=config.seed
@@ -171,11 +190,10 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         if config.init_from is not None and not resume_epoch(out / "backup"):
             _init_weights(model, config.init_from, arch=config.arch)
         model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
+            optimizer=_optimizer(config, steps),
             loss="binary_crossentropy",
             metrics=[keras.metrics.AUC(name="auc", num_thresholds=1000), "accuracy"],
         )
-    steps = config.steps_per_epoch or max(1, len(train_set) // global_batch)
     first_epoch = resume_epoch(out / "backup")
     if first_epoch:
         logger.info("resuming %s at epoch %d", out, first_epoch + 1)
@@ -201,13 +219,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         ),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_auc",
-            mode="max",
-            factor=0.5,
-            patience=config.lr_patience,
-            min_lr=1e-6,
-        ),
+        *_schedule_callbacks(config),
         keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=config.early_stopping_patience
         ),
@@ -237,6 +249,45 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         epochs_run=len(history.epoch),
         seconds=seconds,
     )
+
+
+def _optimizer(config: TrainConfig, steps: int) -> Any:
+    """Adam with the run's learning-rate schedule and optional weight averaging."""
+    import keras
+
+    rate: Any = config.learning_rate
+    if config.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps, alpha=COSINE_FLOOR
+        )
+    if config.ema is None:
+        return keras.optimizers.Adam(rate)
+    return keras.optimizers.Adam(rate, use_ema=True, ema_momentum=config.ema)
+
+
+def _schedule_callbacks(config: TrainConfig) -> list[Any]:
+    """Plateau halving, and the swap to averaged weights at each epoch's end.
+
+    The swap comes after the backup in the callback list, so backups hold the raw
+    weights that training continues from, and before ``BestCheckpoint``, which saves
+    the averaged ones.
+    """
+    import keras
+
+    found: list[Any] = []
+    if config.schedule == "plateau":
+        found.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_auc",
+                mode="max",
+                factor=0.5,
+                patience=config.lr_patience,
+                min_lr=1e-6,
+            )
+        )
+    if config.ema is not None:
+        found.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    return found
 
 
 def _recipe(config: TrainConfig, train_set: PatchSet) -> dict[str, Any]:

@@ -41,6 +41,20 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     show_default=True,
     help="Adam learning rate.",
 )
+@click.option(
+    "--schedule",
+    type=click.Choice(["plateau", "cosine"]),
+    default="plateau",
+    show_default=True,
+    help="plateau: halve the rate when validation AUC stalls; "
+    "cosine: decay it to 1% over --epochs.",
+)
+@click.option(
+    "--ema",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Average the weights with this momentum (e.g. 0.999); validate and save "
+    "the average.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--imagenet-weights",
@@ -68,6 +82,12 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     help="Steps between resume checkpoints.",
 )
 @click.option(
+    "--init-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Start from the weights of this saved model (same --arch), "
+    "e.g. the bundled one; ignored when the run folder has a backup to resume.",
+)
+@click.option(
     "--limit", type=click.IntRange(min=2), help="Use at most N training patches."
 )
 def train_command(
@@ -78,6 +98,8 @@ def train_command(
     epochs: int,
     batch_size: int,
     learning_rate: float,
+    schedule: str,
+    ema: float | None,
     seed: int,
     imagenet_weights: Path | None,
     free_rotation: bool,
@@ -99,6 +121,8 @@ def train_command(
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
+            schedule=schedule,
+            ema=ema,
             seed=seed,
             imagenet_weights=imagenet_weights,
             checkpoint_steps=checkpoint_steps,

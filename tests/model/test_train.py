@@ -141,6 +141,12 @@ def test_config_is_validated(tmp_path: Path) -> None:
         TrainConfig(
             train_data=tmp_path, valid_data=None, out_dir=tmp_path, learning_rate=0
         )
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainConfig(
+            train_data=tmp_path, valid_data=None, out_dir=tmp_path, schedule="step"
+        )
+    with pytest.raises(ValueError, match="ema must be between 0 and 1"):
+        TrainConfig(train_data=tmp_path, valid_data=None, out_dir=tmp_path, ema=1.0)
 
 
 @pytest.mark.tf
@@ -177,3 +183,72 @@ def test_init_from_copies_a_saved_models_weights(tmp_path: Path) -> None:
     a, b = load_classifier(first.best_model), load_classifier(second.best_model)
     for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
         np.testing.assert_allclose(wa, wb, atol=1e-6)
+
+
+def _rate_recorder() -> Any:
+    import keras
+
+    class Rates(keras.callbacks.Callback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.rates: list[float] = []
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.rates.append(float(self.model.optimizer.learning_rate))
+
+    return Rates()
+
+
+def test_cosine_schedule_decays_to_the_floor_over_the_run(
+    tmp_path: Path, pcam_dir: Path
+) -> None:
+    from model.train import COSINE_FLOOR, TrainConfig, train
+
+    rates = _rate_recorder()
+    train(
+        TrainConfig(
+            train_data=pcam_dir,
+            valid_data=pcam_dir,
+            out_dir=tmp_path,
+            arch="logreg",
+            epochs=3,
+            batch_size=8,
+            steps_per_epoch=2,
+            learning_rate=1e-3,
+            schedule="cosine",
+        ),
+        callbacks=[rates],
+    )
+    assert rates.rates[0] < 1e-3
+    assert rates.rates == sorted(rates.rates, reverse=True)
+    assert rates.rates[-1] == pytest.approx(1e-3 * COSINE_FLOOR, rel=1e-3)
+
+
+def test_cli_train_with_ema_saves_the_averaged_weights(
+    tmp_path: Path, pcam_dir: Path, tiny_model: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from model.predict import load_classifier
+    from wsi.cli import cli
+
+    def run(name: str, epochs: int, *ema: str) -> np.ndarray:
+        out = tmp_path / name
+        args = ["train", str(pcam_dir), "--valid", str(pcam_dir), "--out", str(out)]
+        # 24 fixture patches in batches of 24: one step per epoch.
+        args += ["--arch", "logreg", "--epochs", str(epochs), "--batch-size", "24"]
+        args += ["--lr", "0.05", "--schedule", "cosine", "--init-from"]
+        result = CliRunner().invoke(cli, [*args, str(tiny_model), *ema])
+        assert result.exit_code == 0, result.output
+        assert "best validation AUC" in result.output
+        weights: np.ndarray = load_classifier(out / "best.keras").model.get_weights()[0]
+        return weights
+
+    after_one_step = run("one", 1)
+    raw = run("raw", 2)
+    # Keras starts the average at the first step's weights; momentum near 1 keeps it.
+    averaged = run("ema", 2, "--ema", "0.999999")
+    assert np.abs(raw - after_one_step).max() > 1e-3
+    np.testing.assert_allclose(averaged, after_one_step, atol=1e-5)
+    config = json.loads((tmp_path / "ema" / "config.json").read_text())
+    assert (config["schedule"], config["ema"]) == ("cosine", 0.999999)
