@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "AnnotationError",
+    "BusyError",
     "MissingResolutionError",
     "ModelLoadError",
     "NoTissueError",
@@ -44,3 +45,7 @@ class SettingsMismatchError(WsiError):
 
 class AnnotationError(WsiError, ValueError):
     """An annotation file (ASAP XML, GeoJSON, detections CSV) cannot be read."""
+
+
+class BusyError(WsiError):
+    """Another process is writing the same outputs; the fix is to wait or use another --out."""

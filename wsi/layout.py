@@ -11,6 +11,7 @@ For a slide ``S.tif`` and an output folder ``OUT``::
     OUT/S/tumor.xml       ASAP / Camelyon16 XML, group "Tumor"
     OUT/S/detections.csv  Camelyon16 lesion-level lines ``probability,X,Y``
     OUT/S/summary.json    slide-level results, settings, timings, versions
+    OUT/S/S.lock          held while a process writes the slide's outputs
     OUT/run.json          the run: config, versions, git commit, failures
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["Arrays", "Attr", "SlideOutputs"]
+__all__ = ["Arrays", "Attr", "SlideOutputs", "lock_path"]
 
 
 class Arrays:
@@ -79,3 +80,13 @@ class SlideOutputs:
     asap_xml = property(lambda self: self.folder / "tumor.xml")
     detections_csv = property(lambda self: self.folder / "detections.csv")
     summary_json = property(lambda self: self.folder / "summary.json")
+    lock = property(lambda self: lock_path(self.store))
+
+
+def lock_path(store: Path) -> Path:
+    """The lock file of a store and the outputs beside it (``S.zarr`` -> ``S.lock``).
+
+    >>> lock_path(Path("out/S/S.zarr")).as_posix()
+    'out/S/S.lock'
+    """
+    return Path(store).with_suffix(".lock")

@@ -17,6 +17,7 @@ from typing import Any
 from wsi.errors import OutputError, WsiError
 from wsi.export import PolygonParams
 from wsi.layout import SlideOutputs
+from wsi.locking import store_lock
 from wsi.progress import Progress
 from wsi.provenance import git_commit, settings_hash, software_versions
 from wsi.scoring import PatchClassifier, ScoringParams, score_store
@@ -174,56 +175,57 @@ def _run_slide(
             "%s: already done with these settings; --overwrite redoes it", slide
         )
         return _result_from_summary(slide, outputs, previous, skipped=True)
-    timings: dict[str, float] = {}
-    stage.append("tile")
-    t0 = time.perf_counter()
-    tiled = tile_slide(
-        slide,
-        outputs.store,
-        tiling=config.tiling,
-        tissue=config.tissue,
-        mpp=config.mpp,
-        mpp_from_objective=config.mpp_from_objective,
-        overwrite=config.overwrite,
-        progress=progress,
-    )
-    timings["tile"] = time.perf_counter() - t0
-    stage.append("score")
-    t0 = time.perf_counter()
-    scored = score_store(
-        outputs.store,
-        params=config.scoring,
-        classifier=classifier,
-        overwrite=config.overwrite,
-        progress=progress,
-    )
-    timings["score"] = time.perf_counter() - t0
-    stage.append("stitch")
-    t0 = time.perf_counter()
-    stitched = stitch_slide(outputs, threshold=config.polygons.threshold)
-    timings["stitch"] = time.perf_counter() - t0
-    stage.append("export")
-    t0 = time.perf_counter()
-    exported = export_slide(outputs, stitched, params=config.polygons)
-    timings["export"] = time.perf_counter() - t0
-    summary = {
-        "slide": {"path": str(Path(slide).resolve()), "stem": outputs.stem},
-        "settings_hash": digest,
-        "settings": config.settings(),
-        "n_patches": tiled.n_patches,
-        "effective_mpp": tiled.effective_mpp,
-        "slide_probability": stitched.max_probability,
-        "max_probability": stitched.max_probability,
-        "tumor_area_um2": exported.tumor_area_um2,
-        "n_regions": exported.n_regions,
-        "n_detections": exported.n_detections,
-        "threshold": config.polygons.threshold,
-        "model_sha256": scored.model_sha256,
-        "timings_s": timings,
-        "versions": software_versions(),
-    }
-    _write_json_atomic(outputs.summary_json, summary)
-    return _result_from_summary(slide, outputs, summary, skipped=False)
+    with store_lock(outputs.store):
+        timings: dict[str, float] = {}
+        stage.append("tile")
+        t0 = time.perf_counter()
+        tiled = tile_slide(
+            slide,
+            outputs.store,
+            tiling=config.tiling,
+            tissue=config.tissue,
+            mpp=config.mpp,
+            mpp_from_objective=config.mpp_from_objective,
+            overwrite=config.overwrite,
+            progress=progress,
+        )
+        timings["tile"] = time.perf_counter() - t0
+        stage.append("score")
+        t0 = time.perf_counter()
+        scored = score_store(
+            outputs.store,
+            params=config.scoring,
+            classifier=classifier,
+            overwrite=config.overwrite,
+            progress=progress,
+        )
+        timings["score"] = time.perf_counter() - t0
+        stage.append("stitch")
+        t0 = time.perf_counter()
+        stitched = stitch_slide(outputs, threshold=config.polygons.threshold)
+        timings["stitch"] = time.perf_counter() - t0
+        stage.append("export")
+        t0 = time.perf_counter()
+        exported = export_slide(outputs, stitched, params=config.polygons)
+        timings["export"] = time.perf_counter() - t0
+        summary = {
+            "slide": {"path": str(Path(slide).resolve()), "stem": outputs.stem},
+            "settings_hash": digest,
+            "settings": config.settings(),
+            "n_patches": tiled.n_patches,
+            "effective_mpp": tiled.effective_mpp,
+            "slide_probability": stitched.max_probability,
+            "max_probability": stitched.max_probability,
+            "tumor_area_um2": exported.tumor_area_um2,
+            "n_regions": exported.n_regions,
+            "n_detections": exported.n_detections,
+            "threshold": config.polygons.threshold,
+            "model_sha256": scored.model_sha256,
+            "timings_s": timings,
+            "versions": software_versions(),
+        }
+        _write_json_atomic(outputs.summary_json, summary)
+        return _result_from_summary(slide, outputs, summary, skipped=False)
 
 
 def _finished_summary(outputs: SlideOutputs, digest: str) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from wsi.errors import ModelLoadError, WsiError
 from wsi.layout import Arrays, Attr
+from wsi.locking import store_lock
 from wsi.progress import Progress, ensure_progress
 from wsi.store import (
     array,
@@ -214,62 +215,63 @@ def score_store(
     from dask.delayed import delayed
 
     start = time.perf_counter()
-    root = _open_tiled_store(store_path)
-    patches = array(root, Arrays.PATCHES)
-    n, chunk = int(patches.shape[0]), int(patches.chunks[0])
-    n_chunks = -(-n // chunk)
-    source: ClassifierSpec | PatchClassifier = classifier or params.spec()
-    if classifier is None and params.scheduler:
-        # The workers load the model; here its sidecar is enough to check it.
-        model_px, model_mpp, sha256 = params.spec().identity()
-    else:
-        local = _classifier_for(source)
-        model_px, model_mpp, sha256 = local.input_px, local.mpp, local.sha256
-    model_name = str(params.model_path or "bundled model")
-    tiling = dict(root.attrs[Attr.TILING])
-    check_model_matches(
-        model_name=model_name,
-        model_px=model_px,
-        model_mpp=model_mpp,
-        tile_px=int(tiling["tile_px"]),
-        tiles_mpp=float(tiling["effective_mpp"]),
-    )
-    _prepare_scores(
-        root,
-        n=n,
-        chunk=chunk,
-        n_chunks=n_chunks,
-        sha256=sha256,
-        params=params,
-        overwrite=overwrite,
-    )
-    done = chunk_flags(root, Arrays.SCORED)
-    todo = [i for i in range(n_chunks) if not done[i]]
-    logger.info("%s: %d of %d chunks to score", store_path, len(todo), n_chunks)
-    report = ensure_progress(progress)
-    report.start(len(todo), "score")
-    if todo:
-        darr = da.from_zarr(str(Path(store_path) / Arrays.PATCHES))
-        store_str = str(store_path)
-        tasks = [
-            delayed(_score_chunk)(darr.blocks[i], store_str, i, chunk, source)
-            for i in todo
-        ]
-        _run_tasks(tasks, params=params, on_done=report.advance)
-    report.close()
-    root = open_store(store_path, writable=True)
-    if not chunk_flags(root, Arrays.SCORED).all():
-        raise WsiError(
-            f"{store_path}: some chunks were not scored; run the command again"
+    with store_lock(store_path):
+        root = _open_tiled_store(store_path)
+        patches = array(root, Arrays.PATCHES)
+        n, chunk = int(patches.shape[0]), int(patches.chunks[0])
+        n_chunks = -(-n // chunk)
+        source: ClassifierSpec | PatchClassifier = classifier or params.spec()
+        if classifier is None and params.scheduler:
+            # The workers load the model; here its sidecar is enough to check it.
+            model_px, model_mpp, sha256 = params.spec().identity()
+        else:
+            local = _classifier_for(source)
+            model_px, model_mpp, sha256 = local.input_px, local.mpp, local.sha256
+        model_name = str(params.model_path or "bundled model")
+        tiling = dict(root.attrs[Attr.TILING])
+        check_model_matches(
+            model_name=model_name,
+            model_px=model_px,
+            model_mpp=model_mpp,
+            tile_px=int(tiling["tile_px"]),
+            tiles_mpp=float(tiling["effective_mpp"]),
         )
-    root.attrs[Attr.SCORING_COMPLETE] = True
-    return ScoringResult(
-        n_patches=n,
-        n_chunks=n_chunks,
-        chunks_scored=len(todo),
-        seconds=time.perf_counter() - start,
-        model_sha256=sha256,
-    )
+        _prepare_scores(
+            root,
+            n=n,
+            chunk=chunk,
+            n_chunks=n_chunks,
+            sha256=sha256,
+            params=params,
+            overwrite=overwrite,
+        )
+        done = chunk_flags(root, Arrays.SCORED)
+        todo = [i for i in range(n_chunks) if not done[i]]
+        logger.info("%s: %d of %d chunks to score", store_path, len(todo), n_chunks)
+        report = ensure_progress(progress)
+        report.start(len(todo), "score")
+        if todo:
+            darr = da.from_zarr(str(Path(store_path) / Arrays.PATCHES))
+            store_str = str(store_path)
+            tasks = [
+                delayed(_score_chunk)(darr.blocks[i], store_str, i, chunk, source)
+                for i in todo
+            ]
+            _run_tasks(tasks, params=params, on_done=report.advance)
+        report.close()
+        root = open_store(store_path, writable=True)
+        if not chunk_flags(root, Arrays.SCORED).all():
+            raise WsiError(
+                f"{store_path}: some chunks were not scored; run the command again"
+            )
+        root.attrs[Attr.SCORING_COMPLETE] = True
+        return ScoringResult(
+            n_patches=n,
+            n_chunks=n_chunks,
+            chunks_scored=len(todo),
+            seconds=time.perf_counter() - start,
+            model_sha256=sha256,
+        )
 
 
 def _open_tiled_store(store_path: Path) -> Any:

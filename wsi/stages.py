@@ -23,6 +23,7 @@ from wsi.export import (
 from wsi.geometry import MASK_CELL_PX, TileGrid
 from wsi.heatmap import save_heatmap_png, stitch, write_heatmap_tiff, write_heatmap_zarr
 from wsi.layout import Arrays, Attr, SlideOutputs
+from wsi.locking import store_lock
 from wsi.overlay import save_overlay_png
 from wsi.reader import open_slide
 from wsi.store import array, grid_from_attrs, read_tissue_mask
@@ -80,51 +81,55 @@ def stitch_slide(outputs: SlideOutputs, *, threshold: float | None = None) -> St
 
     ``threshold``, when given, is marked on the PNG's colour bar.
     """
-    root = _open_scored(outputs)
-    grid = grid_from_attrs(dict(root.attrs[Attr.TILING]))
-    scores = np.asarray(array(root, Arrays.SCORES)[:], dtype=np.float32)
-    rowcol = np.asarray(array(root, Arrays.GRID)[:], dtype=np.int64)
-    heatmap = stitch(scores, rowcol, shape=grid.shape)
-    write_heatmap_zarr(root, heatmap, grid=grid)
-    write_heatmap_tiff(heatmap, outputs.heatmap_tif, grid=grid)
-    save_heatmap_png(
-        heatmap, outputs.heatmap_png, threshold=threshold, title=outputs.stem
-    )
-    return Stitched(heatmap=heatmap, grid=grid)
+    with store_lock(outputs.store):
+        root = _open_scored(outputs)
+        grid = grid_from_attrs(dict(root.attrs[Attr.TILING]))
+        scores = np.asarray(array(root, Arrays.SCORES)[:], dtype=np.float32)
+        rowcol = np.asarray(array(root, Arrays.GRID)[:], dtype=np.int64)
+        heatmap = stitch(scores, rowcol, shape=grid.shape)
+        write_heatmap_zarr(root, heatmap, grid=grid)
+        write_heatmap_tiff(heatmap, outputs.heatmap_tif, grid=grid)
+        save_heatmap_png(
+            heatmap, outputs.heatmap_png, threshold=threshold, title=outputs.stem
+        )
+        return Stitched(heatmap=heatmap, grid=grid)
 
 
 def export_slide(
     outputs: SlideOutputs, stitched: Stitched, *, params: PolygonParams
 ) -> Exported:
     """Write polygons (GeoJSON, ASAP XML), detections and the overlay of a heatmap."""
-    root = _open_scored(outputs)
-    grid = stitched.grid
-    regions = heatmap_regions(stitched.heatmap, grid=grid, params=params)
-    dets = detections(stitched.heatmap, grid=grid, params=params)
-    write_geojson(regions, outputs.geojson, slide_mpp=grid.geometry.mpp)
-    write_asap_xml(regions, outputs.asap_xml)
-    write_detections_csv(dets, outputs.detections_csv)
-    tissue = read_tissue_mask(outputs.store)
-    thumbnail, mask, downsample = _overlay_background(root, grid, tissue)
-    save_overlay_png(
-        thumbnail=thumbnail,
-        tissue_mask=mask,
-        heatmap=stitched.heatmap,
-        grid=grid,
-        thumbnail_downsample=downsample,
-        regions=regions,
-        path=outputs.overlay_png,
-    )
-    tissue_png(tissue, outputs.tissue_png)
-    area = float(sum(r.area_um2 for r in regions))
-    logger.info(
-        "%s: %d regions, %.0f um2, %d detections",
-        outputs.stem,
-        len(regions),
-        area,
-        len(dets),
-    )
-    return Exported(n_regions=len(regions), n_detections=len(dets), tumor_area_um2=area)
+    with store_lock(outputs.store):
+        root = _open_scored(outputs)
+        grid = stitched.grid
+        regions = heatmap_regions(stitched.heatmap, grid=grid, params=params)
+        dets = detections(stitched.heatmap, grid=grid, params=params)
+        write_geojson(regions, outputs.geojson, slide_mpp=grid.geometry.mpp)
+        write_asap_xml(regions, outputs.asap_xml)
+        write_detections_csv(dets, outputs.detections_csv)
+        tissue = read_tissue_mask(outputs.store)
+        thumbnail, mask, downsample = _overlay_background(root, grid, tissue)
+        save_overlay_png(
+            thumbnail=thumbnail,
+            tissue_mask=mask,
+            heatmap=stitched.heatmap,
+            grid=grid,
+            thumbnail_downsample=downsample,
+            regions=regions,
+            path=outputs.overlay_png,
+        )
+        tissue_png(tissue, outputs.tissue_png)
+        area = float(sum(r.area_um2 for r in regions))
+        logger.info(
+            "%s: %d regions, %.0f um2, %d detections",
+            outputs.stem,
+            len(regions),
+            area,
+            len(dets),
+        )
+        return Exported(
+            n_regions=len(regions), n_detections=len(dets), tumor_area_um2=area
+        )
 
 
 def _overlay_background(

@@ -26,6 +26,7 @@ from wsi._tiling_store import now, tiling_settings, write_layout
 from wsi.errors import MissingResolutionError, NoTissueError
 from wsi.geometry import MAX_UPSAMPLE, PATCH_PX, PCAM_MPP, TileGrid
 from wsi.layout import Arrays, Attr
+from wsi.locking import store_lock
 from wsi.progress import Progress, ensure_progress
 from wsi.reader import Slide, open_slide
 from wsi.store import (
@@ -215,85 +216,90 @@ def tile_slide(
     started = time.perf_counter()
     slide_path, store_path = Path(slide_path), Path(store_path)
     bar = ensure_progress(progress)
-    with open_slide(
-        slide_path, mpp=mpp, mpp_from_objective=mpp_from_objective
-    ) as slide:
-        grid = TileGrid(
-            geometry=slide.geometry, mpp=tiling.mpp, stride_px=tiling.stride_px
-        )
-        _probe(slide)
-        _check_grid(slide, grid)
-        read_layout = _read_layout(grid, tiling)
-        settings = tiling_settings(slide, tiling, tissue, read_layout)
-        if not overwrite and is_store(store_path):
-            group = open_store(store_path, writable=True)
-            same = check_settings(
-                group, section=Attr.TILING, settings=settings, path=store_path
+    with store_lock(store_path):
+        with open_slide(
+            slide_path, mpp=mpp, mpp_from_objective=mpp_from_objective
+        ) as slide:
+            grid = TileGrid(
+                geometry=slide.geometry, mpp=tiling.mpp, stride_px=tiling.stride_px
             )
-            if same and group.attrs.get(Attr.TILING_COMPLETE, False):
-                logger.info("%s is already tiled with these settings", store_path)
-                return _result(
-                    store_path, grid, group, started, resumed=True, written=0
+            _probe(slide)
+            _check_grid(slide, grid)
+            read_layout = _read_layout(grid, tiling)
+            settings = tiling_settings(slide, tiling, tissue, read_layout)
+            if not overwrite and is_store(store_path):
+                group = open_store(store_path, writable=True)
+                same = check_settings(
+                    group, section=Attr.TILING, settings=settings, path=store_path
                 )
-        prepare_store(store_path, overwrite=overwrite)
-        mask = compute_tissue_mask(
-            slide, grid_mpp=tiling.mpp, params=tissue, progress=bar
+                if same and group.attrs.get(Attr.TILING_COMPLETE, False):
+                    logger.info("%s is already tiled with these settings", store_path)
+                    return _result(
+                        store_path, grid, group, started, resumed=True, written=0
+                    )
+            prepare_store(store_path, overwrite=overwrite)
+            mask = compute_tissue_mask(
+                slide, grid_mpp=tiling.mpp, params=tissue, progress=bar
+            )
+            rowcol = select_patches(
+                mask.mask,
+                grid,
+                min_fraction=tiling.min_tissue_fraction,
+                region=tiling.tissue_region,
+            )
+            _check_selection(slide, mask, rowcol, tiling)
+        layout = BandLayout.build(
+            rowcol, chunk_patches=tiling.chunk_patches, **read_layout
         )
-        rowcol = select_patches(
-            mask.mask,
-            grid,
-            min_fraction=tiling.min_tissue_fraction,
-            region=tiling.tissue_region,
+        group, resumed = write_layout(
+            store_path, slide, grid, mask, rowcol, settings, tiling
         )
-        _check_selection(slide, mask, rowcol, tiling)
-    layout = BandLayout.build(rowcol, chunk_patches=tiling.chunk_patches, **read_layout)
-    group, resumed = write_layout(
-        store_path, slide, grid, mask, rowcol, settings, tiling
-    )
-    done = chunk_flags(group, Arrays.TILED)
-    todo = [int(k) for k in np.flatnonzero(~done)]
-    n_done = sum(layout.chunk_size(int(k)) for k in np.flatnonzero(done))
-    if resumed:
+        done = chunk_flags(group, Arrays.TILED)
+        todo = [int(k) for k in np.flatnonzero(~done)]
+        n_done = sum(layout.chunk_size(int(k)) for k in np.flatnonzero(done))
+        if resumed:
+            logger.info(
+                "%s: resuming, %d of %d chunks already written",
+                store_path,
+                len(done) - len(todo),
+                len(done),
+            )
+        workers = _workers(tiling)
+        per_task = math.ceil(len(todo) / (_TASKS_PER_WORKER * workers))
+        tasks = make_tasks(
+            layout,
+            todo,
+            per_task=max(1, min(_MAX_CHUNKS_PER_TASK, per_task)),
+            slide_path=str(slide_path.resolve()),
+            slide_mpp=mpp,
+            mpp_from_objective=mpp_from_objective,
+            store_path=str(store_path.resolve()),
+            grid_mpp=tiling.mpp,
+            stride_px=tiling.stride_px,
+        )
+        bar.start(len(rowcol), f"tiling {slide_path.name}")
+        try:
+            bar.advance(n_done)
+            run_tasks(tasks, workers=workers, progress=bar)
+        finally:
+            bar.close()
+        if not chunk_flags(group, Arrays.TILED).all():  # pragma: no cover - defensive
+            raise RuntimeError(f"tiling of {store_path} left chunks unwritten")
+        seconds = time.perf_counter() - started
+        section = attrs_section(group, Attr.TILING)
+        section.update(seconds=round(seconds, 3), finished=now())
+        group.attrs.update({Attr.TILING: section, Attr.TILING_COMPLETE: True})
+        written = len(rowcol) - n_done
         logger.info(
-            "%s: resuming, %d of %d chunks already written",
-            store_path,
-            len(done) - len(todo),
-            len(done),
+            "%s: %d patches in %.1f s (%.0f patches/s)",
+            slide_path.name,
+            len(rowcol),
+            seconds,
+            written / seconds if seconds else 0,
         )
-    workers = _workers(tiling)
-    per_task = math.ceil(len(todo) / (_TASKS_PER_WORKER * workers))
-    tasks = make_tasks(
-        layout,
-        todo,
-        per_task=max(1, min(_MAX_CHUNKS_PER_TASK, per_task)),
-        slide_path=str(slide_path.resolve()),
-        slide_mpp=mpp,
-        mpp_from_objective=mpp_from_objective,
-        store_path=str(store_path.resolve()),
-        grid_mpp=tiling.mpp,
-        stride_px=tiling.stride_px,
-    )
-    bar.start(len(rowcol), f"tiling {slide_path.name}")
-    try:
-        bar.advance(n_done)
-        run_tasks(tasks, workers=workers, progress=bar)
-    finally:
-        bar.close()
-    if not chunk_flags(group, Arrays.TILED).all():  # pragma: no cover - defensive
-        raise RuntimeError(f"tiling of {store_path} left chunks unwritten")
-    seconds = time.perf_counter() - started
-    section = attrs_section(group, Attr.TILING)
-    section.update(seconds=round(seconds, 3), finished=now())
-    group.attrs.update({Attr.TILING: section, Attr.TILING_COMPLETE: True})
-    written = len(rowcol) - n_done
-    logger.info(
-        "%s: %d patches in %.1f s (%.0f patches/s)",
-        slide_path.name,
-        len(rowcol),
-        seconds,
-        written / seconds if seconds else 0,
-    )
-    return _result(store_path, grid, group, started, resumed=resumed, written=written)
+        return _result(
+            store_path, grid, group, started, resumed=resumed, written=written
+        )
 
 
 def _probe(slide: Slide) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +14,14 @@ import zarr
 from shapely.geometry import Point, shape
 
 from tests.fakes import NORMAL_RGB, TUMOUR_RGB, ColourClassifier
+from wsi.errors import BusyError
 from wsi.export import PolygonParams
 from wsi.layout import Arrays, SlideOutputs
 from wsi.pipeline import RunConfig, run
 from wsi.scoring import ScoringParams
 from wsi.synthetic import write_pyramid_tiff
-from wsi.tiling import TilingParams
+from wsi.tiling import TilingParams, tile_slide
+from wsi.tissue import TissueParams
 
 MPP = 0.243
 SIZE_PX = 3072
@@ -112,3 +117,51 @@ def test_batch_goes_on_after_a_bad_slide(tumour_slide: Path, tmp_path: Path) -> 
     assert "not-a-slide.svs" in failure.message
     run_json = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run_json["failures"][0]["stage"] == "tile"
+
+
+def _hold_lock(store: Path) -> subprocess.Popen[str]:
+    """Another process holding ``store``'s lock until killed."""
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from wsi.locking import store_lock\n"
+        "with store_lock(Path(sys.argv[1])):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(store)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_slide_being_written_elsewhere_is_left_alone(
+    tumour_slide: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.tif"
+    shutil.copy(tumour_slide, other)
+    out = tmp_path / "out"
+    busy = SlideOutputs.for_slide(out, tumour_slide)
+    holder = _hold_lock(busy.store)
+    try:
+        report = run(_config((tumour_slide, other), out), classifier=ColourClassifier())
+        with pytest.raises(BusyError, match="another process is writing"):
+            tile_slide(
+                tumour_slide,
+                busy.store,
+                tiling=TilingParams(),
+                tissue=TissueParams(),
+            )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [r.slide for r in report.results] == [other]
+    (failure,) = report.failures
+    assert failure.slide == tumour_slide
+    assert str(busy.store) in failure.message
+    assert not busy.store.exists()  # nothing was written beside the other process
+    # The holder was killed: the OS released its lock and the slide runs now.
+    again = run(_config((tumour_slide,), out), classifier=ColourClassifier())
+    assert again.ok, again.failures
