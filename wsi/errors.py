@@ -38,6 +38,14 @@ class ModelLoadError(WsiError):
 class OutputError(WsiError, OSError):
     """An output location cannot be written (permissions, full disk, not a folder)."""
 
+    @classmethod
+    def unwritable(cls, folder: object, err: OSError) -> OutputError:
+        """The error for a folder that cannot be created or written."""
+        return cls(
+            f"cannot write to {folder}: {err.strerror or err}; choose a writable "
+            "--out folder"
+        )
+
 
 class SettingsMismatchError(WsiError):
     """An existing store was written with other settings; the fix is ``--overwrite``."""

@@ -52,10 +52,7 @@ def store_lock(store: Path) -> Iterator[None]:
             "wait for it to finish, or choose another --out"
         ) from None
     except OSError as err:
-        raise OutputError(
-            f"{path}: cannot create the lock file ({err.strerror}); "
-            "choose a writable --out"
-        ) from err
+        raise OutputError.unwritable(path.parent, err) from err
     try:
         yield
     finally:

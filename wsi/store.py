@@ -108,10 +108,7 @@ def prepare_store(path: Path, *, overwrite: bool) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise OutputError(
-            f"cannot write to {path.parent}: {err.strerror or err}; choose a writable "
-            "--out folder"
-        ) from err
+        raise OutputError.unwritable(path.parent, err) from err
 
 
 def attrs_section(group: zarr.Group, name: str) -> dict[str, Any]:
