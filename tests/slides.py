@@ -1,27 +1,38 @@
 """Camelyon-like pyramidal TIFF slides for tests and benchmarks, written with tifffile.
 
 The slides are generic tiled TIFFs as OpenSlide reads Camelyon16's: one page per
-level, finest first, JPEG (or lossless) tiles, and level-0 resolution tags in pixels
-per centimetre. Content is synthetic H&E: a near-white glass background, pink tissue
-with purple nuclei inside ellipses given in level-0 pixels, and optionally green pen
-or black regions.
+level, finest first, JPEG (or lossless) tiles, and each page's resolution tags in
+pixels per centimetre. Content is synthetic H&E: a near-white glass background, pink
+tissue with purple nuclei inside ellipses given in level-0 pixels, and optionally
+green pen or black regions.
 
 Small slides (``write_slide``) render level 0 in memory and build every level from it
 by exact area averaging, so levels agree. Large slides (``write_large_slide``) render
-each tile of each level on its own and never hold a level in memory.
+each tile of each level on its own and never hold a level in memory. How pages are
+written (level sizes, tiles, codecs, resolution tags, tile by tile for large slides)
+is the library's: ``wsi.synthetic``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import tifffile
 from PIL import Image
+
+from wsi.synthetic import (
+    GLASS_RGB,
+    Compression,
+    TileRenderer,
+    page_options,
+    pyramid_levels,
+    write_pyramid_tiff_tiles,
+)
 
 __all__ = [
     "BACKGROUND_RGB",
@@ -32,7 +43,7 @@ __all__ = [
     "write_slide",
 ]
 
-BACKGROUND_RGB = (243, 242, 240)
+BACKGROUND_RGB = GLASS_RGB
 _TISSUE_RGB = (226, 150, 196)
 _NUCLEUS_RGB = (118, 72, 160)
 _KIND_RGB = {"pen": (40, 160, 120), "black": (12, 12, 12)}
@@ -135,26 +146,6 @@ def render_region(
     return noisy
 
 
-def _level_sizes(
-    width: int, height: int, downsamples: Sequence[float]
-) -> list[tuple[int, int]]:
-    return [(max(1, round(width / d)), max(1, round(height / d))) for d in downsamples]
-
-
-def _resolution(mpp: float | None) -> dict[str, Any]:
-    if mpp is None:
-        return {}
-    return {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"}
-
-
-def _compression(kind: str, quality: int) -> dict[str, Any]:
-    if kind == "jpeg":
-        return {"compression": "jpeg", "compressionargs": {"level": quality}}
-    if kind == "zlib":
-        return {"compression": "zlib"}
-    return {}
-
-
 def write_slide(
     path: Path,
     *,
@@ -164,7 +155,7 @@ def write_slide(
     blobs: Sequence[Blob] = (Blob(1024, 1024, 600, 450),),
     image: npt.NDArray[np.uint8] | None = None,
     tile_px: int = 256,
-    compression: Literal["jpeg", "zlib", "none"] = "jpeg",
+    compression: Compression = "jpeg",
     quality: int = 90,
     seed: int = 0,
     aperio_magnification: float | None = None,
@@ -173,7 +164,8 @@ def write_slide(
 
     ``downsamples`` need not be powers of two (level sizes are rounded, so the
     downsamples OpenSlide reports come from the sizes). ``image`` replaces the
-    synthetic level 0. ``mpp=None`` writes no resolution tags.
+    synthetic level 0. ``mpp`` is written as each page's resolution tags (times its
+    level's downsample; OpenSlide reads level 0's); ``mpp=None`` writes none.
     ``aperio_magnification`` writes an Aperio description instead (OpenSlide then
     reports that objective power and the ``mpp``, if any, from the description).
     """
@@ -189,39 +181,40 @@ def write_slide(
             seed=seed,
         )
     height, width = image.shape[:2]
-    sizes = _level_sizes(width, height, downsamples)
+    levels = pyramid_levels((width, height), downsamples)
     base = Image.fromarray(image)
-    tags: dict[str, Any] = dict(_resolution(mpp))
+    description = None
     if aperio_magnification is not None:
-        tags = {
-            "description": _aperio_description(width, height, aperio_magnification, mpp)
-        }
+        description = _aperio_description(width, height, aperio_magnification, mpp)
     with tifffile.TiffWriter(path) as tif:
-        for i, (w, h) in enumerate(sizes):
+        for i, (w, h, ds) in enumerate(levels):
             level = (
                 image
                 if i == 0
                 else np.asarray(base.resize((w, h), Image.Resampling.BOX))
             )
-            if i == 1 and aperio_magnification is not None:
-                tags = {
-                    "description": f"Aperio Image Library v10.0.0\n{width}x{height} -> {w}x{h}"
-                }
-            tif.write(
-                level,
-                tile=(tile_px, tile_px),
-                photometric="rgb",
-                subfiletype=0 if i == 0 else 1,
-                metadata=None,
-                **tags,
-                **_compression(compression, quality),
+            if i == 1 and description is not None:
+                # Every reduced page names level 1's size, as it always has.
+                description = (
+                    f"Aperio Image Library v10.0.0\n{width}x{height} -> {w}x{h}"
+                )
+            options = page_options(
+                tile_px=tile_px,
+                compression=compression,
+                quality=quality,
+                # An Aperio description replaces the resolution tags.
+                mpp=None if mpp is None or description is not None else mpp * ds,
+                reduced=i > 0,
             )
+            if description is not None:
+                options["description"] = description
+            tif.write(level, **options)
     return SlideSpec(
         path=Path(path),
         width_px=width,
         height_px=height,
         mpp=mpp,
-        level_dimensions=tuple(sizes),
+        level_dimensions=tuple((w, h) for w, h, _ in levels),
         blobs=tuple(blobs),
     )
 
@@ -257,50 +250,48 @@ def write_large_slide(
             Blob(0.70 * width, 0.60 * height, 0.20 * width, 0.28 * height),
             Blob(0.45 * width, 0.85 * height, 0.12 * width, 0.08 * height),
         )
-    sizes = _level_sizes(width, height, downsamples)
-    with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        for i, (w, h) in enumerate(sizes):
-            ds = (width / w + height / h) / 2
-            tif.write(
-                _tiles(w, h, ds, tile_px, blobs),
-                shape=(h, w, 3),
-                dtype=np.uint8,
-                tile=(tile_px, tile_px),
-                photometric="rgb",
-                subfiletype=0 if i == 0 else 1,
-                metadata=None,
-                **_resolution(mpp),
-                **_compression("jpeg", quality),
-            )
+    write_pyramid_tiff_tiles(
+        path,
+        _renderer(blobs),
+        size_px=size_px,
+        mpp=mpp,
+        downsamples=downsamples,
+        tile_px=tile_px,
+        compression="jpeg",
+        quality=quality,
+    )
     return SlideSpec(
         path=Path(path),
         width_px=width,
         height_px=height,
         mpp=mpp,
-        level_dimensions=tuple(sizes),
+        level_dimensions=tuple(
+            (w, h) for w, h, _ in pyramid_levels(size_px, downsamples)
+        ),
         blobs=tuple(blobs),
     )
 
 
-def _tiles(
-    width: int, height: int, ds: float, tile_px: int, blobs: Sequence[Blob]
-) -> Iterator[npt.NDArray[np.uint8]]:
-    blank = np.empty((tile_px, tile_px, 3), np.uint8)
-    blank[:] = BACKGROUND_RGB
-    for ty in range(0, height, tile_px):
-        for tx in range(0, width, tile_px):
-            x0, y0 = tx * ds, ty * ds
-            x1, y1 = (tx + tile_px) * ds, (ty + tile_px) * ds
-            touches = any(
-                b.cx + b.rx >= x0
-                and b.cx - b.rx <= x1
-                and b.cy + b.ry >= y0
-                and b.cy - b.ry <= y1
-                for b in blobs
-            )
-            if not touches:
-                yield blank
-                continue
-            yield render_region(
-                x0=x0, y0=y0, width=tile_px, height=tile_px, downsample=ds, blobs=blobs
-            )
+def _renderer(blobs: Sequence[Blob]) -> TileRenderer:
+    """Tiles from ``render_region``; tiles clear of every blob's box are plain glass."""
+
+    def render(
+        *, downsample: float, xy_px: tuple[int, int], size_px: tuple[int, int]
+    ) -> npt.NDArray[np.uint8]:
+        (tx, ty), (width, height) = xy_px, size_px
+        x0, y0 = tx * downsample, ty * downsample
+        x1, y1 = (tx + width) * downsample, (ty + height) * downsample
+        touches = any(
+            b.cx + b.rx >= x0
+            and b.cx - b.rx <= x1
+            and b.cy + b.ry >= y0
+            and b.cy - b.ry <= y1
+            for b in blobs
+        )
+        if not touches:
+            return np.full((height, width, 3), BACKGROUND_RGB, np.uint8)
+        return render_region(
+            x0=x0, y0=y0, width=width, height=height, downsample=downsample, blobs=blobs
+        )
+
+    return render

@@ -1,10 +1,12 @@
 """Write Camelyon-like pyramidal TIFFs (doctor, benchmarks, tests, the demo).
 
 OpenSlide reads these as generic tiled TIFFs: one tiled JPEG (or other) page per
-level, finest first, resolution tags in pixels per centimetre.
+level, finest first, each with resolution tags in pixels per centimetre.
 :func:`write_pyramid_tiff` writes an image held in memory;
 :func:`write_pyramid_tiff_tiles` writes slides of any size tile by tile from a
-renderer such as :class:`SyntheticTissue` (textured H&E-like tissue).
+renderer such as :class:`SyntheticTissue` (textured H&E-like tissue). Both size
+their levels with :func:`pyramid_levels` and describe their pages with
+:func:`page_options`, which the test suite's slide writer uses as well.
 """
 
 from __future__ import annotations
@@ -13,19 +15,163 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
     "GLASS_RGB",
+    "Compression",
+    "PyramidLevel",
     "SyntheticTissue",
     "TileRenderer",
     "downscale",
+    "page_options",
+    "pyramid_levels",
     "write_pyramid_tiff",
     "write_pyramid_tiff_tiles",
 ]
+
+#: Tile codecs: JPEG (lossy, at a quality), zlib (lossless) or none.
+Compression = Literal["jpeg", "zlib", "none"]
+
+
+class PyramidLevel(NamedTuple):
+    """A pyramid level's size and the downsample a reader derives from it."""
+
+    width: int
+    height: int
+    #: Level-0 pixels per level pixel: the mean over both axes of level 0's size
+    #: over this level's, as OpenSlide computes it.
+    downsample: float
+
+
+def pyramid_levels(
+    size_px: tuple[int, int], downsamples: Sequence[float]
+) -> list[PyramidLevel]:
+    """Sizes and actual downsamples of the levels of a pyramid.
+
+    Parameters
+    ----------
+    size_px
+        Level-0 ``(width, height)``.
+    downsamples
+        Nominal downsamples, first 1; they need not be powers of two or divide the
+        size: each level's size is level 0's divided by its downsample, rounded (at
+        least 1 px), and its actual downsample comes from that size.
+
+    Returns
+    -------
+    list of PyramidLevel
+        One per downsample, finest first.
+
+    Raises
+    ------
+    ValueError
+        ``downsamples`` not starting at 1, or a size below 1 px.
+
+    Examples
+    --------
+    >>> [(w, h, round(d, 4)) for w, h, d in pyramid_levels((2048, 1000), (1, 3))]
+    [(2048, 1000, 1.0), (683, 333, 3.0008)]
+    """
+    if not downsamples or downsamples[0] != 1:
+        raise ValueError(f"downsamples must start at 1, got {tuple(downsamples)}")
+    width, height = size_px
+    if width < 1 or height < 1:
+        raise ValueError(f"size_px must be positive, got {size_px}")
+    levels = []
+    for factor in downsamples:
+        w, h = max(1, round(width / factor)), max(1, round(height / factor))
+        levels.append(PyramidLevel(w, h, (width / w + height / h) / 2))
+    return levels
+
+
+def page_options(
+    *,
+    tile_px: int,
+    compression: Compression = "jpeg",
+    quality: int = 90,
+    mpp: float | None = None,
+    reduced: bool = False,
+) -> dict[str, Any]:
+    """Keyword arguments of ``tifffile.TiffWriter.write`` for one RGB pyramid page.
+
+    Parameters
+    ----------
+    tile_px
+        Tile side (a positive multiple of 16, as TIFF requires).
+    compression
+        Tile codec.
+    quality
+        JPEG quality (1-100); unused by the other codecs.
+    mpp
+        Microns per pixel of this page (a reduced level's is level 0's times its
+        downsample), written as resolution tags in pixels per centimetre; None
+        writes none. OpenSlide's generic TIFF reader takes the slide's from level 0.
+    reduced
+        A reduced-resolution page (every level but level 0): NewSubfileType 1
+        instead of 0.
+
+    Returns
+    -------
+    dict
+        ``tile``, ``photometric``, ``subfiletype``, ``metadata`` (None: no tifffile
+        JSON description), the codec and, with ``mpp``, ``resolution`` and
+        ``resolutionunit``.
+
+    Raises
+    ------
+    ValueError
+        ``tile_px`` not a positive multiple of 16, or an unknown codec.
+
+    Examples
+    --------
+    >>> page_options(tile_px=256, compression="zlib", mpp=0.25)["resolution"]
+    (40000.0, 40000.0)
+    """
+    if tile_px < 16 or tile_px % 16:
+        raise ValueError(f"tile_px must be a positive multiple of 16, got {tile_px}")
+    options: dict[str, Any] = {
+        "tile": (tile_px, tile_px),
+        "photometric": "rgb",
+        "subfiletype": 1 if reduced else 0,
+        "metadata": None,
+    }
+    if compression == "jpeg":
+        options |= {"compression": "jpeg", "compressionargs": {"level": quality}}
+    elif compression == "zlib":
+        options["compression"] = "zlib"
+    elif compression != "none":
+        raise ValueError(f"unknown compression {compression!r}")
+    if mpp is not None:
+        options |= {
+            "resolution": (1e4 / mpp, 1e4 / mpp),
+            "resolutionunit": "CENTIMETER",
+        }
+    return options
+
+
+def _level_pages(
+    levels: Sequence[PyramidLevel],
+    *,
+    mpp: float | None,
+    tile_px: int,
+    compression: Compression,
+    quality: int,
+) -> list[dict[str, Any]]:
+    """:func:`page_options` of each level, given level 0's microns per pixel."""
+    return [
+        page_options(
+            tile_px=tile_px,
+            compression=compression,
+            quality=quality,
+            mpp=None if mpp is None else mpp * level.downsample,
+            reduced=i > 0,
+        )
+        for i, level in enumerate(levels)
+    ]
 
 
 def downscale(rgb: npt.NDArray[np.uint8], factor: float) -> npt.NDArray[np.uint8]:
@@ -53,7 +199,7 @@ def write_pyramid_tiff(
     mpp: float | None,
     downsamples: Sequence[float] = (1, 4, 16),
     tile_px: int = 256,
-    compression: str = "jpeg",
+    compression: Compression = "jpeg",
     quality: int = 90,
 ) -> Path:
     """Write ``level0`` (uint8 H x W x 3) and its downsampled levels as a tiled TIFF.
@@ -65,44 +211,31 @@ def write_pyramid_tiff(
     level0
         Full-resolution RGB pixels.
     mpp
-        Level-0 microns per pixel, written as resolution tags; None writes none.
+        Level-0 microns per pixel, written (times each level's downsample) as
+        resolution tags; None writes none.
     downsamples
-        Pyramid levels, first 1; need not be powers of two.
+        Pyramid levels, first 1; need not be powers of two (level sizes are
+        rounded: :func:`pyramid_levels`).
     tile_px
         TIFF tile side (a multiple of 16).
     compression, quality
         Tile codec and, for JPEG, its quality.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     import tifffile
 
-    if downsamples[0] != 1:
-        raise ValueError(f"downsamples must start at 1, got {downsamples[0]}")
     height, width = level0.shape[:2]
-    options: dict[str, Any] = {
-        "tile": (tile_px, tile_px),
-        "photometric": "rgb",
-        "compression": compression,
-        "metadata": None,
-    }
-    if compression == "jpeg":
-        options["compressionargs"] = {"level": quality}
-    resolution: dict[str, Any] = {}
-    if mpp is not None:
-        resolution = {
-            "resolution": (1e4 / mpp, 1e4 / mpp),
-            "resolutionunit": "CENTIMETER",
-        }
+    levels = pyramid_levels((width, height), downsamples)
+    pages = _level_pages(
+        levels, mpp=mpp, tile_px=tile_px, compression=compression, quality=quality
+    )
     with tifffile.TiffWriter(path, bigtiff=level0.nbytes > 2**31) as tif:
-        tif.write(level0, **resolution, **options)
-        for factor in downsamples[1:]:
-            level = downscale(level0, factor)
-            level = level[: max(1, int(height / factor)), : max(1, int(width / factor))]
-            if mpp is not None:
-                resolution = {
-                    "resolution": (1e4 / (mpp * factor),) * 2,
-                    "resolutionunit": "CENTIMETER",
-                }
-            tif.write(level, subfiletype=1, **resolution, **options)
+        for factor, (w, h, _), options in zip(downsamples, levels, pages, strict=True):
+            tif.write(downscale(level0, factor)[:h, :w], **options)
     return Path(path)
 
 
@@ -219,7 +352,7 @@ def write_pyramid_tiff_tiles(
     mpp: float | None,
     downsamples: Sequence[float] = (1, 4, 16, 64),
     tile_px: int = 512,
-    compression: str = "jpeg",
+    compression: Compression = "jpeg",
     quality: int = 80,
 ) -> Path:
     """Write a pyramidal tiled TIFF tile by tile, never holding a level in memory.
@@ -235,10 +368,11 @@ def write_pyramid_tiff_tiles(
     size_px
         Level-0 ``(width, height)``.
     mpp
-        Level-0 microns per pixel, written as resolution tags; None writes none.
+        Level-0 microns per pixel, written (times each level's downsample) as
+        resolution tags; None writes none.
     downsamples
-        Pyramid levels, first 1. Level sizes are rounded, so a reader's downsamples
-        come from the sizes.
+        Pyramid levels, first 1. Level sizes are rounded (:func:`pyramid_levels`),
+        so a reader's downsamples come from the sizes.
     tile_px
         TIFF tile side (a multiple of 16).
     compression, quality
@@ -263,46 +397,18 @@ def write_pyramid_tiff_tiles(
     """
     import tifffile
 
-    if downsamples[0] != 1:
-        raise ValueError(f"downsamples must start at 1, got {downsamples[0]}")
-    if tile_px < 16 or tile_px % 16:
-        raise ValueError(f"tile_px must be a positive multiple of 16, got {tile_px}")
-    width, height = size_px
-    if width < 1 or height < 1:
-        raise ValueError(f"size_px must be positive, got {size_px}")
-    options: dict[str, Any] = {
-        "tile": (tile_px, tile_px),
-        "photometric": "rgb",
-        "compression": compression,
-        "metadata": None,
-        "dtype": np.uint8,
-    }
-    if compression == "jpeg":
-        options["compressionargs"] = {"level": quality}
+    levels = pyramid_levels(size_px, downsamples)
+    pages = _level_pages(
+        levels, mpp=mpp, tile_px=tile_px, compression=compression, quality=quality
+    )
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        for i, factor in enumerate(downsamples):
-            w, h = max(1, round(width / factor)), max(1, round(height / factor))
-            ds = (width / w + height / h) / 2
-            resolution: dict[str, Any] = (
-                {}
-                if mpp is None
-                else {
-                    "resolution": (1e4 / (mpp * ds),) * 2,
-                    "resolutionunit": "CENTIMETER",
-                }
-            )
+        for (w, h, ds), options in zip(levels, pages, strict=True):
             tiles = (
                 render(downsample=ds, xy_px=(tx, ty), size_px=(tile_px, tile_px))
                 for ty in range(0, h, tile_px)
                 for tx in range(0, w, tile_px)
             )
-            tif.write(
-                tiles,
-                shape=(h, w, 3),
-                subfiletype=1 if i else 0,
-                **resolution,
-                **options,
-            )
+            tif.write(tiles, shape=(h, w, 3), dtype=np.uint8, **options)
     return Path(path)
 
 
