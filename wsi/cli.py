@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from wsi.errors import WsiError
+from wsi.quiet_import import quiet_first_import
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     debug = "--debug" in args
     if not ({"-v", "--verbose"} & set(args) or debug):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ chatter
+        quiet_first_import("tensorflow")  # and what it prints before that applies
     try:
         cli.main(args=args, prog_name="wsi-heatmap", standalone_mode=False)
     except click.exceptions.Abort:

@@ -95,3 +95,25 @@ def test_eval_defaults_to_the_bundled_model(
     report = eval_patches(pcam_dir, limit=8)
     assert report.model_path == str(bundled)
     assert report.n == 8
+
+
+def test_cli_output_has_no_tensorflow_start_up_chatter(
+    tiny_model: Path, pcam_dir: Path
+) -> None:
+    import subprocess
+    import sys
+
+    command = ["eval-patches", str(pcam_dir), "--model", str(tiny_model)]
+    done = subprocess.run(
+        [sys.executable, "-c", "from wsi.cli import main; main()", *command],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "AUC" in done.stdout
+    # Only our own log lines: no absl/oneDNN/CUDA lines from TensorFlow's C++ start-up.
+    assert "absl" not in done.stderr
+    assert "I0000" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert all(line.startswith(("INFO ", "WARNING ")) for line in lines), lines
