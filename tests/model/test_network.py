@@ -72,3 +72,33 @@ def test_nasnet_mobile_trunk_and_pooled_head(tmp_path: Path) -> None:
     }
     assert momenta == {DEFAULT_BN_MOMENTUM}
     assert 4_000_000 < model.count_params() < 5_000_000
+
+
+def test_imagenet_weights_file_initialises_the_trunk(tmp_path: Path) -> None:
+    """A Keras-format ``nasnet_mobile_no_top.h5`` (legacy HDF5, as Keras ships it)."""
+    import h5py
+    import keras
+    import numpy as np
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from model.network import build_model
+
+    keras.utils.set_random_seed(7)
+    source = keras.applications.NASNetMobile(
+        input_shape=(96, 96, 3), include_top=False, weights=None
+    )
+    path = tmp_path / "nasnet_mobile_no_top.h5"
+    with h5py.File(path, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, source)
+    model = build_model("nasnet-mobile", imagenet_weights=path, seed=0)
+    trunk = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    loaded = trunk.get_weights()
+    expected = source.get_weights()
+    assert len(loaded) == len(expected)
+    for got, want in zip(loaded, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    random = build_model("nasnet-mobile", seed=0)
+    random_trunk = next(
+        layer for layer in random.layers if isinstance(layer, keras.Model)
+    )
+    assert not np.array_equal(random_trunk.get_weights()[0], expected[0])
