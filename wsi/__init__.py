@@ -14,6 +14,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submod_attrs={
         "errors": [
+            "AnnotationError",
+            "BusyError",
             "MissingResolutionError",
             "ModelLoadError",
             "NoTissueError",

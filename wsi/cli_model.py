@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from model.network import ARCHITECTURES
+
 TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
 
 
@@ -27,7 +29,7 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
 )
 @click.option(
     "--arch",
-    type=click.Choice(["nasnet-mobile", "small-cnn", "logreg"]),
+    type=click.Choice(ARCHITECTURES),
     default="nasnet-mobile",
     show_default=True,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,18 +136,17 @@ def test_bad_data_fails_before_training(tmp_path: Path, pcam_dir: Path) -> None:
 def test_config_is_validated(tmp_path: Path) -> None:
     from model.train import TrainConfig
 
+    config = partial(
+        TrainConfig, train_data=tmp_path, valid_data=None, out_dir=tmp_path
+    )
     with pytest.raises(ValueError, match="arch must be one of"):
-        TrainConfig(train_data=tmp_path, valid_data=None, out_dir=tmp_path, arch="vgg")
+        config(arch="vgg")
     with pytest.raises(ValueError, match="learning_rate must be positive"):
-        TrainConfig(
-            train_data=tmp_path, valid_data=None, out_dir=tmp_path, learning_rate=0
-        )
+        config(learning_rate=0)
     with pytest.raises(ValueError, match="schedule must be one of"):
-        TrainConfig(
-            train_data=tmp_path, valid_data=None, out_dir=tmp_path, schedule="step"
-        )
+        config(schedule="step")
     with pytest.raises(ValueError, match="ema must be between 0 and 1"):
-        TrainConfig(train_data=tmp_path, valid_data=None, out_dir=tmp_path, ema=1.0)
+        config(ema=1.0)
 
 
 @pytest.mark.tf
