@@ -11,7 +11,7 @@ from typing import Any
 import keras
 
 from model.card import ModelCard, write_card
-from model.network import PREPROCESSING
+from model.network import preprocessing_for
 from wsi.provenance import software_versions
 
 __all__ = [
@@ -82,7 +82,7 @@ class BestCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
             path,
             ModelCard(
                 architecture=self.recipe["arch"],
-                preprocessing=PREPROCESSING,
+                preprocessing=preprocessing_for(self.recipe["arch"]),
                 training_data=self.recipe["train_data"],
                 training_data_hash=self.recipe["train_data_hash"],
                 n_train=self.recipe["n_train"],

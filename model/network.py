@@ -1,7 +1,7 @@
-"""Patch classifier architectures: NASNetMobile (default), a small CNN, logistic regression.
+"""Patch classifiers: NASNetMobile (default), EfficientNet-Lite0, small CNN, logreg.
 
 Every model takes ``float32[N, 96, 96, 3]`` RGB in 0..255 and returns ``float32[N, 1]``
-probabilities; scaling to [-1, 1] happens inside the model, so a saved model needs no
+probabilities; input scaling happens inside the model, so a saved model needs no
 outside preprocessing.
 """
 
@@ -14,15 +14,24 @@ from typing import Any, Final
 
 from wsi.geometry import PATCH_PX
 
-__all__ = ["ARCHITECTURES", "build_model", "cached_imagenet_weights"]
+__all__ = [
+    "ARCHITECTURES",
+    "PRETRAINED_SHIPPED",
+    "build_model",
+    "cached_imagenet_weights",
+    "preprocessing_for",
+]
 
 logger = logging.getLogger(__name__)
 
-ARCHITECTURES: Final = ("nasnet-mobile", "small-cnn", "logreg")
+ARCHITECTURES: Final = ("nasnet-mobile", "efficientnet-lite0", "small-cnn", "logreg")
+#: Architectures whose ImageNet weights ship with the package (used unless told not to).
+PRETRAINED_SHIPPED: Final = ("efficientnet-lite0",)
 #: Keras's NASNet uses 0.9997: a ~3,300-step average that lags far behind the weights
 #: when training from scratch for a few thousand steps. 0.99 tracks them.
 DEFAULT_BN_MOMENTUM: Final = 0.99
 PREPROCESSING: Final = "rgb uint8 0..255 -> x / 127.5 - 1 (inside the model)"
+PREPROCESSING_LITE0: Final = "rgb uint8 0..255 -> (x - 127) / 128 (inside the model)"
 #: File names of the NASNetMobile no-top ImageNet weights in the Keras cache
 #: (Keras 3, then tf.keras 2).
 IMAGENET_CACHE_NAMES: Final = ("nasnet_mobile_no_top.h5", "NASNet-mobile-no-top.h5")
@@ -51,7 +60,8 @@ def build_model(
     arch: str = "nasnet-mobile",
     *,
     imagenet_weights: Path | None = None,
-    dropout: float = 0.5,
+    pretrained: bool = True,
+    dropout: float | None = None,
     bn_momentum: float = DEFAULT_BN_MOMENTUM,
     seed: int = 0,
 ) -> Any:
@@ -62,10 +72,14 @@ def build_model(
     arch
         One of ``ARCHITECTURES``.
     imagenet_weights
-        Local NASNetMobile ImageNet weights (``include_top=False`` ``.h5``). Without
-        it the trunk starts random; nothing is ever downloaded.
+        Local ImageNet weights: NASNetMobile's ``include_top=False`` ``.h5``, or for
+        EfficientNet-Lite0 a converted ``.npz`` (default: the one shipped in
+        ``model/weights``). Nothing is ever downloaded.
+    pretrained
+        EfficientNet-Lite0 only: start from ImageNet weights (False: random).
     dropout
-        Dropout rate before the sigmoid unit.
+        Dropout rate before the sigmoid unit (None: 0.5, or 0.3 for
+        EfficientNet-Lite0).
     bn_momentum
         Moving-average momentum of every batch-norm layer.
     seed
@@ -75,6 +89,19 @@ def build_model(
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((PATCH_PX, PATCH_PX, 3), name="rgb")
+    if arch == "efficientnet-lite0":
+        from model.efficientnet_lite import build_lite0
+
+        features = build_lite0(inputs)
+        features = keras.layers.GlobalAveragePooling2D(name="gap")(features)
+        return _finish(
+            inputs,
+            features,
+            arch=arch,
+            dropout=0.3 if dropout is None else dropout,
+            bn_momentum=bn_momentum,
+            imagenet=_lite0_weights(imagenet_weights) if pretrained else None,
+        )
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
     if arch == "nasnet-mobile":
         features = _nasnet_trunk(x, imagenet_weights)
@@ -86,6 +113,29 @@ def build_model(
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
     if arch != "logreg":
         features = _pooled_head(features)
+    return _finish(
+        inputs,
+        features,
+        arch=arch,
+        dropout=(0.5 if dropout is None else dropout) if arch != "logreg" else 0.0,
+        bn_momentum=bn_momentum,
+        imagenet=None,
+    )
+
+
+def _finish(
+    inputs: Any,
+    features: Any,
+    *,
+    arch: str,
+    dropout: float,
+    bn_momentum: float,
+    imagenet: Path | None,
+) -> Any:
+    """Dropout, the sigmoid unit, batch-norm momentum and ImageNet weights."""
+    import keras
+
+    if dropout > 0:
         features = keras.layers.Dropout(dropout, name="head_dropout")(features)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="prob", dtype="float32")(
         features
@@ -94,7 +144,31 @@ def build_model(
     for layer in model._flatten_layers():
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
+    if imagenet is not None:
+        from model.efficientnet_lite import load_imagenet_npz, set_imagenet_weights
+
+        n = set_imagenet_weights(model, load_imagenet_npz(imagenet))
+        logger.info(
+            "%s trunk initialised from ImageNet weights %s (%d layers)",
+            arch,
+            imagenet,
+            n,
+        )
+    elif arch in PRETRAINED_SHIPPED:
+        logger.warning("%s trunk starts from random weights (--no-pretrained)", arch)
     return model
+
+
+def _lite0_weights(path: Path | None) -> Path:
+    from model.efficientnet_lite import IMAGENET_NPZ
+
+    found = Path(path) if path is not None else IMAGENET_NPZ
+    if not found.is_file():
+        raise FileNotFoundError(
+            f"{found}: EfficientNet-Lite0 ImageNet weights not found; reinstall the "
+            "package (they ship in model/weights) or pass --no-pretrained"
+        )
+    return found
 
 
 def _nasnet_trunk(x: Any, imagenet_weights: Path | None) -> Any:
@@ -144,3 +218,8 @@ def _pooled_head(x: Any) -> Any:
             keras.layers.Flatten(name="flat")(x),
         ]
     )
+
+
+def preprocessing_for(arch: str) -> str:
+    """The input scaling a model of ``arch`` applies inside itself (for its card)."""
+    return PREPROCESSING_LITE0 if arch == "efficientnet-lite0" else PREPROCESSING

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.card import ModelCard, card_path, read_card
+from model.registry import BUNDLED_MODELS, resolve_model_path
 from model.tta import check_tta, combine, n_views, tta_views
 from wsi.errors import ModelLoadError
 from wsi.geometry import PATCH_PX
@@ -45,15 +46,15 @@ _FIX: Final = (
 
 
 def bundled_model_path() -> Path:
-    """Where the model shipped with the package lives (it may not be installed).
+    """Where the default model shipped with the package lives (it may not be installed).
 
     Returns
     -------
     pathlib.Path
         ``model/weights/pcam-nasnet-mobile.keras`` inside the installed package; its
-        sidecar is the ``.json`` beside it.
+        sidecar is the ``.json`` beside it. Other bundled models: ``model.registry``.
     """
-    return Path(__file__).resolve().parent / "weights" / BUNDLED_MODEL_NAME
+    return resolve_model_path(None)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -168,8 +169,9 @@ def load_classifier(
     Parameters
     ----------
     path
-        A ``.keras`` file with its ``.json`` sidecar beside it; None for the bundled
-        model (``bundled_model_path()``).
+        A ``.keras`` file with its ``.json`` sidecar beside it, a bundled model's name
+        (``model.registry.BUNDLED_MODELS``), or None for the default bundled model
+        (``bundled_model_path()``).
     tta
         Test-time augmentation: ``none``, ``flips`` (4 views) or ``dihedral`` (8).
     tta_mean
@@ -194,8 +196,8 @@ def load_classifier(
     check_tta(tta, tta_mean)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if path is None:
-        path = bundled_model_path()
+    if path is None or str(path) in BUNDLED_MODELS:
+        path = resolve_model_path(path)
         if not path.is_file():
             raise ModelLoadError(
                 f"{path}: the bundled model is not installed in this copy of "

@@ -32,7 +32,12 @@ from model.augment import AugmentParams
 from model.callbacks import BestCheckpoint, CurvesPlot, ResumableBackup, resume_epoch
 from model.data import PatchSet, open_patch_set, split_patch_set
 from model.dataset import make_dataset
-from model.network import ARCHITECTURES, build_model, cached_imagenet_weights
+from model.network import (
+    ARCHITECTURES,
+    PRETRAINED_SHIPPED,
+    build_model,
+    cached_imagenet_weights,
+)
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
@@ -61,6 +66,14 @@ class TrainConfig:
     ``COSINE_FLOOR`` times that over all ``epochs``. ``ema`` (a momentum such as 0.999)
     keeps an exponential moving average of the weights: validation, ``best.keras``
     and the final model use the averaged weights, training steps the raw ones.
+
+    ``pretrained`` starts architectures whose ImageNet weights ship with the package
+    (EfficientNet-Lite0) from them. ``teacher`` (a saved model) turns the run into
+    distillation: the target of every training patch is
+    ``label_weight * label + (1 - label_weight) * teacher(view)``, the teacher seeing
+    exactly the augmented (and, with ``mixup`` > 0, mixed) view the student sees.
+    ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
+    of itself (0: off).
     """
 
     train_data: Path
@@ -84,6 +97,10 @@ class TrainConfig:
     init_from: Path | None = None
     schedule: str = "plateau"
     ema: float | None = None
+    pretrained: bool = True
+    teacher: Path | None = None
+    label_weight: float = 0.0
+    mixup: float = 0.0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -103,6 +120,12 @@ class TrainConfig:
             )
         if self.ema is not None and not 0 < self.ema < 1:
             raise ValueError(f"ema must be between 0 and 1, got {self.ema}")
+        if not 0 <= self.label_weight <= 1:
+            raise ValueError(
+                f"label_weight must be between 0 and 1, got {self.label_weight}"
+            )
+        if self.mixup < 0:
+            raise ValueError(f"mixup must be non-negative, got {self.mixup}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(
                 f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}"
@@ -185,7 +208,10 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     steps = config.steps_per_epoch or max(1, len(train_set) // global_batch)
     with strategy.scope():
         model = build_model(
-            config.arch, imagenet_weights=config.imagenet_weights, seed=config.seed
+            config.arch,
+            imagenet_weights=config.imagenet_weights,
+            pretrained=config.pretrained,
+            seed=config.seed,
         )
         if config.init_from is not None and not resume_epoch(out / "backup"):
             _init_weights(model, config.init_from, arch=config.arch)
@@ -205,6 +231,18 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         seed=config.seed,
         start_batch=first_epoch * steps,
     )
+    if config.teacher is not None or config.mixup > 0:
+        from model.distill import distillation_targets, load_teacher
+
+        teacher = load_teacher(config.teacher) if config.teacher is not None else None
+        train_ds = distillation_targets(
+            train_ds,
+            teacher,
+            label_weight=1.0 if teacher is None else config.label_weight,
+            mixup=config.mixup,
+            seed=config.seed,
+            start_batch=first_epoch * steps,
+        )
     valid_ds = make_dataset(valid_set, batch_size=256, training=False)
     recipe = _recipe(config, train_set)
     (out / "config.json").write_text(json.dumps(recipe, indent=2, default=str) + "\n")
@@ -294,8 +332,8 @@ def _recipe(config: TrainConfig, train_set: PatchSet) -> dict[str, Any]:
     recipe = asdict(config)
     recipe["augment"] = asdict(config.augment)
     recipe["train_data_hash"] = train_set.fingerprint()
-    recipe["imagenet_init"] = config.arch == "nasnet-mobile" and bool(
-        config.imagenet_weights
+    recipe["imagenet_init"] = bool(config.imagenet_weights) or (
+        config.pretrained and config.arch in PRETRAINED_SHIPPED
     )
     recipe["n_train"] = len(train_set)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in recipe.items()}

@@ -134,7 +134,8 @@ def scoring_options(func: F) -> F:
             "--model",
             "model_path",
             type=click.Path(path_type=Path),
-            help="A .keras model with its .json sidecar [bundled].",
+            help="A .keras model with its .json sidecar, or a bundled model: "
+            "nasnet-mobile [default], efficientnet-lite0.",
         ),
         click.option(
             "--batch-size", type=click.IntRange(min=1), help="Patches per batch."

@@ -61,7 +61,33 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
 @click.option(
     "--imagenet-weights",
     type=click.Path(exists=True, path_type=Path),
-    help="Local NASNetMobile no-top ImageNet weights (.h5); default: random.",
+    help="Local ImageNet weights: NASNetMobile no-top .h5 (default: random), or an "
+    "EfficientNet-Lite0 .npz (default: the one shipped).",
+)
+@click.option(
+    "--pretrained/--no-pretrained",
+    default=True,
+    show_default=True,
+    help="efficientnet-lite0: start from the shipped ImageNet weights.",
+)
+@click.option(
+    "--teacher",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Distil from this saved model: it scores the very view the student sees.",
+)
+@click.option(
+    "--label-weight",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="With --teacher: weight of the true label in the target.",
+)
+@click.option(
+    "--mixup",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Mix each batch with itself, Beta(a, a) weights (0 = off).",
 )
 @click.option(
     "--free-rotation/--no-free-rotation",
@@ -104,6 +130,10 @@ def train_command(
     ema: float | None,
     seed: int,
     imagenet_weights: Path | None,
+    pretrained: bool,
+    teacher: Path | None,
+    label_weight: float,
+    mixup: float,
     free_rotation: bool,
     hed: float,
     checkpoint_steps: int,
@@ -127,6 +157,10 @@ def train_command(
             ema=ema,
             seed=seed,
             imagenet_weights=imagenet_weights,
+            pretrained=pretrained,
+            teacher=teacher,
+            label_weight=label_weight,
+            mixup=mixup,
             checkpoint_steps=checkpoint_steps,
             init_from=init_from,
             augment=AugmentParams(free_rotation=free_rotation, hed=hed),
@@ -145,7 +179,8 @@ def train_command(
     "--model",
     "model_path",
     type=click.Path(path_type=Path),
-    help="A .keras model with its .json sidecar; default: the bundled model.",
+    help="A .keras model with its .json sidecar, or a bundled model: "
+    "nasnet-mobile [default], efficientnet-lite0.",
 )
 @click.option("--tta", type=TTA_CHOICE, default="none", show_default=True)
 @click.option(

@@ -96,9 +96,9 @@ class ClassifierSpec:
     def identity(self) -> tuple[int, float, str]:
         """Patch size, um/px and sha256 from the model's sidecar, without TensorFlow."""
         from model.card import read_card
-        from model.predict import bundled_model_path
+        from model.registry import resolve_model_path
 
-        card = read_card(self.model_path or bundled_model_path())
+        card = read_card(resolve_model_path(self.model_path))
         return card.input_px, card.mpp, card.weights_sha256
 
 
