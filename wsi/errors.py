@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AnnotationError",
     "BusyError",
+    "EvaluationError",
     "MissingResolutionError",
     "ModelLoadError",
     "NoTissueError",
@@ -57,3 +58,7 @@ class AnnotationError(WsiError, ValueError):
 
 class BusyError(WsiError):
     """Another process is writing the same outputs; the fix is to wait or use another --out."""
+
+
+class EvaluationError(WsiError, ValueError):
+    """Outputs and truth cannot be evaluated together (no match, missing input, bad CSV)."""
