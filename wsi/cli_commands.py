@@ -400,15 +400,23 @@ def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
 @click.argument(
     "out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
+@click.option(
+    "--annotations",
+    type=click.Path(exists=True, path_type=Path),
+    help="Ground truth to draw: a folder of <stem>.xml|.geojson|.json or one file.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8050, show_default=True)
-def view_command(out_dir: Path, host: str, port: int) -> None:
+@click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True)
+@click.option("--no-browser", is_flag=True, help="Do not open a web browser.")
+def view_command(
+    out_dir: Path, annotations: Path | None, host: str, port: int, no_browser: bool
+) -> None:
     """Browse the slides, heatmaps and polygons in OUT_DIR in a local web viewer."""
-    from wsi.viewer import ViewerConfig, create_app
+    from wsi.viewer.command import serve_viewer
 
-    app = create_app(ViewerConfig(out_dir=out_dir))
-    click.echo(f"wsi-heatmap viewer on http://{host}:{port}/ (Ctrl-C stops it)")
-    app.run(host=host, port=port, debug=False)
+    serve_viewer(
+        out_dir, annotations=annotations, host=host, port=port, browser=not no_browser
+    )
 
 
 @click.command("doctor")

@@ -3,122 +3,32 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import numpy as np
 import pytest
-import tifffile
 import zarr
 from flask.testing import FlaskClient
 from PIL import Image
 
-from wsi.geometry import SlideGeometry, TileGrid
-from wsi.heatmap import write_heatmap_zarr
+from tests.wsi.viewer_data import (
+    HEIGHT_PX,
+    REGION,
+    WIDTH_PX,
+    build_out_dir,
+    make_grid,
+    make_heatmap,
+    write_slide,
+)
 from wsi.layout import SlideOutputs
 from wsi.viewer import ViewerConfig, create_app
-
-MPP = 0.243
-WIDTH_PX, HEIGHT_PX = 1024, 768
-STEM = "tiny"
-REGION = [[400, 300], [700, 300], [700, 500], [400, 500], [400, 300]]
-
-
-def _write_slide(path: Path) -> Path:
-    """Write a 2-level tiled JPEG TIFF at 0.243 um/px: white with a purple square."""
-    rgb = np.full((HEIGHT_PX, WIDTH_PX, 3), 240, np.uint8)
-    rgb[300:500, 400:700] = (110, 40, 150)
-    with tifffile.TiffWriter(path) as tif:
-        for ds in (1, 4):
-            level = rgb[::ds, ::ds]
-            tif.write(
-                level,
-                tile=(128, 128),
-                photometric="rgb",
-                compression="jpeg",
-                resolution=(1e4 / (MPP * ds),) * 2,
-                resolutionunit="CENTIMETER",
-                subfiletype=0 if ds == 1 else 1,
-                metadata=None,
-            )
-    return path
-
-
-def _grid() -> TileGrid:
-    geometry = SlideGeometry(
-        width_px=WIDTH_PX,
-        height_px=HEIGHT_PX,
-        mpp_x=MPP,
-        mpp_y=MPP,
-        level_dimensions=((1024, 768), (256, 192)),
-    )
-    return TileGrid(geometry=geometry, stride_px=32)
-
-
-def _heatmap(shape: tuple[int, int]) -> np.ndarray:
-    values = np.linspace(0, 1, shape[0] * shape[1], dtype=np.float32).reshape(shape)
-    values[0, 0] = np.nan
-    return values
 
 
 @pytest.fixture(scope="module")
 def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """OUT/tiny with every file the viewer reads, OUT/partial with a summary only."""
-    root = tmp_path_factory.mktemp("viewer")
-    slide = _write_slide(root / f"{STEM}.tif")
-    out = root / "out"
-    outputs = SlideOutputs.for_slide(out, slide)
-    outputs.folder.mkdir(parents=True)
-    grid = _grid()
-    write_heatmap_zarr(
-        zarr.open_group(str(outputs.store), mode="w"), _heatmap(grid.shape), grid=grid
-    )
-    outputs.summary_json.write_text(
-        json.dumps(
-            {
-                "slide": {"path": str(slide.resolve()), "stem": STEM},
-                "n_patches": 23,
-                "max_probability": 0.875,
-                "tumor_area_um2": 3541.0,
-                "n_regions": 1,
-                "threshold": 0.5,
-                "effective_mpp": 0.972,
-            }
-        )
-    )
-    outputs.geojson.write_text(
-        json.dumps(
-            {
-                "type": "FeatureCollection",
-                "features": [
-                    {
-                        "type": "Feature",
-                        "geometry": {"type": "Polygon", "coordinates": [REGION]},
-                        "properties": {
-                            "objectType": "annotation",
-                            "classification": {"name": "Tumor"},
-                        },
-                    }
-                ],
-            }
-        )
-    )
-    Image.new("RGB", (8, 8), "red").save(outputs.overlay_png)
-    partial = SlideOutputs(out / "partial")
-    partial.folder.mkdir()
-    partial.summary_json.write_text(
-        json.dumps(
-            {
-                "slide": {"path": str(root / "gone.tif")},
-                "max_probability": 0.1,
-                "tumor_area_um2": 0.0,
-            }
-        )
-    )
-    (out / "not-a-slide").mkdir()
-    return out
+    return build_out_dir(tmp_path_factory.mktemp("viewer"))
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +49,16 @@ def test_index_lists_slides(client: FlaskClient) -> None:
 
 def test_api_slides(client: FlaskClient) -> None:
     slides = client.get("/api/slides").get_json()
-    assert [s["stem"] for s in slides] == ["partial", "tiny"]
-    tiny = slides[1]
+    # highest slide probability first
+    assert [s["stem"] for s in slides] == ["tiny", "partial"]
+    tiny = slides[0]
     assert tiny["max_probability"] == 0.875
     assert tiny["tumor_area_mm2"] == pytest.approx(0.003541)
     assert tiny["slide_found"]
     assert tiny["has_heatmap"]
     assert tiny["has_regions"]
-    assert not slides[0]["slide_found"]
-    assert not slides[0]["has_heatmap"]
+    assert not slides[1]["slide_found"]
+    assert not slides[1]["has_heatmap"]
 
 
 def test_summary(client: FlaskClient) -> None:
@@ -216,7 +127,7 @@ def test_regions_are_geojson(client: FlaskClient) -> None:
 
 
 def test_heatmap_geometry_matches_the_grid(client: FlaskClient) -> None:
-    grid = _grid()
+    grid = make_grid()
     geometry = client.get("/api/slides/tiny/heatmap").get_json()
     assert geometry["shape"] == list(grid.shape)
     assert geometry["origin_l0_px"] == list(grid.cell_origin_l0)
@@ -225,8 +136,8 @@ def test_heatmap_geometry_matches_the_grid(client: FlaskClient) -> None:
 
 
 def test_heatmap_png_has_one_square_per_cell(client: FlaskClient) -> None:
-    rows, cols = _grid().shape
-    values = _heatmap((rows, cols))
+    rows, cols = make_grid().shape
+    values = make_heatmap((rows, cols))
     response = client.get("/slides/tiny/heatmap.png?min_probability=0.5")
     assert response.status_code == 200
     assert response.mimetype == "image/png"
@@ -245,8 +156,8 @@ def test_heatmap_png_rejects_bad_minimum(client: FlaskClient, query: str) -> Non
 
 
 def test_heatmap_value_under_a_point(client: FlaskClient) -> None:
-    grid = _grid()
-    values = _heatmap(grid.shape)
+    grid = make_grid()
+    values = make_heatmap(grid.shape)
     x, y = grid.cell_to_level0([[1, 2]])[0] + grid.cell_size_l0 / 2
     found = client.get(f"/api/slides/tiny/heatmap/value?x={x}&y={y}").get_json()
     assert (found["row"], found["col"]) == (1, 2)
@@ -333,7 +244,7 @@ def test_output_files_are_served_by_name_only(client: FlaskClient) -> None:
 
 
 def test_slide_paths_from_config(out_dir: Path, tmp_path: Path) -> None:
-    moved = _write_slide(tmp_path / "gone.tif")
+    moved = write_slide(tmp_path / "gone.tif")
     by_stem = create_app(ViewerConfig(out_dir, slides={"partial": moved})).test_client()
     assert by_stem.get("/slides/partial.dzi").status_code == 200
     by_folder = create_app(ViewerConfig(out_dir, slide_dirs=(tmp_path,))).test_client()
@@ -352,7 +263,7 @@ def test_config_is_validated(tmp_path: Path) -> None:
 
 def test_slide_path_from_the_store_while_running(tmp_path: Path) -> None:
     # Tiled, not finished: no summary.json yet; the tiling attrs name the slide.
-    slide = _write_slide(tmp_path / "running.tif")
+    slide = write_slide(tmp_path / "running.tif")
     outputs = SlideOutputs.for_slide(tmp_path / "out", slide)
     group = zarr.open_group(str(outputs.store), mode="w")
     group.attrs["tiling"] = {"slide": {"path": str(slide), "name": slide.name}}

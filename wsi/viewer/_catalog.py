@@ -23,6 +23,7 @@ from wsi.layout import Arrays, Attr, SlideOutputs
 __all__ = [
     "HeatmapLayer",
     "SlideEntry",
+    "by_probability",
     "colorbar_css",
     "find_slide",
     "find_slides",
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: Longest side of the heatmap image served to the browser, in pixels.
 MAX_OVERLAY_PX = 2048
+#: Longest file name (bytes) on the file systems outputs live on (ext4, APFS, NTFS).
+_NAME_MAX_BYTES = 255
 #: Most pixels per heatmap cell in that image (nearest neighbour, keeps cells crisp).
 MAX_CELL_PX = 16
 
@@ -171,6 +174,8 @@ def find_slide(
     """Return one slide of an output folder (see `find_slides`), or None."""
     if not stem or stem.startswith(".") or "/" in stem or "\\" in stem:
         return None
+    if len(os.fsencode(stem + ".zarr")) > _NAME_MAX_BYTES or "\0" in stem:
+        return None  # no file system holds such a folder: not a slide of ours
     outputs = SlideOutputs(Path(out_dir) / stem)
     listed = slides is not None and stem in slides
     if not (listed or outputs.summary_json.is_file() or outputs.store.is_dir()):
@@ -182,6 +187,27 @@ def find_slide(
         else _recorded_slide_path(outputs, summary, slide_dirs)
     )
     return SlideEntry(outputs=outputs, slide_path=path, summary=summary)
+
+
+def by_probability(entries: Mapping[str, SlideEntry]) -> list[SlideEntry]:
+    """Slides by slide probability, highest first; those without one last, by stem.
+
+    Examples
+    --------
+    >>> def entry(stem, p):
+    ...     summary = None if p is None else {"max_probability": p}
+    ...     return SlideEntry(outputs=SlideOutputs(Path(stem)), slide_path=None,
+    ...                       summary=summary)
+    >>> found = {s: entry(s, p) for s, p in [("a", 0.2), ("b", None), ("c", 0.9)]}
+    >>> [e.stem for e in by_probability(found)]
+    ['c', 'a', 'b']
+    """
+
+    def key(entry: SlideEntry) -> tuple[bool, float, str]:
+        probability = _number((entry.summary or {}).get("max_probability"))
+        return (probability is None, -(probability or 0.0), entry.stem)
+
+    return sorted(entries.values(), key=key)
 
 
 def _recorded_slide_path(

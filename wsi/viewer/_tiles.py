@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -40,6 +41,47 @@ class DeepZoomSlide:
         except (KeyError, ValueError):
             return None
         return (x + y) / 2
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-able facts about the slide: format, size, levels, scale, images.
+
+        ``objective_power`` is what the scanner recorded (None when absent);
+        ``associated_images`` names the label, macro and thumbnail images it holds.
+        """
+        import openslide
+
+        props = self.slide.properties
+
+        def number(name: str) -> float | None:
+            try:
+                value = float(props[name])
+            except (KeyError, ValueError):
+                return None
+            return value if math.isfinite(value) else None
+
+        return {
+            "vendor": props.get(openslide.PROPERTY_NAME_VENDOR),
+            "size_l0_px": list(self.slide.dimensions),
+            "levels": self.slide.level_count,
+            "level_downsamples": [round(d, 4) for d in self.slide.level_downsamples],
+            "mpp": self.mpp,
+            "objective_power": number(openslide.PROPERTY_NAME_OBJECTIVE_POWER),
+            "associated_images": sorted(self.slide.associated_images),
+        }
+
+    def associated_png(self, name: str, *, max_px: int = 640) -> bytes:
+        """A label/macro/thumbnail image as PNG, at most ``max_px`` a side.
+
+        Raises
+        ------
+        KeyError
+            If the slide has no image of that name.
+        """
+        image = self.slide.associated_images[name].convert("RGB")
+        image.thumbnail((max_px, max_px))
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        return buffer.getvalue()
 
     def dzi(self) -> str:
         """Return the Deep Zoom descriptor (XML) for JPEG tiles."""

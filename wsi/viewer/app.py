@@ -10,12 +10,17 @@ Images and files
     without tissue or below ``?min_probability=``) and ``/slides/<stem>/files/<name>``
     (the files `wsi.layout.SlideOutputs` names).
 JSON
-    ``/api/slides``, ``/api/slides/<stem>/summary``, ``/api/slides/<stem>/regions``
-    (the GeoJSON), ``/api/slides/<stem>/heatmap`` (geometry) and
-    ``/api/slides/<stem>/heatmap/value?x=&y=`` (level-0 pixels).
+    ``/api/slides`` (by slide probability), ``/api/slides/<stem>/summary``,
+    ``/api/slides/<stem>/regions`` (the GeoJSON), ``/api/slides/<stem>/heatmap``
+    (geometry), ``/api/slides/<stem>/heatmap/value?x=&y=`` (level-0 pixels) and the
+    review routes of `wsi.viewer._review` (truth outlines, slide metadata, label
+    and macro images).
 
 Everything the pages load comes from this app (OpenSeadragon is vendored under
 ``static/``) and the pages forbid other origins with a Content-Security-Policy.
+Requests whose ``Host`` is not a loopback name (or a host in
+``ViewerConfig.allowed_hosts``) are refused with 403: a guard against DNS
+rebinding. Serve it with `wsi.viewer.serve.ViewerServer` (waitress).
 """
 
 from __future__ import annotations
@@ -31,13 +36,15 @@ from types import MappingProxyType
 
 import flask
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import Forbidden, HTTPException, NotFound
+from werkzeug.routing import BaseConverter
 
 from wsi.errors import SlideReadError
 from wsi.layout import SlideOutputs
 from wsi.viewer._catalog import (
     HeatmapLayer,
     SlideEntry,
+    by_probability,
     colorbar_css,
     find_slide,
     find_slides,
@@ -46,6 +53,7 @@ from wsi.viewer._catalog import (
     read_regions,
     render_heatmap_rgba,
 )
+from wsi.viewer._hosts import host_allowed
 from wsi.viewer._tiles import DeepZoomSlide, SlideCache
 
 __all__ = ["ViewerConfig", "create_app"]
@@ -90,6 +98,11 @@ class ViewerConfig:
         JPEG quality of the tiles, 1 to 100.
     max_open_slides
         Slides kept open at once.
+    annotations
+        Ground truth to draw beside the prediction: a folder of ``<stem>.xml`` /
+        ``.geojson`` / ``.json`` files or one file (see `wsi.viewer._truth`).
+    allowed_hosts
+        ``Host`` names answered besides loopback ones (the ``--host`` served on).
 
     Examples
     --------
@@ -105,10 +118,15 @@ class ViewerConfig:
     overlap_px: int = 1
     tile_quality: int = 75
     max_open_slides: int = 8
+    annotations: Path | None = None
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Normalise the paths and validate the settings."""
         object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.annotations is not None:
+            object.__setattr__(self, "annotations", Path(self.annotations))
+        object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
         if self.slides is not None:
             slides = {str(k): Path(v) for k, v in self.slides.items()}
             object.__setattr__(self, "slides", MappingProxyType(slides))
@@ -160,6 +178,16 @@ class _State:
             raise NotFound(f"no slide {stem!r} in {self.config.out_dir}")
         return found
 
+    def truth_file(self, stem: str) -> Path | None:
+        """The ground-truth file of a slide (None without ``annotations``)."""
+        from wsi.viewer._truth import find_truth_file
+
+        if self.config.annotations is None:
+            return None
+        return find_truth_file(
+            self.config.annotations, stem, all_stems=list(self.entries())
+        )
+
     def heatmap(self, outputs: SlideOutputs) -> HeatmapLayer | None:
         """Return the slide's heatmap, read again only when the store's copy changes."""
         mtime = heatmap_mtime_ns(outputs)
@@ -190,20 +218,40 @@ def create_app(config: ViewerConfig) -> flask.Flask:
     Raises
     ------
     ValueError
-        If ``config.out_dir`` is not a folder.
+        If ``config.out_dir`` is not a folder, or ``config.annotations`` does not
+        exist.
     """
+    from wsi.viewer._review import add_review_routes
+
     if not config.out_dir.is_dir():
         raise ValueError(
             f"out_dir {config.out_dir} is not a folder; pass the --out folder of a "
             "wsi-heatmap run"
         )
+    if config.annotations is not None and not config.annotations.exists():
+        raise ValueError(
+            f"annotations {config.annotations} does not exist; pass a truth file "
+            "(.xml, .geojson, .json) or a folder of them named after the slides"
+        )
     app = flask.Flask(__name__, static_folder="static", template_folder="templates")
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.converters["digits"] = _DigitsConverter
     state = _State(config)
     app.extensions["wsi_viewer"] = state
+
+    @app.before_request
+    def _check_host() -> None:
+        header = flask.request.headers.get("Host")
+        if not host_allowed(header, config.allowed_hosts):
+            logger.warning("refused a request for Host %r", header)
+            raise Forbidden(
+                f"this viewer answers only for localhost, not Host {header!r}"
+            )
+
     _add_pages(app, state)
     _add_tiles(app, state)
     _add_api(app, state)
+    add_review_routes(app, state)
 
     @app.after_request
     def _headers(response: flask.Response) -> flask.Response:
@@ -223,7 +271,7 @@ def create_app(config: ViewerConfig) -> flask.Flask:
 def _add_pages(app: flask.Flask, state: _State) -> None:
     @app.get("/")
     def index() -> str:
-        rows = [entry.overview() for entry in state.entries().values()]
+        rows = [entry.overview() for entry in by_probability(state.entries())]
         return flask.render_template(
             "index.html", slides=rows, out_dir=state.config.out_dir
         )
@@ -231,14 +279,22 @@ def _add_pages(app: flask.Flask, state: _State) -> None:
     @app.get("/slides/<stem>")
     def slide_page(stem: str) -> str:
         entry = state.entry(stem)
-        mpp, error = None, None
+        mpp, error, metadata = None, None, None
         if entry.slide_path is None:
             error = "the outputs record no slide path"
         else:
             try:
-                mpp = state.slides.get(entry.slide_path).mpp
+                opened = state.slides.get(entry.slide_path)
+                mpp, metadata = opened.mpp, opened.metadata()
             except SlideReadError as err:
                 error = str(err)
+        order = [e.stem for e in by_probability(state.entries())]
+        here = order.index(stem) if stem in order else -1
+        neighbours = {
+            "previous": order[here - 1] if here > 0 else None,
+            "next": order[here + 1] if 0 <= here < len(order) - 1 else None,
+        }
+        truth = state.truth_file(stem)
         page = {
             "stem": stem,
             "slide_ok": error is None,
@@ -247,6 +303,10 @@ def _add_pages(app: flask.Flask, state: _State) -> None:
             "heatmap_url": flask.url_for("api_heatmap", stem=stem),
             "regions_url": flask.url_for("api_regions", stem=stem),
             "value_url": flask.url_for("api_heatmap_value", stem=stem),
+            "truth_url": None
+            if truth is None
+            else flask.url_for("api_truth", stem=stem),
+            "objective_power": (metadata or {}).get("objective_power"),
             "osd_images": flask.url_for("static", filename="openseadragon/images/"),
         }
         files = [name for name in _FILES if _output_file(entry.outputs, name)]
@@ -256,6 +316,10 @@ def _add_pages(app: flask.Flask, state: _State) -> None:
             overview=entry.overview(),
             summary=entry.summary or {},
             slide_error=error,
+            metadata=metadata,
+            neighbours=neighbours,
+            position=(here + 1, len(order)),
+            truth_file=None if truth is None else truth.name,
             files=files,
             colorbar_css=colorbar_css(),
         )
@@ -283,7 +347,7 @@ def _add_tiles(app: flask.Flask, state: _State) -> None:
     def dzi(stem: str) -> flask.Response:
         return flask.Response(open_slide(stem).dzi(), mimetype="application/xml")
 
-    @app.get("/slides/<stem>_files/<int:level>/<int:col>_<int:row>.jpeg")
+    @app.get("/slides/<stem>_files/<digits:level>/<digits:col>_<digits:row>.jpeg")
     def tile(stem: str, level: int, col: int, row: int) -> flask.Response:
         slide = open_slide(stem)
         try:
@@ -315,7 +379,9 @@ def _add_tiles(app: flask.Flask, state: _State) -> None:
 def _add_api(app: flask.Flask, state: _State) -> None:
     @app.get("/api/slides")
     def api_slides() -> flask.Response:
-        return flask.jsonify([entry.overview() for entry in state.entries().values()])
+        return flask.jsonify(
+            [entry.overview() for entry in by_probability(state.entries())]
+        )
 
     @app.get("/api/slides/<stem>/summary")
     def api_summary(stem: str) -> flask.Response:
@@ -354,6 +420,20 @@ def _add_api(app: flask.Flask, state: _State) -> None:
             return flask.jsonify(x=x, y=y, row=None, col=None, probability=None)
         row, col, probability = found
         return flask.jsonify(x=x, y=y, row=row, col=col, probability=probability)
+
+
+class _DigitsConverter(BaseConverter):
+    """A non-negative integer in ASCII digits only (``int`` also takes ``"١٢"``)."""
+
+    regex = r"[0-9]{1,9}"
+
+    def to_python(self, value: str) -> int:
+        """The number."""
+        return int(value)
+
+    def to_url(self, value: object) -> str:
+        """The digits."""
+        return str(int(str(value)))
 
 
 def _output_file(outputs: SlideOutputs, name: str) -> Path | None:

@@ -1,6 +1,9 @@
 /* wsi-heatmap slide page: the slide in OpenSeadragon, the heatmap as a second image
- * placed in level-0 pixels, the tumour polygons as SVG, a cursor read-out and a scale
- * bar. Everything is fetched from this app (URLs come from #page-data). */
+ * placed in level-0 pixels, the tumour polygons and the ground truth as SVG (hover or
+ * click an outline for its numbers), a cursor read-out, a scale bar with the zoom's
+ * objective equivalent. Everything is fetched from this app (URLs come from
+ * #page-data). The canvas drawer is forced: OpenSeadragon's WebGL drawer lightens
+ * the slide under fully transparent heatmap pixels (premultiplied alpha). */
 (function () {
   "use strict";
 
@@ -16,8 +19,10 @@
     maxZoomPixelRatio: 4,
     visibilityRatio: 0.5,
     crossOriginPolicy: false,
+    drawer: "canvas",
     gestureSettingsMouse: { clickToZoom: false },
   });
+  window.wsiViewer = viewer; // for the browser test and the console
 
   var slideItem = null;
   var heatmap = null; // geometry from /api/slides/<stem>/heatmap
@@ -48,10 +53,12 @@
     });
     loadHeatmap();
     loadRegions();
+    if (page.truth_url) loadTruth();
     trackCursor();
     if (page.mpp) { onViewportChange.push(updateScalebar); show("scalebar"); }
     goToHash();
     viewer.addHandler("animation-finish", writeHash);
+    window.addEventListener("hashchange", goToHash);
   });
 
   /* ---- the location as #x=..&y=..&w=.. (level-0 centre and visible width) -------- */
@@ -62,6 +69,7 @@
       if (kv.length === 2) h[kv[0]] = parseFloat(kv[1]);
     });
     if (!(isFinite(h.x) && isFinite(h.y) && h.w > 0)) return;
+    if (location.hash === lastHash) return; // our own writeHash
     var rect = new OpenSeadragon.Rect(h.x - h.w / 2, h.y - h.w / 2, h.w, h.w);
     viewer.viewport.fitBounds(slideItem.imageToViewportRectangle(rect), true);
   }
@@ -70,8 +78,10 @@
     var r = slideItem.viewportToImageRectangle(viewer.viewport.getBounds(true));
     var hash = "#x=" + Math.round(r.x + r.width / 2) + "&y=" + Math.round(r.y + r.height / 2) +
       "&w=" + Math.round(r.width);
+    lastHash = hash;
     history.replaceState(null, "", hash);
   }
+  var lastHash = null;
 
   /* ---- heatmap ---------------------------------------------------------------- */
   function loadHeatmap() {
@@ -162,42 +172,95 @@
     return "Region " + (index + 1) + (parts.length ? ": " + parts.join(", ") : "");
   }
 
+  function zoomTo(b) {
+    var pad = Math.max(b[2] - b[0], b[3] - b[1]) * 0.25 + 200;
+    var rect = new OpenSeadragon.Rect(b[0] - pad, b[1] - pad, b[2] - b[0] + 2 * pad, b[3] - b[1] + 2 * pad);
+    viewer.viewport.fitBoundsWithConstraints(slideItem.imageToViewportRectangle(rect));
+  }
+  function areaText(b, feature) {
+    var props = feature.properties || {};
+    if (props.area_l0_px2 && page.mpp) {
+      return (props.area_l0_px2 * page.mpp * page.mpp / 1e6).toFixed(3) + " mm²";
+    }
+    return "";
+  }
+  var selectedPath = null;
+  function select(path, text, sticky) {
+    if (sticky) {
+      if (selectedPath) selectedPath.classList.remove("selected");
+      selectedPath = path;
+      path.classList.add("selected");
+    }
+    $("selected").textContent = text;
+    $("selected").classList.remove("muted");
+  }
+  /* one SVG layer per collection, kept on the slide as it moves; returns the <svg> */
+  function outlineLayer(collection, kind, label) {
+    var svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("class", "regions-layer " + kind + "-layer");
+    var group = document.createElementNS(SVG_NS, "g");
+    svg.appendChild(group);
+    viewer.canvas.appendChild(svg);
+    var paths = [];
+    collection.features.forEach(function (feature, index) {
+      var polygons = ringsOf(feature.geometry);
+      if (!polygons.length) return;
+      var path = document.createElementNS(SVG_NS, "path");
+      path.setAttribute("d", pathData(polygons));
+      path.setAttribute("fill-rule", "evenodd");
+      path.setAttribute("class", kind);
+      var b = bounds(polygons);
+      var text = label(feature, index, b);
+      var title = document.createElementNS(SVG_NS, "title");
+      title.textContent = text;
+      path.appendChild(title);
+      path.addEventListener("mouseenter", function () { if (!selectedPath) select(path, text, false); });
+      path.addEventListener("click", function () { select(path, text, true); });
+      group.appendChild(path);
+      paths.push({ path: path, bounds: b, text: text });
+    });
+    function place(t) {
+      group.setAttribute("transform", "translate(" + t.x + " " + t.y + ") scale(" + t.scale + ")");
+    }
+    onViewportChange.push(place);
+    place(screenTransform());
+    return { svg: svg, paths: paths };
+  }
   function loadRegions() {
     getJson(page.regions_url).then(function (collection) {
       if (!collection) { show("regions-missing"); return; }
       show("regions-controls");
-      var svg = document.createElementNS(SVG_NS, "svg");
-      svg.setAttribute("class", "regions-layer");
-      var group = document.createElementNS(SVG_NS, "g");
-      svg.appendChild(group);
-      viewer.canvas.appendChild(svg);
+      var layer = outlineLayer(collection, "prediction", describe);
       var list = $("regions-list");
-      collection.features.forEach(function (feature, index) {
-        var polygons = ringsOf(feature.geometry);
-        if (!polygons.length) return;
-        var path = document.createElementNS(SVG_NS, "path");
-        path.setAttribute("d", pathData(polygons));
-        path.setAttribute("fill-rule", "evenodd");
-        group.appendChild(path);
-        var b = bounds(polygons);
+      layer.paths.forEach(function (p) {
         var item = document.createElement("li");
-        item.textContent = describe(feature, index);
+        item.textContent = p.text;
         item.title = "zoom to this region";
-        item.addEventListener("click", function () {
-          var pad = Math.max(b[2] - b[0], b[3] - b[1]) * 0.25 + 200;
-          var rect = new OpenSeadragon.Rect(b[0] - pad, b[1] - pad, b[2] - b[0] + 2 * pad, b[3] - b[1] + 2 * pad);
-          viewer.viewport.fitBoundsWithConstraints(slideItem.imageToViewportRectangle(rect));
-        });
+        item.addEventListener("click", function () { zoomTo(p.bounds); select(p.path, p.text, true); });
         list.appendChild(item);
       });
       if (list.children.length) show("regions-section");
-      function place(t) {
-        group.setAttribute("transform", "translate(" + t.x + " " + t.y + ") scale(" + t.scale + ")");
-      }
-      onViewportChange.push(place);
-      place(screenTransform());
       $("regions-on").addEventListener("change", function (e) {
-        svg.style.display = e.target.checked ? "" : "none";
+        layer.svg.style.display = e.target.checked ? "" : "none";
+      });
+    });
+  }
+  function loadTruth() {
+    fetch(page.truth_url).then(function (r) {
+      return r.json().then(function (body) { return { ok: r.ok, body: body }; });
+    }).then(function (answer) {
+      if (!answer.ok) {
+        $("truth-error").textContent = "Ground truth not shown: " + (answer.body.error || "unreadable");
+        show("truth-error");
+        return;
+      }
+      var layer = outlineLayer(answer.body, "truth", function (feature, index, b) {
+        var area = areaText(b, feature);
+        return "Ground truth " + (index + 1) + (area ? ": " + area : "") + " (" + answer.body.source + ")";
+      });
+      document.body.dataset.truthOutlines = String(layer.paths.length);
+      $("truth-on").addEventListener("change", function (e) {
+        layer.svg.style.display = e.target.checked ? "" : "none";
       });
     });
   }
@@ -258,6 +321,10 @@
       .find(function (v) { return v <= target; });
     var bar = $("scalebar");
     bar.firstElementChild.style.width = (length / umPerScreenPx).toFixed(1) + "px";
-    bar.lastElementChild.textContent = length >= 1000 ? length / 1000 + " mm" : length + " µm";
+    bar.children[1].textContent = length >= 1000 ? length / 1000 + " mm" : length + " µm";
+    // 10x objective ~ 1 µm per screen pixel, 20x ~ 0.5, 40x ~ 0.25 (a display convention)
+    var magnification = 10 / umPerScreenPx;
+    $("magnification").textContent = "≈ " + (magnification >= 10 ? magnification.toFixed(0) :
+      magnification.toPrecision(2)) + "x";
   }
 })();
