@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -16,6 +17,7 @@ from PIL import Image
 from tests.wsi.viewer_data import (
     HEIGHT_PX,
     REGION,
+    STEM,
     WIDTH_PX,
     build_out_dir,
     make_grid,
@@ -24,6 +26,8 @@ from tests.wsi.viewer_data import (
 )
 from wsi.layout import SlideOutputs
 from wsi.viewer import ViewerConfig, create_app
+
+ANNOTATIONS = Path(__file__).parents[1] / "fixtures" / "annotations"
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +279,62 @@ def test_slide_path_from_the_store_while_running(tmp_path: Path) -> None:
     assert client.get("/slides/running.dzi").status_code == 200
     assert client.get("/api/slides/running/summary").status_code == 404
     assert "run not finished" in client.get("/").get_data(as_text=True)
+
+
+def _ncrf_truth(folder: Path, name: str) -> Path:
+    lesions = json.loads((ANNOTATIONS / "ncrf_lesions.json").read_text())["lesions"]
+    positive = lesions[0]["positive"]
+    path = folder / name
+    path.write_text(json.dumps({"positive": positive, "negative": []}))
+    return path
+
+
+def test_truth_from_ncrf_json_in_a_folder(out_dir: Path, tmp_path: Path) -> None:
+    _ncrf_truth(tmp_path, f"{STEM}.json")
+    client = create_app(ViewerConfig(out_dir, annotations=tmp_path)).test_client()
+    collection = client.get(f"/api/slides/{STEM}/truth").get_json(force=True)
+    assert collection["source"] == f"{STEM}.json"
+    assert len(collection["features"]) >= 1
+    assert collection["features"][0]["properties"]["area_l0_px2"] > 0
+    assert client.get("/api/slides/partial/truth").status_code == 404
+    assert "Ground truth" in client.get(f"/slides/{STEM}").get_data(as_text=True)
+
+
+def test_a_truth_file_named_after_no_slide(out_dir: Path, tmp_path: Path) -> None:
+    other = _ncrf_truth(tmp_path, "someone_else.json")
+    client = create_app(ViewerConfig(out_dir, annotations=other)).test_client()
+    # Two slides in the folder: the file belongs to neither.
+    assert client.get(f"/api/slides/{STEM}/truth").status_code == 404
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / STEM).symlink_to(out_dir / STEM, target_is_directory=True)
+    client = create_app(ViewerConfig(single, annotations=other)).test_client()
+    assert client.get(f"/api/slides/{STEM}/truth").status_code == 200
+
+
+def test_missing_annotations_are_refused(out_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="annotations"):
+        create_app(ViewerConfig(out_dir, annotations=tmp_path / "missing.xml"))
+
+
+def test_slide_metadata_and_neighbours(client: FlaskClient) -> None:
+    metadata = client.get(f"/api/slides/{STEM}/metadata").get_json()
+    assert metadata["size_l0_px"] == [WIDTH_PX, HEIGHT_PX]
+    assert metadata["levels"] == 2
+    assert metadata["mpp"] == pytest.approx(0.243, abs=1e-3)
+    assert metadata["associated_images"] == []
+    assert client.get(f"/slides/{STEM}/associated/label.png").status_code == 404
+    html = client.get(f"/slides/{STEM}").get_data(as_text=True)
+    assert "1 of 2" in html
+    assert 'id="next-slide" href="/slides/partial"' in html
+    assert 'id="previous-slide"' not in html
+    assert "1024 \u00d7 768 px" in html
+    partial = client.get("/slides/partial").get_data(as_text=True)
+    assert 'id="previous-slide" href="/slides/tiny"' in partial
+
+
+def test_foreign_host_is_refused_by_the_app(client: FlaskClient) -> None:
+    assert (
+        client.get("/api/slides", headers={"Host": "evil.example"}).status_code == 403
+    )
+    assert client.get("/api/slides", headers={"Host": "localhost:1"}).status_code == 200
