@@ -44,6 +44,13 @@ _OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "low_threshold": ("polygons", "low_threshold"),
     "simplify_um": ("polygons", "simplify_um"),
     "min_area_um2": ("polygons", "min_area_um2"),
+    "polygon_sigma_um": ("polygons", "smooth_sigma_um"),
+    "max_hole_um2": ("polygons", "max_hole_um2"),
+    "detection_sigma_um": ("detection", "smooth_sigma_um"),
+    "nms_radius_um": ("detection", "nms_radius_um"),
+    "min_detection_probability": ("detection", "min_probability"),
+    "slide_score": ("slide_score", "method"),
+    "slide_sigma_um": ("slide_score", "smooth_sigma_um"),
 }
 
 
@@ -174,6 +181,43 @@ def polygon_options(func: F) -> F:
             type=click.FloatRange(min=0),
             help="Drop regions smaller than this, um^2.",
         ),
+        click.option(
+            "--polygon-sigma-um",
+            type=click.FloatRange(min=0),
+            help="Smooth the heatmap by this Gaussian sigma before thresholding, um.",
+        ),
+        click.option(
+            "--max-hole-um2",
+            type=click.FloatRange(min=0),
+            help="Fill holes in regions up to this area, um^2.",
+        ),
+        click.option(
+            "--detection-sigma-um",
+            type=click.FloatRange(min=0),
+            help="Smoothing of the heatmap for lesion candidates, um.",
+        ),
+        click.option(
+            "--nms-radius-um",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Least distance between lesion candidates, um.",
+        ),
+        click.option(
+            "--min-detection-probability",
+            type=click.FloatRange(0, 1),
+            help="Drop lesion candidates below this probability.",
+        ),
+        click.option(
+            "--slide-score",
+            type=click.Choice(
+                ["max_cell", "max_smoothed", "top_mean", "largest_region"]
+            ),
+            help="Which score is summary.json's slide probability.",
+        ),
+        click.option(
+            "--slide-sigma-um",
+            type=click.FloatRange(min=0),
+            help="Smoothing of the heatmap for the slide score, um.",
+        ),
     ]
     return _stack(func, options)
 
@@ -190,7 +234,15 @@ def build_config(
 
     base = RunConfig(slides=slides, out_dir=out_dir)
     sections: dict[str, dict[str, Any]] = {
-        name: {} for name in ("tissue", "tiling", "scoring", "polygons")
+        name: {}
+        for name in (
+            "tissue",
+            "tiling",
+            "scoring",
+            "polygons",
+            "detection",
+            "slide_score",
+        )
     }
     if config_file is not None:
         try:
@@ -236,7 +288,8 @@ def build_config(
     "--config",
     "config_file",
     type=click.Path(exists=True, path_type=Path),
-    help="TOML file with [tissue] [tiling] [scoring] [polygons] settings.",
+    help="TOML file with [tissue] [tiling] [scoring] [polygons] [detection] "
+    "[slide_score] settings.",
 )
 @slide_options
 @tiling_options
@@ -383,16 +436,25 @@ def score_command(folders: tuple[Path, ...], overwrite: bool, **options: Any) ->
 @polygon_options
 def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
     """Stitch scored FOLDERS into heatmaps and export polygons, detections, overlays."""
+    from wsi.detection import DetectionParams
     from wsi.export import PolygonParams
+    from wsi.slide_score import SlideScoreParams
     from wsi.stages import export_slide, stitch_slide
 
     params = PolygonParams(**_flag_values(options, "polygons"))
+    detection = DetectionParams(**_flag_values(options, "detection"))
+    scoring = SlideScoreParams(**_flag_values(options, "slide_score"))
     for outputs in _stores(folders):
         stitched = stitch_slide(outputs, threshold=params.threshold)
-        exported = export_slide(outputs, stitched, params=params)
+        exported = export_slide(
+            outputs, stitched, params=params, detection=detection, scoring=scoring
+        )
         click.echo(
-            f"{outputs.stem}: max probability {stitched.max_probability:.3f}, "
-            f"{exported.n_regions} regions -> {outputs.folder}"
+            f"{outputs.stem}: slide probability "
+            f"{exported.slide_score.probability:.3f} "
+            f"(max cell {stitched.max_probability:.3f}), "
+            f"{exported.n_regions} regions, {exported.n_detections} candidates "
+            f"-> {outputs.folder}"
         )
 
 
@@ -439,6 +501,8 @@ def doctor_command() -> None:
 
 def register(group: click.Group) -> None:
     """Add every command to the ``wsi-heatmap`` group."""
+    from wsi.cli_evaluate import evaluate_command
+
     for command in (
         run_command,
         tile_command,
@@ -447,6 +511,7 @@ def register(group: click.Group) -> None:
         train_command,
         eval_patches_command,
         export_model_command,
+        evaluate_command,
         view_command,
         doctor_command,
     ):

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wsi.detection import DetectionParams
 from wsi.errors import OutputError, WsiError
 from wsi.export import PolygonParams
 from wsi.layout import SlideOutputs
@@ -21,6 +22,7 @@ from wsi.locking import store_lock
 from wsi.progress import Progress
 from wsi.provenance import git_commit, settings_hash, software_versions
 from wsi.scoring import PatchClassifier, ScoringParams, score_store
+from wsi.slide_score import SlideScoreParams
 from wsi.stages import export_slide, stitch_slide
 from wsi.tiling import TilingParams, tile_slide
 from wsi.tissue import TissueParams
@@ -40,6 +42,8 @@ class RunConfig:
     tiling: TilingParams = field(default_factory=TilingParams)
     scoring: ScoringParams = field(default_factory=ScoringParams)
     polygons: PolygonParams = field(default_factory=PolygonParams)
+    detection: DetectionParams = field(default_factory=DetectionParams)
+    slide_score: SlideScoreParams = field(default_factory=SlideScoreParams)
     mpp: float | None = None
     mpp_from_objective: bool = False
     overwrite: bool = False
@@ -54,6 +58,8 @@ class RunConfig:
             "tiling": asdict(self.tiling),
             "scoring": scoring,
             "polygons": asdict(self.polygons),
+            "detection": asdict(self.detection),
+            "slide_score": asdict(self.slide_score),
             "mpp": self.mpp,
             "mpp_from_objective": self.mpp_from_objective,
         }
@@ -206,7 +212,13 @@ def _run_slide(
         timings["stitch"] = time.perf_counter() - t0
         stage.append("export")
         t0 = time.perf_counter()
-        exported = export_slide(outputs, stitched, params=config.polygons)
+        exported = export_slide(
+            outputs,
+            stitched,
+            params=config.polygons,
+            detection=config.detection,
+            scoring=config.slide_score,
+        )
         timings["export"] = time.perf_counter() - t0
         summary = {
             "slide": {"path": str(Path(slide).resolve()), "stem": outputs.stem},
@@ -214,8 +226,17 @@ def _run_slide(
             "settings": config.settings(),
             "n_patches": tiled.n_patches,
             "effective_mpp": tiled.effective_mpp,
-            "slide_probability": stitched.max_probability,
+            "slide_probability": exported.slide_score.probability,
+            "slide_score": {
+                "method": exported.slide_score.method,
+                "scores": exported.slide_score.scores,
+            },
             "max_probability": stitched.max_probability,
+            "slide_mpp": [stitched.grid.geometry.mpp_x, stitched.grid.geometry.mpp_y],
+            "slide_size_l0_px": [
+                stitched.grid.geometry.width_px,
+                stitched.grid.geometry.height_px,
+            ],
             "tumor_area_um2": exported.tumor_area_um2,
             "n_regions": exported.n_regions,
             "n_detections": exported.n_detections,

@@ -20,6 +20,7 @@ from scipy import ndimage
 from shapely.geometry import MultiPolygon, Polygon
 
 from wsi.cell_outlines import cell_outlines
+from wsi.detection import cell_size_um, smooth_heatmap
 from wsi.geometry import TileGrid
 from wsi.heatmap_tiff import check_heatmap
 
@@ -28,6 +29,7 @@ __all__ = [
     "TumorRegion",
     "detections",
     "heatmap_regions",
+    "region_mask",
     "tumour_mask",
 ]
 
@@ -52,6 +54,14 @@ class PolygonParams:
         collinear vertices are dropped). Topology is preserved.
     min_area_um2
         Regions whose tumour cells cover less than this are dropped (0 keeps all).
+    smooth_sigma_um
+        The thresholds apply to the heatmap smoothed by a Gaussian of this standard
+        deviation in microns (normalised over tissue cells, `smooth_heatmap`), so a
+        lesion's patchy cells make one region and lone cells fall below; 0 uses the
+        raw heatmap. Region statistics always use the raw probabilities.
+    max_hole_um2
+        Holes (normal or unscored cells enclosed by a region) up to this area are
+        filled; 0 keeps every hole.
 
     Examples
     --------
@@ -67,6 +77,8 @@ class PolygonParams:
     low_threshold: float | None = None
     simplify_um: float = 0.0
     min_area_um2: float = 0.0
+    smooth_sigma_um: float = 0.0
+    max_hole_um2: float = 0.0
 
     def __post_init__(self) -> None:
         """Reject thresholds outside [0, 1] and negative tolerances or areas."""
@@ -79,8 +91,10 @@ class PolygonParams:
             )
         if not (np.isfinite(self.simplify_um) and self.simplify_um >= 0):
             raise ValueError(f"simplify_um must be >= 0, got {self.simplify_um}")
-        if not (np.isfinite(self.min_area_um2) and self.min_area_um2 >= 0):
-            raise ValueError(f"min_area_um2 must be >= 0, got {self.min_area_um2}")
+        for name in ("min_area_um2", "smooth_sigma_um", "max_hole_um2"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -268,25 +282,66 @@ def tumour_mask(
     return mask
 
 
+def region_mask(
+    heatmap: npt.NDArray[np.floating], *, grid: TileGrid, params: PolygonParams
+) -> npt.NDArray[np.bool_]:
+    """Tumour cells after smoothing, thresholds, hysteresis and hole filling.
+
+    Examples
+    --------
+    >>> from wsi.geometry import SlideGeometry
+    >>> g = SlideGeometry(width_px=1536, height_px=1536, mpp_x=0.25, mpp_y=0.25,
+    ...                   level_dimensions=((1536, 1536),))
+    >>> grid = TileGrid(geometry=g, mpp=1.0, stride_px=96)   # 96-um cells, 4 x 4
+    >>> h = np.full((4, 4), 0.9, np.float32); h[1, 1] = 0.1; h[3, :] = 0.0
+    >>> int(region_mask(h, grid=grid, params=PolygonParams()).sum())
+    11
+    >>> p = PolygonParams(max_hole_um2=10_000)
+    >>> int(region_mask(h, grid=grid, params=p).sum())
+    12
+    """
+    values = np.asarray(heatmap, dtype=np.float32)
+    if params.smooth_sigma_um > 0:
+        sigma_cells = params.smooth_sigma_um / cell_size_um(grid)
+        values = smooth_heatmap(values, sigma_cells=sigma_cells)
+    mask = tumour_mask(values, params=params)
+    if params.max_hole_um2 > 0 and mask.any():
+        holes = ndimage.binary_fill_holes(mask) & ~mask
+        labels, n = ndimage.label(holes)
+        if n:
+            sizes = np.bincount(labels.ravel(), minlength=n + 1)
+            small = sizes * _cell_area_um2(grid) <= params.max_hole_um2
+            small[0] = False
+            mask = mask | small[labels]
+    return mask
+
+
 def _components(
     values: npt.NDArray[np.float32], *, grid: TileGrid, params: PolygonParams
 ) -> tuple[npt.NDArray[np.int32], list[_Component]]:
-    """Label the 8-connected tumour regions, keep those large enough, sort them."""
-    mask = tumour_mask(values, params=params)
+    """Label the 8-connected tumour regions, keep those large enough, sort them.
+
+    Statistics (maximum, mean, peak) use the raw finite probabilities of the
+    region's cells; filled holes without a patch count in ``n_cells`` only.
+    """
+    mask = region_mask(values, grid=grid, params=params)
     labels, n = ndimage.label(mask, structure=_EIGHT_CONNECTED)
     if n == 0:
         return labels, []
     index = np.arange(1, n + 1)
     counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    safe = np.where(mask, values, 0.0)
+    finite = np.isfinite(values)
+    safe = np.where(mask & finite, values, 0.0)
     maxima = ndimage.maximum(safe, labels, index)
-    means = ndimage.mean(safe, labels, index)
+    n_finite = ndimage.sum(finite, labels, index)
+    means = ndimage.sum(safe, labels, index) / np.maximum(n_finite, 1)
     min_cells = params.min_area_um2 / _cell_area_um2(grid)
     components = []
     for label, slices in enumerate(ndimage.find_objects(labels), start=1):
         if slices is None or counts[label - 1] < min_cells:
             continue
-        window = np.where(labels[slices] == label, safe[slices], -1.0)
+        inside = (labels[slices] == label) & finite[slices]
+        window = np.where(inside, safe[slices], -1.0)
         r, c = np.unravel_index(int(np.argmax(window)), window.shape)
         components.append(
             _Component(

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from wsi.detection import DetectionParams, lesion_candidates
 from wsi.errors import WsiError
 from wsi.export import (
     PolygonParams,
-    detections,
     heatmap_regions,
     write_asap_xml,
     write_detections_csv,
@@ -26,6 +26,7 @@ from wsi.layout import Arrays, Attr, SlideOutputs
 from wsi.locking import store_lock
 from wsi.overlay import save_overlay_png
 from wsi.reader import open_slide
+from wsi.slide_score import SlideScore, SlideScoreParams, slide_score
 from wsi.store import array, grid_from_attrs, read_tissue_mask
 from wsi.tissue import TissueMask, tissue_png
 
@@ -58,6 +59,7 @@ class Exported:
     n_regions: int
     n_detections: int
     tumor_area_um2: float
+    slide_score: SlideScore
 
 
 def _open_scored(outputs: SlideOutputs) -> Any:
@@ -96,14 +98,28 @@ def stitch_slide(outputs: SlideOutputs, *, threshold: float | None = None) -> St
 
 
 def export_slide(
-    outputs: SlideOutputs, stitched: Stitched, *, params: PolygonParams
+    outputs: SlideOutputs,
+    stitched: Stitched,
+    *,
+    params: PolygonParams,
+    detection: DetectionParams | None = None,
+    scoring: SlideScoreParams | None = None,
 ) -> Exported:
-    """Write polygons (GeoJSON, ASAP XML), detections and the overlay of a heatmap."""
+    """Write polygons (GeoJSON, ASAP XML), detections and the overlay of a heatmap.
+
+    ``detection`` and ``scoring`` (defaults when None) give the lesion candidates of
+    ``detections.csv`` (`wsi.detection.lesion_candidates`) and the slide score
+    (`wsi.slide_score.slide_score`).
+    """
+    detection = DetectionParams() if detection is None else detection
+    scoring = SlideScoreParams() if scoring is None else scoring
     with store_lock(outputs.store):
         root = _open_scored(outputs)
         grid = stitched.grid
         regions = heatmap_regions(stitched.heatmap, grid=grid, params=params)
-        dets = detections(stitched.heatmap, grid=grid, params=params)
+        candidates = lesion_candidates(stitched.heatmap, grid=grid, params=detection)
+        dets = [c.as_row() for c in candidates]
+        score = slide_score(stitched.heatmap, grid=grid, params=scoring)
         write_geojson(regions, outputs.geojson, slide_mpp=grid.geometry.mpp)
         write_asap_xml(regions, outputs.asap_xml)
         write_detections_csv(dets, outputs.detections_csv)
@@ -121,14 +137,19 @@ def export_slide(
         tissue_png(tissue, outputs.tissue_png)
         area = float(sum(r.area_um2 for r in regions))
         logger.info(
-            "%s: %d regions, %.0f um2, %d detections",
+            "%s: %d regions, %.0f um2, %d detections, slide probability %.3f (%s)",
             outputs.stem,
             len(regions),
             area,
             len(dets),
+            score.probability,
+            score.method,
         )
         return Exported(
-            n_regions=len(regions), n_detections=len(dets), tumor_area_um2=area
+            n_regions=len(regions),
+            n_detections=len(dets),
+            tumor_area_um2=area,
+            slide_score=score,
         )
 
 
