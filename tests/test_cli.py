@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import unittest.mock
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,65 @@ def _toml(tmp_path: Path) -> Path:
     path = tmp_path / "bad.toml"
     path.write_text("[bogus]\nx = 1\n")
     return path
+
+
+def test_issue_11_missing_slide_is_one_line_and_leaves_no_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "missing.svs"), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 1
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: ")
+    assert lines[0].count("missing.svs") == 1
+    assert not (out / "missing").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]
+
+
+def test_issue_11_tile_failure_leaves_no_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _main(
+        ["tile", str(tmp_path / "missing.svs"), "--out", str(tmp_path)], capsys
+    )
+    assert code == 1
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "missing").exists()
+
+
+def test_issue_11_help_has_no_stray_markers() -> None:
+    text = CliRunner().invoke(cli, ["--help"]).output
+    assert "\\b" not in text
+    assert "\b" not in text
+    # The command list keeps one command per line.
+    listed = [
+        line for line in text.splitlines() if line.strip().startswith("wsi-heatmap ")
+    ]
+    assert len(listed) >= 5, text
+    assert any(line.strip().startswith("wsi-heatmap view OUT") for line in listed)
+
+
+def test_issue_11_quiet_hides_progress_bars(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wsi.progress import TqdmProgress
+
+    seen: list[object] = []
+    original = TqdmProgress.__init__
+
+    def spy(self: TqdmProgress, **kwargs: object) -> None:
+        seen.append(kwargs.get("disable"))
+        original(self, **kwargs)
+
+    with unittest.mock.patch.object(TqdmProgress, "__init__", spy):
+        _main(
+            ["-q", "tile", str(tmp_path / "missing.svs"), "--out", str(tmp_path)],
+            capsys,
+        )
+        _main(["tile", str(tmp_path / "missing.svs"), "--out", str(tmp_path)], capsys)
+    # -q: no bars at all; otherwise tqdm decides (None: no bars unless a terminal).
+    assert seen == [True, None]

@@ -42,8 +42,37 @@ class _DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+_HELP = """Find metastases in whole-slide images: tile, score, stitch a heatmap, export.
+
+\b
+  wsi-heatmap SLIDE... [--out DIR]         the whole pipeline (default command)
+  wsi-heatmap tile|score|stitch ...        single stages on the same store
+  wsi-heatmap train / eval-patches         the patch classifier
+  wsi-heatmap evaluate OUT --annotations   metrics against the ground truth
+  wsi-heatmap view OUT [--annotations]     local web viewer
+  wsi-heatmap doctor                       check the installation
+"""
+
+
+class _TqdmAwareHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines on stderr that do not break a progress bar drawn there."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not getattr(self.stream, "isatty", lambda: False)():
+            super().emit(record)  # bars are off when stderr is not a terminal
+            return
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 @click.group(
-    cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]}
+    cls=_DefaultGroup,
+    help=_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(package_name="wsi-heatmap")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
@@ -51,16 +80,8 @@ class _DefaultGroup(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
-    r"""Find metastases in whole-slide images: tile, score, stitch a heatmap, export.
-
-    \b
-    wsi-heatmap SLIDE... [--out DIR]     the whole pipeline
-    wsi-heatmap tile|score|stitch ...    single stages on the same store
-    wsi-heatmap train / eval-patches     the patch classifier
-    wsi-heatmap view OUT                 local web viewer
-    wsi-heatmap doctor                   check the installation
-    """
-    ctx.obj = {"debug": debug}
+    """Set up logging for every command (the help text is ``_HELP``)."""
+    ctx.obj = {"debug": debug, "quiet": quiet}
     level = (
         logging.DEBUG
         if verbose or debug
@@ -68,7 +89,9 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
         if quiet
         else logging.INFO
     )
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler = _TqdmAwareHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     for noisy in ("distributed", "tensorflow", "absl", "h5py", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 

@@ -306,16 +306,33 @@ def run_command(
 ) -> None:
     """Tile, score, stitch and export every SLIDE (the default command)."""
     from wsi.pipeline import run
-    from wsi.progress import TqdmProgress
 
     config = build_config(ctx, slides, out_dir, config_file, **options)
-    report = run(config, progress=TqdmProgress(leave=False))
+    report = run(config, progress=_progress())
     _print_table(report)
     if not report.ok:
         sys.exit(1)
 
 
+def _progress() -> Any:
+    """Progress bars on stderr: none with -q, none when stderr is not a terminal."""
+    from wsi.progress import TqdmProgress
+
+    quiet = (click.get_current_context().find_root().obj or {}).get("quiet", False)
+    return TqdmProgress(leave=False, disable=True if quiet else None)
+
+
+def _error_line(slide: Path, message: str) -> str:
+    """One line per failed slide: the message, which names the file, or both."""
+    text = " ".join(message.split())
+    return f"error: {text}" if Path(slide).name in text else f"error: {slide}: {text}"
+
+
 def _print_table(report: Any) -> None:
+    for failure in report.failures:
+        click.echo(_error_line(failure.slide, failure.message), err=True)
+    if not report.results:
+        return
     rows = [("slide", "patches", "max prob", "tumour mm2", "time s")]
     for r in report.results:
         note = " (done before)" if r.skipped else ""
@@ -333,12 +350,7 @@ def _print_table(report: Any) -> None:
         click.echo(
             "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
         )
-    for failure in report.failures:
-        click.echo(
-            f"error: {failure.slide} ({failure.stage}): {failure.message}", err=True
-        )
-    if report.results:
-        click.echo(f"outputs: {report.results[0].outputs.folder.parent}")
+    click.echo(f"outputs: {report.results[0].outputs.folder.parent}")
 
 
 @click.command("tile")
@@ -363,9 +375,10 @@ def tile_command(
     **options: Any,
 ) -> None:
     """Tile SLIDES into PCam-scale patch stores (OUT/<stem>/<stem>.zarr)."""
-    from wsi.errors import WsiError
+    from wsi.errors import SettingsMismatchError, WsiError
     from wsi.layout import SlideOutputs
-    from wsi.progress import TqdmProgress
+    from wsi.locking import discard_unused
+    from wsi.settings_change import reworded_mismatch
     from wsi.tiling import tile_slide
 
     config = build_config(ctx, slides, out_dir, config_file, **options)
@@ -381,13 +394,23 @@ def tile_command(
                 mpp=config.mpp,
                 mpp_from_objective=config.mpp_from_objective,
                 overwrite=config.overwrite,
-                progress=TqdmProgress(leave=False),
+                progress=_progress(),
             )
         except WsiError as err:
+            discard_unused(store)
+            if isinstance(err, SettingsMismatchError):
+                err = reworded_mismatch(
+                    err,
+                    store,
+                    slide,
+                    tiling=config.tiling,
+                    tissue=config.tissue,
+                    mpp=config.mpp,
+                )
             if (ctx.find_root().obj or {}).get("debug"):
-                raise
+                raise err
             failed += 1
-            click.echo(f"error: {err}", err=True)
+            click.echo(_error_line(slide, str(err)), err=True)
             continue
         click.echo(
             f"{slide.name}: {result.n_patches} patches at "
@@ -414,7 +437,6 @@ def _stores(paths: tuple[Path, ...]) -> list[Any]:
 @click.option("--overwrite", is_flag=True, help="Rescore finished chunks.")
 def score_command(folders: tuple[Path, ...], overwrite: bool, **options: Any) -> None:
     """Score the tiles of slide output FOLDERS (OUT/<stem>) or their .zarr stores."""
-    from wsi.progress import TqdmProgress
     from wsi.scoring import ScoringParams, score_store
 
     params = ScoringParams(**_flag_values(options, "scoring"))
@@ -423,7 +445,7 @@ def score_command(folders: tuple[Path, ...], overwrite: bool, **options: Any) ->
             outputs.store,
             params=params,
             overwrite=overwrite,
-            progress=TqdmProgress(leave=False),
+            progress=_progress(),
         )
         click.echo(
             f"{outputs.stem}: {result.chunks_scored} of {result.n_chunks} chunks "

@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 from wsi.errors import BusyError, OutputError
 from wsi.layout import lock_path
 
-__all__ = ["store_lock"]
+__all__ = ["discard_unused", "store_lock"]
 
 
 @contextmanager
@@ -57,3 +57,30 @@ def store_lock(store: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def discard_unused(store: Path) -> bool:
+    """Remove a slide's output folder if it holds nothing but its free lock file.
+
+    A slide that fails before anything is written (missing file, no resolution)
+    would otherwise leave ``OUT/<stem>/`` with only ``<stem>.lock`` in it. The lock
+    is taken (without waiting) while the file is removed, so a folder that another
+    process is starting to write is left alone.
+
+    Returns
+    -------
+    bool
+        True if the folder was removed.
+    """
+    path = lock_path(store)
+    folder = path.parent
+    try:
+        if {p.name for p in folder.iterdir()} - {path.name}:
+            return False
+        lock = FileLock(path, timeout=0, is_singleton=True)
+        with lock:
+            path.unlink(missing_ok=True)
+        folder.rmdir()
+    except (OSError, Timeout):
+        return False
+    return True

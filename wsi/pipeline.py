@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from wsi.detection import DetectionParams
-from wsi.errors import OutputError, WsiError
+from wsi.errors import OutputError, SettingsMismatchError, WsiError
 from wsi.export import PolygonParams
 from wsi.layout import SlideOutputs
-from wsi.locking import store_lock
+from wsi.locking import discard_unused, store_lock
 from wsi.progress import Progress
 from wsi.provenance import git_commit, settings_hash, software_versions
-from wsi.scoring import PatchClassifier, ScoringParams, score_store
+from wsi.scoring import PatchClassifier, ScoringParams, ScoringResult, score_store
+from wsi.settings_change import reworded_mismatch
 from wsi.slide_score import SlideScoreParams
 from wsi.stages import export_slide, stitch_slide
 from wsi.tiling import TilingParams, tile_slide
@@ -142,12 +143,12 @@ def run(
                 )
             )
         except WsiError as err:
-            logger.error(
-                "%s: %s", slide, err, exc_info=logger.isEnabledFor(logging.DEBUG)
-            )
+            # Reported once, by whoever reads report.failures (the CLI prints it).
+            logger.debug("%s failed: %s", slide, err, exc_info=True)
             report.failures.append(
                 Failure(slide=slide, stage=stage[-1], message=str(err))
             )
+            discard_unused(SlideOutputs.for_slide(out_dir, slide).store)
         except (
             OSError
         ) as err:  # disk full, permissions: record, keep the store resumable
@@ -156,10 +157,11 @@ def run(
                 f"{where}: {err.strerror or err}; free space or choose a writable "
                 "--out, then run again to resume"
             )
-            logger.error("%s: %s", slide, message)
+            logger.debug("%s failed: %s", slide, message)
             report.failures.append(
                 Failure(slide=slide, stage=stage[-1], message=message)
             )
+            discard_unused(SlideOutputs.for_slide(out_dir, slide).store)
     report.run_json = _write_run_json(config, report, seconds=time.time() - started)
     return report
 
@@ -185,26 +187,40 @@ def _run_slide(
         timings: dict[str, float] = {}
         stage.append("tile")
         t0 = time.perf_counter()
-        tiled = tile_slide(
-            slide,
-            outputs.store,
-            tiling=config.tiling,
-            tissue=config.tissue,
-            mpp=config.mpp,
-            mpp_from_objective=config.mpp_from_objective,
-            overwrite=config.overwrite,
-            progress=progress,
-        )
+        try:
+            tiled = tile_slide(
+                slide,
+                outputs.store,
+                tiling=config.tiling,
+                tissue=config.tissue,
+                mpp=config.mpp,
+                mpp_from_objective=config.mpp_from_objective,
+                overwrite=config.overwrite,
+                progress=progress,
+            )
+        except SettingsMismatchError as err:
+            raise reworded_mismatch(
+                err,
+                outputs.store,
+                slide,
+                tiling=config.tiling,
+                tissue=config.tissue,
+                mpp=config.mpp,
+            ) from err
         timings["tile"] = time.perf_counter() - t0
         stage.append("score")
         t0 = time.perf_counter()
-        scored = score_store(
-            outputs.store,
-            params=config.scoring,
-            classifier=classifier,
-            overwrite=config.overwrite,
-            progress=progress,
+        scored = (
+            None if config.overwrite else _scored_before(outputs, config, classifier)
         )
+        if scored is None:
+            scored = score_store(
+                outputs.store,
+                params=config.scoring,
+                classifier=classifier,
+                overwrite=config.overwrite,
+                progress=progress,
+            )
         timings["score"] = time.perf_counter() - t0
         stage.append("stitch")
         t0 = time.perf_counter()
@@ -247,6 +263,55 @@ def _run_slide(
         }
         _write_json_atomic(outputs.summary_json, summary)
         return _result_from_summary(slide, outputs, summary, skipped=False)
+
+
+def _scored_before(
+    outputs: SlideOutputs, config: RunConfig, classifier: PatchClassifier | None
+) -> ScoringResult | None:
+    """The store's scores when this model and TTA made all of them, else None.
+
+    Changing only what follows scoring (``--threshold``, polygon settings) then
+    neither loads the model nor rescores: the model's identity comes from its
+    sidecar, without TensorFlow.
+    """
+    import zarr
+
+    from wsi.layout import Arrays, Attr
+
+    try:
+        root: Any = zarr.open_group(str(outputs.store), mode="r")
+        attrs = root.attrs.asdict()
+        done = bool(attrs.get(Attr.SCORING_COMPLETE)) and bool(
+            root[Arrays.SCORED][...].all()
+        )
+        previous = dict(attrs.get(Attr.SCORING) or {})
+        n_patches = int(root[Arrays.SCORES].shape[0])
+        n_chunks = int(root[Arrays.SCORED].shape[0])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+    if not done:
+        return None
+    try:
+        sha256 = (
+            classifier.sha256
+            if classifier is not None
+            else config.scoring.spec().identity()[2]
+        )
+    except (WsiError, OSError, ValueError) as err:
+        logger.debug("cannot identify the model without loading it: %s", err)
+        return None
+    if previous.get("model_sha256") != sha256 or previous.get("tta") != (
+        config.scoring.tta
+    ):
+        return None
+    logger.info("%s: already scored by this model; not rescored", outputs.stem)
+    return ScoringResult(
+        n_patches=n_patches,
+        n_chunks=n_chunks,
+        chunks_scored=0,
+        seconds=0.0,
+        model_sha256=sha256,
+    )
 
 
 def _finished_summary(outputs: SlideOutputs, digest: str) -> dict[str, Any] | None:
