@@ -229,6 +229,8 @@ def save_heatmap_png(
     *,
     threshold: float | None = None,
     title: str = "",
+    cell_size_um: float | None = None,
+    origin_um: tuple[float, float] = (0.0, 0.0),
 ) -> None:
     """Save the heatmap as a colour-mapped PNG with a colour bar.
 
@@ -236,8 +238,9 @@ def save_heatmap_png(
     slides); cells without a tissue patch are light grey (`NO_DATA_RGB`). With a
     ``threshold``, its level is marked on the colour bar and, when cells are drawn at
     least 2 px wide (maps up to 1000 cells a side), the cells at or above it are
-    outlined in white along their edges, as the tumour polygons are. Axes count
-    heatmap cells.
+    outlined in white along their edges, as the tumour polygons are. With
+    ``cell_size_um`` the axes are millimetres from the slide's top-left corner;
+    without, heatmap cells.
 
     Parameters
     ----------
@@ -249,6 +252,10 @@ def save_heatmap_png(
         Tumour threshold to mark, or None.
     title
         Figure title, e.g. the slide name.
+    cell_size_um
+        Side of a heatmap cell in um (``heatmap_attrs``'s ``cell_size_um``).
+    origin_um
+        ``(x, y)`` of cell (0, 0)'s top-left corner from the slide's, in um.
 
     Raises
     ------
@@ -268,8 +275,9 @@ def save_heatmap_png(
     # The map near its native size: at least _PNG_MIN_PX, at most _PNG_MAX_PX a side.
     long_side = max(rows, cols, 1)
     scale = min(max(_PNG_MIN_PX / long_side, 1.0), _PNG_MAX_PX / long_side) / _PNG_DPI
+    # Room for the axis labels and the colour bar however flat the map is.
     fig = Figure(
-        figsize=(max(cols, 1) * scale + 1.8, max(rows, 1) * scale + 1.0),
+        figsize=(max(cols, 1) * scale + 2.0, max(max(rows, 1) * scale + 1.2, 3.0)),
         dpi=_PNG_DPI,
         layout="constrained",
     )
@@ -277,6 +285,13 @@ def save_heatmap_png(
     cmap = ListedColormap(
         matplotlib.colormaps[HEATMAP_CMAP](np.linspace(0, 1, 256))
     ).with_extremes(bad=tuple(np.array(NO_DATA_RGB) / 255))
+    extent = None
+    if cell_size_um is not None:
+        if not cell_size_um > 0:
+            raise ValueError(f"cell_size_um must be positive, got {cell_size_um}")
+        x0, y0 = origin_um[0] / 1000, origin_um[1] / 1000
+        c = cell_size_um / 1000
+        extent = (x0, x0 + cols * c, y0 + rows * c, y0)
     image = ax.imshow(
         np.ma.masked_invalid(values),
         cmap=cmap,
@@ -284,9 +299,14 @@ def save_heatmap_png(
         vmax=1.0,
         interpolation="nearest",
         aspect="equal",
+        extent=extent,
     )
-    ax.set_xlabel("heatmap column (cell)")
-    ax.set_ylabel("heatmap row (cell)")
+    if cell_size_um is None:
+        ax.set_xlabel("heatmap column (cell)")
+        ax.set_ylabel("heatmap row (cell)")
+    else:
+        ax.set_xlabel("x (mm)")
+        ax.set_ylabel("y (mm)")
     if title:
         ax.set_title(title)
     bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
@@ -294,14 +314,17 @@ def save_heatmap_png(
     if threshold is not None:
         bar.ax.axhline(threshold, color="white", linewidth=2)
         if scale * _PNG_DPI >= _PNG_OUTLINE_MIN_PX:  # outlines of 1-px cells: clutter
-            _outline_tumour_cells(ax, values, threshold)
+            _outline_tumour_cells(ax, values, threshold, extent)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=_PNG_DPI)
     logger.info("wrote %s", path)
 
 
 def _outline_tumour_cells(
-    ax: Axes, values: npt.NDArray[np.float32], threshold: float
+    ax: Axes,
+    values: npt.NDArray[np.float32],
+    threshold: float,
+    extent: tuple[float, float, float, float] | None = None,
 ) -> None:
     """Outline the cells >= threshold along their edges, as the polygons do."""
     from matplotlib.collections import LineCollection
@@ -317,7 +340,24 @@ def _outline_tumour_cells(
         for part in getattr(outline, "geoms", [outline]):
             # imshow centres cell (i, j) on (j, i): corners are at half integers.
             rings += [
-                np.asarray(r.coords) - 0.5 for r in [part.exterior, *part.interiors]
+                _to_axes(np.asarray(r.coords), values.shape, extent)
+                for r in [part.exterior, *part.interiors]
             ]
     if rings:
         ax.add_collection(LineCollection(rings, colors="white", linewidths=0.8))
+
+
+def _to_axes(
+    xy: npt.NDArray[np.float64],
+    shape: tuple[int, ...],
+    extent: tuple[float, float, float, float] | None,
+) -> npt.NDArray[np.float64]:
+    """Cell-corner coordinates ``(col, row)`` to the axes' units."""
+    if extent is None:
+        return xy - 0.5  # imshow centres cell (i, j) on (j, i)
+    rows, cols = shape[:2]
+    left, right, bottom, top = extent
+    out = np.empty_like(xy, dtype=np.float64)
+    out[:, 0] = left + xy[:, 0] * (right - left) / cols
+    out[:, 1] = top + xy[:, 1] * (bottom - top) / rows
+    return out

@@ -24,9 +24,12 @@ from wsi.geometry import TileGrid
 from wsi.heatmap_tiff import check_heatmap
 from wsi.polygons import TumorRegion
 
-__all__ = ["heatmap_on_thumbnail", "render_overlay", "save_overlay_png"]
+__all__ = ["add_legend", "heatmap_on_thumbnail", "render_overlay", "save_overlay_png"]
 
 logger = logging.getLogger(__name__)
+
+#: overlay.png gets a legend strip (colour bar, outline keys) from this width on.
+LEGEND_MIN_WIDTH_PX = 400
 
 
 def heatmap_on_thumbnail(
@@ -122,19 +125,88 @@ def render_overlay(
     out[mask & ~ndimage.binary_erosion(mask, border_value=0)] = TISSUE_OUTLINE_RGB
     image = Image.fromarray(out)
     draw = ImageDraw.Draw(image)
-    line_px = max(1, round(max(height, width) / 3000))
+    line_px = _outline_px(height, width)
+    rings = []
     for region in regions:
         geom = region.polygon
         for part in geom.geoms if isinstance(geom, MultiPolygon) else [geom]:
             for ring in [part.exterior, *part.interiors]:
                 # Level-0 edges to thumbnail pixel-centre coordinates (PIL's frame).
                 xy = np.asarray(ring.coords) / thumbnail_downsample - 0.5
-                draw.line(
-                    [tuple(p) for p in xy.tolist()],
-                    fill=TUMOR_OUTLINE_RGB,
-                    width=line_px,
-                    joint="curve",
-                )
+                rings.append([tuple(p) for p in xy.tolist()])
+    if line_px > 1:  # a white halo keeps black lines visible over dark red
+        for ring in rings:
+            draw.line(ring, fill=(255, 255, 255), width=line_px + 2, joint="curve")
+    for ring in rings:
+        draw.line(ring, fill=TUMOR_OUTLINE_RGB, width=line_px, joint="curve")
+    return np.asarray(image)
+
+
+def _outline_px(height: int, width: int) -> int:
+    """Width of the tumour outlines: 1 px on small images, 2 px from 900 px, ..."""
+    return max(1, round(max(height, width) / 450))
+
+
+def add_legend(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Append a legend strip under an overlay: the colour bar and the outline keys.
+
+    Images under `LEGEND_MIN_WIDTH_PX` wide are returned as they are (no room for
+    the text).
+
+    Parameters
+    ----------
+    rgb
+        ``uint8[H, W, 3]`` from `render_overlay`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8[H + h, W, 3]``: white strip of height ``h`` below the image.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    height, width = rgb.shape[:2]
+    if width < LEGEND_MIN_WIDTH_PX:
+        return rgb
+    font_px = max(12, min(28, width // 60))
+    strip_px = 3 * font_px + 12
+    image = Image.new("RGB", (width, height + strip_px), (255, 255, 255))
+    image.paste(Image.fromarray(np.ascontiguousarray(rgb[..., :3])), (0, 0))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=font_px)
+    top = height + 6
+    pad = font_px
+    bar_w = max(100, width // 3)
+    bar_h = font_px
+    ramp = colourise(np.linspace(0.0, 1.0, bar_w, dtype=np.float32))
+    image.paste(Image.fromarray(np.repeat(ramp[None], bar_h, axis=0)), (pad, top))
+    draw.rectangle([pad - 1, top - 1, pad + bar_w, top + bar_h], outline=(0, 0, 0))
+    label_y = top + bar_h + 2
+    for value, anchor in ((0.0, "la"), (0.5, "ma"), (1.0, "ra")):
+        x = pad + value * (bar_w - 1)
+        draw.line([(x, top + bar_h), (x, top + bar_h + 3)], fill=(0, 0, 0))
+        draw.text((x, label_y), f"{value:g}", fill=(0, 0, 0), font=font, anchor=anchor)
+    draw.text(
+        (pad + bar_w / 2, label_y + font_px),
+        "tumour probability (heatmap tint)",
+        fill=(0, 0, 0),
+        font=font,
+        anchor="ma",
+    )
+    x = pad + bar_w + 2 * pad
+    line_px = _outline_px(height, width)
+    for label, colour, halo in (
+        ("tissue outline", TISSUE_OUTLINE_RGB, False),
+        ("tumour region", TUMOR_OUTLINE_RGB, line_px > 1),
+    ):
+        y = top + bar_h // 2
+        if halo:
+            draw.line(
+                [(x, y), (x + 2 * pad, y)], fill=(200, 200, 200), width=line_px + 2
+            )
+        draw.line([(x, y), (x + 2 * pad, y)], fill=colour, width=max(2, line_px))
+        draw.text((x + 2 * pad + 6, y), label, fill=(0, 0, 0), font=font, anchor="lm")
+        x += 2 * pad + 12 + int(draw.textlength(label, font=font)) + 2 * pad
     return np.asarray(image)
 
 
@@ -153,8 +225,10 @@ def save_overlay_png(
 
     Scored cells are tinted with `HEATMAP_CMAP` at opacity ``alpha`` (cells without a
     patch are not tinted); the tissue mask's outline is green (`TISSUE_OUTLINE_RGB`,
-    1 px); tumour polygons, holes included, are black (`TUMOR_OUTLINE_RGB`, 1 px,
-    wider on thumbnails over 4500 px).
+    1 px); tumour polygons, holes included, are black (`TUMOR_OUTLINE_RGB`, 1 px on
+    small images, 2 px from 900 px, with a white halo from 2 px so that they show
+    over dark red). Images at least `LEGEND_MIN_WIDTH_PX` wide get a legend strip
+    below (`add_legend`).
 
     Parameters
     ----------
@@ -194,6 +268,7 @@ def save_overlay_png(
         regions=regions,
         alpha=alpha,
     )
+    out = add_legend(out)
     with atomic_output(path) as tmp:
         Image.fromarray(out).save(tmp, format="PNG")
     logger.info("wrote %s (%dx%d)", path, out.shape[1], out.shape[0])

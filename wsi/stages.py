@@ -91,8 +91,17 @@ def stitch_slide(outputs: SlideOutputs, *, threshold: float | None = None) -> St
         heatmap = stitch(scores, rowcol, shape=grid.shape)
         write_heatmap_zarr(root, heatmap, grid=grid)
         write_heatmap_tiff(heatmap, outputs.heatmap_tif, grid=grid)
+        origin_l0 = grid.cell_origin_l0
         save_heatmap_png(
-            heatmap, outputs.heatmap_png, threshold=threshold, title=outputs.stem
+            heatmap,
+            outputs.heatmap_png,
+            threshold=threshold,
+            title=outputs.stem,
+            cell_size_um=float(grid.cell_size_l0) * grid.geometry.mpp,
+            origin_um=(
+                float(origin_l0[0]) * grid.geometry.mpp_x,
+                float(origin_l0[1]) * grid.geometry.mpp_y,
+            ),
         )
         return Stitched(heatmap=heatmap, grid=grid)
 
