@@ -7,11 +7,14 @@ The protocol of the official ``Evaluation_FROC.py``:
   tumour cell (ITC) region is ignored; one in a lesion is a true positive, and a
   lesion hit several times keeps its most probable hit. On a normal slide every
   detection is a false positive.
-- The curve is swept over every distinct probability (of the false positives and of
-  the lesions' best hits, 0 for a lesion or ITC region not hit), the lowest left out
-  as the script does (it is 0 whenever a region was missed), plus the point
-  ``(0, 0)``. At threshold ``t``: false positives per slide = ``#FP >= t`` over the
-  number of slides; sensitivity = ``#lesions with a hit >= t`` over the lesions.
+- The curve is swept over every distinct probability above 0 of the false positives
+  and of the lesions' best hits, plus the point ``(0, 0)``. At threshold ``t``:
+  false positives per slide = ``#FP >= t`` over the number of slides; sensitivity =
+  ``#lesions with a hit >= t`` over the lesions. (The script sweeps the distinct
+  scores with the lowest left out, meaning the 0 of the lesions and ITC regions that
+  no detection hit; the two agree whenever such a 0 exists, as on any real test
+  set. Without one, the script would drop the lowest real score, and a detector
+  that finds every lesion with no false positive would score 0; we keep it.)
 - FROC = the mean of the sensitivities interpolated (``numpy.interp``) at 1/4, 1/2,
   1, 2, 4 and 8 false positives per slide.
 """
@@ -39,7 +42,8 @@ class SlideHits:
 
     ``fp_probabilities`` holds the false positives' probabilities;
     ``region_probabilities[k]`` the best probability of the hits in region ``k + 1``
-    (0 when none, and always 0 for ITC regions, as in the official script).
+    (0 when none, and always 0 for ITC regions, as in the official script; a hit of
+    probability 0 finds nothing).
     """
 
     fp_probabilities: npt.NDArray[np.float64]
@@ -56,7 +60,7 @@ class SlideHits:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrocCurve:
-    """The FROC curve, by decreasing threshold, and its summary.
+    """The FROC curve, by increasing threshold (as the official script), and its summary.
 
     ``fp_per_slide[k]`` and ``sensitivity[k]`` are the rates at ``thresholds[k]``
     (the last point, ``(0, 0)``, has threshold ``inf``); ``sensitivity_at`` maps each
@@ -154,7 +158,8 @@ def froc_curve(
         raise ValueError("no lesions on any slide: the FROC sensitivity is undefined")
     fps = np.sort(np.concatenate([h.fp_probabilities for h in hits]))
     tps = np.sort(np.concatenate([h.region_probabilities for h in hits]))
-    thresholds = np.unique(np.concatenate([fps, tps]))[1:]
+    scores = np.unique(np.concatenate([fps, tps]))
+    thresholds = scores[scores > 0]
     n_fp = len(fps) - np.searchsorted(fps, thresholds, side="left")
     n_tp = len(tps) - np.searchsorted(tps, thresholds, side="left")
     fp_per_slide = np.append(n_fp, 0) / len(hits)

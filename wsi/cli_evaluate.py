@@ -1,0 +1,104 @@
+"""CLI command ``evaluate``: Camelyon16 metrics of a run's outputs (see wsi.evaluation)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["evaluate_command"]
+
+
+@click.command("evaluate")
+@click.argument(
+    "out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--annotations",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Truth: a file or folder of ASAP .xml, QuPath .geojson, NCRF .json or "
+    "*_Mask.tif, matched to slides by stem; a slide without one is normal.",
+)
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Camelyon16 reference.csv (Test_001,Tumor,...) giving the slide labels.",
+)
+@click.option(
+    "--eval-out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report folder [OUT/evaluation]: metrics.json, slides.csv, froc.png, roc.png.",
+)
+@click.option(
+    "--include-excluded",
+    is_flag=True,
+    help="Keep Test_049 and Test_114 in the FROC (the organisers leave them out).",
+)
+def evaluate_command(
+    out_dir: Path,
+    annotations: Path,
+    reference: Path | None,
+    eval_out: Path | None,
+    include_excluded: bool,
+) -> None:
+    """Score the outputs in OUT_DIR against the truth: FROC, slide AUC, Dice."""
+    from wsi.evaluation import EvalConfig, evaluate
+    from wsi.progress import TqdmProgress
+
+    config = EvalConfig(
+        out_dir=out_dir,
+        annotations=annotations,
+        reference=reference,
+        eval_out=eval_out,
+        include_excluded=include_excluded,
+    )
+    report = evaluate(config, progress=TqdmProgress(leave=False))
+    _print_report(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_report(report: Any) -> None:
+    rows = [("slide", "label", "slide prob", "lesions hit", "ITC", "FP", "Dice")]
+    for s in report.slides:
+        rows.append(
+            (
+                s.stem + ("" if s.in_froc else " (not in FROC)"),
+                "tumour" if s.is_tumor else "normal",
+                _number(s.slide_probability),
+                f"{s.n_detected}/{s.n_lesions}" if s.is_tumor else "-",
+                str(s.n_itc),
+                str(s.n_false_positives),
+                _number(s.dice),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    froc = report.froc
+    if froc is not None:
+        at = ", ".join(f"{r:g}: {v:.3f}" for r, v in froc.sensitivity_at.items())
+        click.echo(
+            f"FROC {froc.froc:.3f} ({froc.n_lesions} lesions, {froc.n_slides} slides; "
+            f"sensitivity at FP/slide {at})"
+        )
+    else:
+        click.echo("FROC: no lesions to detect")
+    if report.slide_auc is not None:
+        low, high = report.slide_auc_ci
+        click.echo(f"slide AUC {report.slide_auc:.3f} (95% CI {low:.3f}-{high:.3f})")
+    else:
+        click.echo("slide AUC: needs tumour and normal slides with summary.json")
+    click.echo(
+        f"Dice {_number(report.dice)}, IoU {_number(report.iou)} (tumour slides)"
+    )
+    for failure in report.failures:
+        click.echo(f"error: {failure.slide}: {failure.message}", err=True)
+    click.echo(f"reports: {report.config.output_dir}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
