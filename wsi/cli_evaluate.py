@@ -82,7 +82,7 @@ def _print_report(report: Any) -> None:
     if froc is not None:
         at = ", ".join(f"{r:g}: {v:.3f}" for r, v in froc.sensitivity_at.items())
         click.echo(
-            f"FROC {froc.froc:.3f} ({froc.n_lesions} lesions, {froc.n_slides} slides; "
+            f"FROC {froc.froc:.3f} ({froc.n_lesions} lesion(s), {froc.n_slides} slide(s); "
             f"sensitivity at FP/slide {at})"
         )
     else:

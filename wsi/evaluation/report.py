@@ -122,8 +122,17 @@ def slides_csv_text(report: EvalReport) -> str:
 def plot_froc(curve: FrocCurve, path: Path) -> None:
     """Plot the FROC curve (log FP axis) with the six read-out rates marked."""
     figure, axes = _figure()
-    fp = curve.fp_per_slide
-    axes.step(fp, curve.sensitivity, where="post", color="#c00000", label="FROC curve")
+    fp, sensitivity = curve.fp_per_slide[::-1], curve.sensitivity[::-1]
+    positive = fp[fp > 0]
+    low = min([0.125, *positive.tolist()]) / 1.5
+    high = max(16.0, float(fp.max()) * 1.5)
+    # linear between the points, as the read-out interpolates; flat beyond the last
+    axes.plot(
+        [*fp, high],
+        [*sensitivity, sensitivity[-1]],
+        color="#c00000",
+        label="FROC curve",
+    )
     rates = list(curve.sensitivity_at)
     axes.plot(
         rates,
@@ -132,14 +141,15 @@ def plot_froc(curve: FrocCurve, path: Path) -> None:
         color="black",
         label=f"FROC = {curve.froc:.3f}",
     )
-    positive = fp[fp > 0]
-    low = min([0.125, *positive.tolist()]) / 1.5
     axes.set_xscale("log")
-    axes.set_xlim(low, max(16.0, float(fp.max()) * 1.5))
+    axes.set_xlim(low, high)
     axes.set_ylim(0, 1.02)
     axes.set_xlabel("average false positives per slide")
     axes.set_ylabel("sensitivity")
-    axes.set_title(f"Lesion level: {curve.n_lesions} lesions, {curve.n_slides} slides")
+    axes.set_title(
+        f"Lesion level: {_count(curve.n_lesions, 'lesion')}, "
+        f"{_count(curve.n_slides, 'slide')}"
+    )
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(loc="lower right")
     _save(figure, path)
@@ -188,6 +198,10 @@ def _save(figure: Any, path: Path) -> None:
 def _write_text(path: Path, text: str) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _cell(value: float | None, digits: int = 6) -> str:
