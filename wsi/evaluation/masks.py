@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.ndimage as ndi
-import skimage.draw
 import skimage.measure
 from shapely.geometry import Polygon
 
@@ -167,8 +166,9 @@ def rasterize_polygons(
 ) -> npt.NDArray[np.bool_]:
     """Rasterise level-0 polygons (holes kept) onto the evaluation grid.
 
-    A pixel is set when its centre lies inside (or on the edge of) a polygon and
-    outside its holes. A polygon that covers no pixel centre (smaller than a pixel)
+    A pixel is set when its centre lies inside a polygon and outside its holes
+    (filled by scanlines over the edges; a centre exactly on an edge counts, except
+    on a bottom edge). A polygon that covers no pixel centre (smaller than a pixel)
     sets the pixel under its representative point, so no lesion vanishes.
 
     Returns
@@ -386,8 +386,39 @@ def _fill_ring(
     *,
     value: bool,
 ) -> None:
+    """Set the pixels of ``local`` whose centres a closed ring encloses (scanlines).
+
+    In coordinates where pixel centres are integers, each edge crosses the rows ``k``
+    with ``min(r0, r1) <= k < max(r0, r1)`` (a vertex on a row counts once); on each
+    row, the crossings sorted by column pair up (even-odd), and the centres from
+    ``ceil(a)`` to ``floor(b)`` of each pair are set. Cost: the crossings, not the
+    pixels times the vertices.
+    """
     xy = np.asarray(coords, dtype=np.float64)
     r = xy[:, 1] / d - 0.5 - origin_rc[0]
     c = xy[:, 0] / d - 0.5 - origin_rc[1]
-    rr, cc = skimage.draw.polygon(r, c, shape=local.shape)  # type: ignore[no-untyped-call]
-    local[rr, cc] = value
+    r0, r1, c0, c1 = r[:-1], r[1:], c[:-1], c[1:]
+    first = np.ceil(np.minimum(r0, r1)).astype(np.int64)
+    counts = np.maximum(np.ceil(np.maximum(r0, r1)).astype(np.int64) - first, 0)
+    if counts.sum() == 0:
+        return
+    edge = np.repeat(np.arange(len(r0)), counts)
+    step = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    rows = first[edge] + step
+    cols = c0[edge] + (rows - r0[edge]) / (r1[edge] - r0[edge]) * (c1[edge] - c0[edge])
+    order = np.lexsort((cols, rows))
+    rows, cols = rows[order].reshape(-1, 2), cols[order].reshape(-1, 2)
+    row = rows[:, 0]
+    start = np.ceil(cols[:, 0]).astype(np.int64)
+    stop = np.floor(cols[:, 1]).astype(np.int64) + 1
+    height, width = local.shape
+    keep = (row >= 0) & (row < height) & (stop > start)
+    row, start, stop = (
+        row[keep],
+        np.clip(start[keep], 0, width),
+        np.clip(stop[keep], 0, width),
+    )
+    cover = np.zeros((height, width + 1), dtype=np.int32)
+    np.add.at(cover, (row, start), 1)
+    np.add.at(cover, (row, stop), -1)
+    local[np.cumsum(cover, axis=1)[:, :width] > 0] = value

@@ -154,3 +154,11 @@ def test_missing_annotations_is_a_usage_error(
     )
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+def test_help_lists_evaluate_and_its_options() -> None:
+    assert "evaluate" in CliRunner().invoke(cli, ["--help"]).output
+    result = CliRunner().invoke(cli, ["evaluate", "--help"])
+    assert result.exit_code == 0
+    for option in ("--annotations", "--reference", "--eval-out", "--include-excluded"):
+        assert option in result.output
