@@ -28,6 +28,7 @@ from wsi.store import (
     attrs_section,
     check_settings,
     chunk_flags,
+    codec_name,
     create_chunk_flags,
     ensure_array,
     geometry_attrs,
@@ -175,14 +176,18 @@ def write_layout(
     )
     array[:] = mask.thumbnail
     tile = grid.tile_px
-    _, created = ensure_array(
+    patches, created = ensure_array(
         group,
         Arrays.PATCHES,
         shape=(n, tile, tile, 3),
         dtype=np.uint8,
         chunks=(tiling.chunk_patches, tile, tile, 3),
         compression_level=tiling.compression_level,
+        codec=tiling.patch_codec,
     )
+    # The codec is storage, not content: recorded, not in the settings.
+    section["patch_codec"] = codec_name(patches.compressors)
+    group.attrs[Attr.TILING] = section
     n_chunks = -(-n // tiling.chunk_patches)
     flags = chunk_flags(group, Arrays.TILED)
     if created or not resumed or len(flags) != n_chunks:

@@ -20,7 +20,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 import zarr
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BloscCodec, ZstdCodec
 
 from wsi.errors import OutputError, SettingsMismatchError
 from wsi.geometry import SlideGeometry, TileGrid
@@ -29,12 +29,15 @@ from wsi.provenance import settings_hash
 from wsi.tissue import TissueMask
 
 __all__ = [
+    "PATCH_CODECS",
     "STORE_FORMAT_VERSION",
     "TileStore",
     "array",
     "attrs_section",
     "check_settings",
     "chunk_flags",
+    "codec_name",
+    "compressors_for",
     "create_chunk_flags",
     "ensure_array",
     "geometry_attrs",
@@ -53,6 +56,10 @@ logger = logging.getLogger(__name__)
 
 #: Version of the store layout documented in the README; part of the settings.
 STORE_FORMAT_VERSION: Final = 1
+#: Codecs the ``patches`` array can be written with. zarr alone reads every one
+#: (stores written before 0.2 used ``zstd`` level 1, and still read). Chosen by
+#: ``benchmarks/bench_codec.py``: decoded JPEG pixels hardly compress losslessly.
+PATCH_CODECS: Final = ("none", "blosc-lz4", "zstd")
 _SETTINGS: Final = "settings"
 _HASH: Final = "settings_hash"
 
@@ -181,6 +188,41 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def compressors_for(codec: str, *, level: int = 1) -> Any:
+    """Zarr v3 compressors for a :data:`PATCH_CODECS` name (None: uncompressed).
+
+    Examples
+    --------
+    >>> compressors_for("none") is None
+    True
+    >>> codec_name(compressors_for("zstd", level=3))
+    'zstd-3'
+    """
+    if codec == "none":
+        return None
+    if codec == "zstd":
+        return ZstdCodec(level=level)
+    if codec == "blosc-lz4":
+        return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+    raise ValueError(f"codec must be one of {PATCH_CODECS}, got {codec!r}")
+
+
+def codec_name(compressors: Any) -> str:
+    """A short name for an array's compressors (``none``, ``zstd-1``, ...)."""
+    if compressors is None:
+        return "none"
+    found = compressors if isinstance(compressors, tuple | list) else [compressors]
+    names = []
+    for codec in found:
+        if isinstance(codec, ZstdCodec):
+            names.append(f"zstd-{codec.level}")
+        elif isinstance(codec, BloscCodec):
+            names.append(f"blosc-{codec.cname.value if codec.cname else ''}")
+        else:
+            names.append(type(codec).__name__)
+    return "+".join(names) or "none"
+
+
 def ensure_array(
     group: zarr.Group,
     name: str,
@@ -189,8 +231,13 @@ def ensure_array(
     dtype: npt.DTypeLike,
     chunks: tuple[int, ...],
     compression_level: int | None = 1,
+    codec: str = "zstd",
 ) -> tuple[zarr.Array[Any], bool]:
     """The array ``name`` with this shape, dtype and chunks, created if needed.
+
+    ``codec`` (:data:`PATCH_CODECS`) compresses a new array (zstd at
+    ``compression_level``; None: uncompressed); an existing matching array keeps
+    the codec it was written with.
 
     Returns
     -------
@@ -207,7 +254,9 @@ def ensure_array(
         ):
             return existing, False
     compressors = (
-        None if compression_level is None else ZstdCodec(level=compression_level)
+        None
+        if compression_level is None
+        else compressors_for(codec, level=compression_level)
     )
     array = group.create_array(
         name,

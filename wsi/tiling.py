@@ -30,6 +30,7 @@ from wsi.locking import store_lock
 from wsi.progress import Progress, ensure_progress
 from wsi.reader import Slide, open_slide
 from wsi.store import (
+    PATCH_CODECS,
     attrs_section,
     check_settings,
     chunk_flags,
@@ -85,8 +86,15 @@ class TilingParams:
     workers
         Threads of dask's local scheduler; None uses the CPUs available. Ignored
         under a dask.distributed client.
+    patch_codec
+        How the ``patches`` array is compressed (``wsi.store.PATCH_CODECS``):
+        ``none`` (default: decoded JPEG pixels compress 1.04-1.08:1 losslessly, not
+        worth the time; see ``benchmarks/bench_codec.py``), ``blosc-lz4`` or
+        ``zstd`` (the codec of stores written before). Pixels are the same with
+        every codec, so it is not part of the settings: a store is resumed with
+        the codec it was created with.
     compression_level
-        zstd level of the patches.
+        zstd level of the patches (``patch_codec = "zstd"``).
     """
 
     mpp: float = PCAM_MPP
@@ -97,6 +105,7 @@ class TilingParams:
     band_rows: int | None = None
     band_pixels: int = 8_000_000
     workers: int | None = None
+    patch_codec: Literal["none", "blosc-lz4", "zstd"] = "none"
     compression_level: int = 1
 
     def __post_init__(self) -> None:
@@ -119,6 +128,10 @@ class TilingParams:
             raise ValueError(f"band_rows must be at least 1, got {self.band_rows}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.patch_codec not in PATCH_CODECS:
+            raise ValueError(
+                f"patch_codec must be one of {PATCH_CODECS}, got {self.patch_codec!r}"
+            )
         if not 1 <= self.compression_level <= 22:
             raise ValueError(
                 f"compression_level must be between 1 and 22, got {self.compression_level}"
