@@ -197,7 +197,7 @@ def load_classifier(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if path is None or str(path) in BUNDLED_MODELS:
-        path = resolve_model_path(path)
+        path = bundled_model_path() if path is None else resolve_model_path(path)
         if not path.is_file():
             raise ModelLoadError(
                 f"{path}: the bundled model is not installed in this copy of "
