@@ -43,11 +43,13 @@ Notes
 2. Lesions: the positive polygons of the NCRF JSON files (real Camelyon16 outlines,
    holes from ``negative``), at their real size (level-0 px of 0.243 um/px, which is
    the slides' level 0), turned by a multiple of 90 degrees and maybe mirrored. Only
-   outlines with a major axis of 50-2,000 um are used (micro-metastases and isolated
-   tumour cells; a macro-metastasis would need more tumour patches than one half
-   holds). Each tumour slide gets 2-6 lesions, drawn in turn from the set's shuffled
-   pool (so lesions repeat only after the pool is used up), placed at random inside
-   the tissue at least 400 um apart.
+   outlines with a major axis of 100-2,000 um are used (micro-metastases and
+   isolated tumour cells; a macro-metastasis would need more tumour patches than one
+   half holds). Each tumour slide gets 2-6 lesions, each drawn with probability
+   ``TARGET_SHARE`` (0.75) from the FROC targets (major axis >= 275 um) and
+   otherwise from the isolated tumour cells, in turn from each shuffled pool (so a
+   lesion repeats only after its pool is used up), placed at random inside the
+   tissue at least 400 um apart.
 3. Layout at level 2 (0.972 um/px, one 96 px cell per PCam patch): tissue is an
    irregular ellipse (one node section) joined with the lesions grown by a cell; a
    cell is tissue when its centre is inside it. A tissue cell is tumour when its
@@ -101,9 +103,11 @@ MAX_WHITE_FRACTION = 0.5
 MIN_MEAN_CHROMA = 20
 MIN_MEAN_BRIGHTNESS = 60
 #: Outline sizes used (major axis, um) and the ITC limit of the FROC protocol.
-MIN_MAJOR_UM, MAX_MAJOR_UM, ITC_MAJOR_UM = 50.0, 2000.0, 275.0
-#: Lesions per tumour slide and their least distance apart.
+MIN_MAJOR_UM, MAX_MAJOR_UM, ITC_MAJOR_UM = 100.0, 2000.0, 275.0
+#: Lesions per tumour slide, the share of them drawn from the FROC targets (major
+#: axis >= 275 um; the rest are isolated tumour cells), and their least distance.
 LESIONS_PER_SLIDE = (2, 6)
+TARGET_SHARE = 0.75
 LESION_GAP_UM = 400.0
 #: Source files of the two sets' lesions.
 TUNE_SOURCES = tuple(f"Tumor_{i:03d}" for i in range(1, 10))
@@ -389,7 +393,7 @@ def build_set(
     *,
     prefix: str,
     lesions: Sequence[Lesion],
-    pools: dict[int, Sequence[Path]],
+    patches: dict[int, Sequence[Path]],
     n_tumour: int,
     n_normal: int,
     rows: int,
@@ -401,7 +405,9 @@ def build_set(
     rng = np.random.default_rng(seed)
     (out / "slides").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
-    pool = _cycle(lesions, rng)
+    targets = [les for les in lesions if les.major_um >= ITC_MAJOR_UM]
+    itcs = [les for les in lesions if les.major_um < ITC_MAJOR_UM]
+    pools = {True: _cycle(targets, rng), False: _cycle(itcs, rng)}
     reference, lesion_rows = [], []
     labels = ["Tumor"] * n_tumour + ["Normal"] * n_normal
     order = rng.permutation(len(labels))
@@ -416,7 +422,10 @@ def build_set(
         placed: list[Placed] = []
         if labels[k] == "Tumor":
             want = int(rng.integers(LESIONS_PER_SLIDE[0], LESIONS_PER_SLIDE[1] + 1))
-            placed = place_lesions([next(pool) for _ in range(want)], node, rng)
+            drawn = [
+                next(pools[bool(rng.random() < TARGET_SHARE)]) for _ in range(want)
+            ]
+            placed = place_lesions(drawn, node, rng)
         shape = unary_union([node, *(p.l2.buffer(PATCH_PX) for p in placed)])
         tissue, lesion_of = label_cells(shape, placed, rows=rows, cols=cols)
         placed = [
@@ -429,7 +438,7 @@ def build_set(
             )
             for i, p in enumerate(placed, start=1)
         ]
-        mosaic = build_mosaic(tissue, lesion_of, pools, rng)
+        mosaic = build_mosaic(tissue, lesion_of, patches, rng)
         write_slide(out / "slides" / f"{stem}.tif", mosaic, quality=quality)
         if placed:
             write_truth_xml(out / "annotations" / f"{stem}.xml", placed)
@@ -534,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out / name,
             prefix=prefix,
             lesions=lesions,
-            pools={lab: halves[lab][half] for lab in (0, 1)},
+            patches={lab: halves[lab][half] for lab in (0, 1)},
             n_tumour=args.tumour,
             n_normal=args.normal,
             rows=args.rows,

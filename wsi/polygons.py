@@ -54,6 +54,10 @@ class PolygonParams:
         collinear vertices are dropped). Topology is preserved.
     min_area_um2
         Regions whose tumour cells cover less than this are dropped (0 keeps all).
+        The defaults (this, ``smooth_sigma_um`` and ``max_hole_um2``: 4 stride-96
+        cells) were chosen by the Dice of ``benchmarks/bench_detection.py``
+        (docs/DETECTION.md); ``smooth_sigma_um=0, min_area_um2=0,
+        max_hole_um2=0`` gives exact cell regions.
     smooth_sigma_um
         The thresholds apply to the heatmap smoothed by a Gaussian of this standard
         deviation in microns (normalised over tissue cells, `smooth_heatmap`), so a
@@ -76,9 +80,9 @@ class PolygonParams:
     threshold: float = 0.5
     low_threshold: float | None = None
     simplify_um: float = 0.0
-    min_area_um2: float = 0.0
-    smooth_sigma_um: float = 0.0
-    max_hole_um2: float = 0.0
+    min_area_um2: float = 35_000.0
+    smooth_sigma_um: float = 100.0
+    max_hole_um2: float = 35_000.0
 
     def __post_init__(self) -> None:
         """Reject thresholds outside [0, 1] and negative tolerances or areas."""
@@ -174,7 +178,8 @@ def heatmap_regions(
     ...                   level_dimensions=((1024, 1024),))
     >>> grid = TileGrid(geometry=g, mpp=1.0, stride_px=96)   # 384-px cells, no offset
     >>> h = np.array([[0.9, 0.6], [0.1, np.nan]], np.float32)
-    >>> [region] = heatmap_regions(h, grid=grid, params=PolygonParams())
+    >>> raw = PolygonParams(smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0)   # exact cells, no smoothing
+    >>> [region] = heatmap_regions(h, grid=grid, params=raw)
     >>> region.polygon.wkt
     'POLYGON ((0 0, 0 384, 768 384, 768 0, 0 0))'
     >>> region.n_cells, round(region.mean_probability, 2), region.l0_peak_xy
@@ -246,7 +251,7 @@ def detections(
     ...                   level_dimensions=((1024, 1024),))
     >>> grid = TileGrid(geometry=g, mpp=1.0, stride_px=32)   # 128-px cells, offset 128
     >>> h = np.zeros(grid.shape, np.float32); h[0, 0] = 0.75; h[3, 4] = 0.875
-    >>> detections(h, grid=grid, params=PolygonParams())
+    >>> detections(h, grid=grid, params=PolygonParams(smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0))
     [(0.875, 704, 576), (0.75, 192, 192)]
     """
     values = check_heatmap(heatmap, grid)
@@ -294,9 +299,10 @@ def region_mask(
     ...                   level_dimensions=((1536, 1536),))
     >>> grid = TileGrid(geometry=g, mpp=1.0, stride_px=96)   # 96-um cells, 4 x 4
     >>> h = np.full((4, 4), 0.9, np.float32); h[1, 1] = 0.1; h[3, :] = 0.0
-    >>> int(region_mask(h, grid=grid, params=PolygonParams()).sum())
+    >>> raw = PolygonParams(smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0)
+    >>> int(region_mask(h, grid=grid, params=raw).sum())
     11
-    >>> p = PolygonParams(max_hole_um2=10_000)
+    >>> p = PolygonParams(smooth_sigma_um=0, min_area_um2=0, max_hole_um2=10_000)
     >>> int(region_mask(h, grid=grid, params=p).sum())
     12
     """

@@ -44,7 +44,8 @@ from wsi.geometry import SlideGeometry, TileGrid
 
 ANNOTATIONS = Path(__file__).parents[1] / "fixtures" / "annotations"
 GOLDEN = ANNOTATIONS / "golden"
-DEFAULT = PolygonParams()
+#: Exact cell edges: no smoothing (the pipeline's default smooths; docs/DETECTION.md).
+DEFAULT = PolygonParams(smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0)
 
 
 def _union(regions: list[TumorRegion]) -> shapely.Geometry:
@@ -185,9 +186,23 @@ def test_hysteresis_grows_strong_regions_only() -> None:
     heatmap = np.full(grid.shape, 0.1, np.float32)
     heatmap[2, 2:6] = [0.45, 0.9, 0.45, 0.42]  # grows from the 0.9 cell
     heatmap[6, 6:9] = 0.45  # weak everywhere: dropped
-    strict = heatmap_regions(heatmap, grid=grid, params=PolygonParams(threshold=0.5))
+    strict = heatmap_regions(
+        heatmap,
+        grid=grid,
+        params=PolygonParams(
+            threshold=0.5, smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0
+        ),
+    )
     grown = heatmap_regions(
-        heatmap, grid=grid, params=PolygonParams(threshold=0.5, low_threshold=0.4)
+        heatmap,
+        grid=grid,
+        params=PolygonParams(
+            threshold=0.5,
+            low_threshold=0.4,
+            smooth_sigma_um=0,
+            min_area_um2=0,
+            max_hole_um2=0,
+        ),
     )
     assert [r.n_cells for r in strict] == [1]
     assert [r.n_cells for r in grown] == [4]
@@ -197,7 +212,9 @@ def test_hysteresis_grows_strong_regions_only() -> None:
 def test_min_area_drops_small_regions_for_polygons_and_detections() -> None:
     grid = make_grid(stride_px=32, mpp=0.243)
     cell_um2 = grid.cell_size_l0**2 * 0.243**2
-    params = PolygonParams(min_area_um2=1.5 * cell_um2)
+    params = PolygonParams(
+        min_area_um2=1.5 * cell_um2, smooth_sigma_um=0, max_hole_um2=0
+    )
     heatmap = known_heatmap()
     regions = heatmap_regions(heatmap, grid=grid, params=params)
     assert sorted(r.n_cells for r in regions) == [2, 5, 8, 8]  # the single cell dropped
@@ -212,7 +229,11 @@ def test_simplify_keeps_valid_polygons_and_area() -> None:
     exact = heatmap_regions(heatmap, grid=grid, params=DEFAULT)[0].polygon
     cell_um = grid.cell_size_l0 * 0.243
     simple = heatmap_regions(
-        heatmap, grid=grid, params=PolygonParams(simplify_um=cell_um)
+        heatmap,
+        grid=grid,
+        params=PolygonParams(
+            simplify_um=cell_um, smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0
+        ),
     )[0].polygon
     assert simple.is_valid
     assert len(simple.interiors) == 1

@@ -34,7 +34,11 @@ def _inputs(stride_px: int = 32, mpp: float = 0.243) -> dict[str, Any]:
     mask = np.zeros(shape, bool)
     mask[2:-2, 2:-2] = True
     heatmap = known_heatmap()
-    regions = heatmap_regions(heatmap, grid=grid, params=PolygonParams())
+    regions = heatmap_regions(
+        heatmap,
+        grid=grid,
+        params=PolygonParams(smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0),
+    )
     return {
         "thumbnail": thumbnail,
         "tissue_mask": mask,

@@ -26,7 +26,11 @@ def _patchy_lesion(seed: int = 3) -> np.ndarray:
 def test_a_single_lesion_gives_one_polygon_after_cleaning() -> None:
     grid = make_grid(stride_px=96, mpp=0.243, rows=40, cols=40)
     heatmap = _patchy_lesion()
-    raw = heatmap_regions(heatmap, grid=grid, params=PolygonParams())
+    raw = heatmap_regions(
+        heatmap,
+        grid=grid,
+        params=PolygonParams(smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0),
+    )
     assert len(raw) > 5  # fragments and lone cells
     clean = PolygonParams(
         threshold=0.5,
@@ -53,14 +57,20 @@ def test_small_holes_are_filled_large_ones_kept() -> None:
     heatmap[2:18, 2:18] = 0.9
     heatmap[4, 4] = 0.1  # a 1-cell hole
     heatmap[8:14, 8:14] = np.nan  # a 36-cell hole (no patches)
-    params = PolygonParams(max_hole_um2=10 * CELL_UM2)
+    params = PolygonParams(
+        smooth_sigma_um=0, min_area_um2=0, max_hole_um2=10 * CELL_UM2
+    )
     [region] = heatmap_regions(heatmap, grid=grid, params=params)
     assert len(region.polygon.interiors) == 1
     assert region.n_cells == 16 * 16 - 36
     mask = region_mask(heatmap, grid=grid, params=params)
     assert mask[4, 4]
     assert not mask[10, 10]
-    [unfilled] = heatmap_regions(heatmap, grid=grid, params=PolygonParams())
+    [unfilled] = heatmap_regions(
+        heatmap,
+        grid=grid,
+        params=PolygonParams(smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0),
+    )
     assert len(unfilled.polygon.interiors) == 2
 
 
