@@ -60,11 +60,13 @@ QUICK_SIZE = (16_384, 8_192)  # about 600
 COLUMNS = (
     "slide (level 0)",
     "tissue patches",
+    "runtime",
     "batch",
     "scoring threads",
-    "bare model patches/s",
+    "bare Keras fp32 patches/s",
     "pipeline scoring patches/s",
-    "efficiency",
+    "x bare Keras",
+    "x bare Keras (CPU s)",
     "model load + warm-up s",
     "tiling s",
     "scoring s",
@@ -144,19 +146,29 @@ class _TreeMemory:
         }
 
 
-def _classifier(batch_size: int) -> tuple[Any, float]:
-    """The bundled model, loaded and called once; and the seconds that took."""
+def _classifier(batch_size: int, *, keras: bool = False) -> tuple[Any, float]:
+    """The bundled model, loaded and called once; and the seconds that took.
+
+    ``keras``: plain Keras fp32; else as scoring loads it (``ClassifierSpec``: the
+    runtime ``WSI_SCORING_RUNTIME`` asks for, OpenVINO when installed).
+    """
     import numpy as np
 
     from model.predict import load_classifier
+    from wsi.scoring import ClassifierSpec
 
     started = time.perf_counter()
-    classifier = load_classifier(batch_size=batch_size)
+    classifier = (
+        load_classifier(batch_size=batch_size)
+        if keras
+        else ClassifierSpec(batch_size=batch_size).load()
+    )
     classifier(np.zeros((batch_size, 96, 96, 3), np.uint8))
     return classifier, time.perf_counter() - started
 
 
 def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    import wsi.pipeline
     from wsi.layout import SlideOutputs
     from wsi.pipeline import RunConfig, run
     from wsi.scoring import ScoringParams
@@ -165,6 +177,18 @@ def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     memory = _TreeMemory()
     started = time.perf_counter()
     classifier, load_s = _classifier(args.batch_size)
+    stage_cpu: dict[str, float] = {}
+    real_score_store = wsi.pipeline.score_store
+
+    def score_store(*a: Any, **kw: Any) -> Any:
+        """The scoring stage, also timed in CPU seconds (all threads)."""
+        cpu = time.process_time()
+        try:
+            return real_score_store(*a, **kw)
+        finally:
+            stage_cpu["score"] = time.process_time() - cpu
+
+    wsi.pipeline.score_store = score_store  # type: ignore[assignment]
     config = RunConfig(
         slides=(Path(args.slide),),
         out_dir=Path(args.run_dir),
@@ -188,6 +212,9 @@ def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         "stitch_s": timings["stitch"],
         "export_s": timings["export"],
         "total_s": total_s,
+        "runtime": str(getattr(classifier, "runtime", "keras")),
+        "score_cpu_s": stage_cpu.get("score"),
+        "imported_tensorflow": "tensorflow" in sys.modules,
     } | memory.result()
 
 
@@ -198,25 +225,28 @@ def _child_bare(args: argparse.Namespace) -> dict[str, Any]:
     from wsi.layout import Arrays
 
     memory = _TreeMemory()
-    classifier, load_s = _classifier(args.batch_size)
+    classifier, load_s = _classifier(args.batch_size, keras=True)
     stored = zarr.open_array(Path(args.store) / Arrays.PATCHES, mode="r")
     patches = np.ascontiguousarray(stored[: args.bare_patches])
     batches = [
         patches[i : i + args.batch_size]
         for i in range(0, len(patches), args.batch_size)
     ]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for batch in batches:
         classifier(batch)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
         "patches": len(patches),
         "seconds": seconds,
+        "cpu_s": cpu,
         "load_s": load_s,
     } | memory.result()
 
 
-def _run_child(kind: str, args: argparse.Namespace, **extra: str) -> dict[str, Any]:
+def _run_child(
+    kind: str, args: argparse.Namespace, runtime: str = "keras", **extra: str
+) -> dict[str, Any]:
     argv = [
         sys.executable,
         __file__,
@@ -231,7 +261,7 @@ def _run_child(kind: str, args: argparse.Namespace, **extra: str) -> dict[str, A
     ]
     for key, value in extra.items():
         argv += [f"--{key.replace('_', '-')}", value]
-    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "WSI_SCORING_RUNTIME": runtime}
     out = subprocess.run(
         argv, check=False, capture_output=True, text=True, cwd=ROOT, env=env
     )
@@ -254,11 +284,17 @@ def _row(
     return {
         "slide (level 0)": f"{size[0]} x {size[1]}",
         "tissue patches": str(pipe["patches"]),
+        "runtime": pipe["runtime"],
         "batch": str(batch),
         "scoring threads": str(workers),
-        "bare model patches/s": f"{bare_rate:.0f}",
+        "bare Keras fp32 patches/s": f"{bare_rate:.0f}",
         "pipeline scoring patches/s": f"{pipe_rate:.0f}",
-        "efficiency": f"{pipe_rate / bare_rate:.0%}",
+        "x bare Keras": f"{pipe_rate / bare_rate:.2f}",
+        "x bare Keras (CPU s)": (
+            f"{(bare['cpu_s'] / bare['patches']) / (pipe['score_cpu_s'] / pipe['patches']):.2f}"
+            if pipe.get("score_cpu_s") and bare.get("cpu_s")
+            else ""
+        ),
         "model load + warm-up s": f"{pipe['load_s']:.1f}",
         "tiling s": f"{pipe['tile_s']:.1f}",
         "scoring s": f"{pipe['score_s']:.1f}",
@@ -303,6 +339,54 @@ def _machine(note: str | None) -> dict[str, Any]:
     }
 
 
+def _bench_slide(
+    slide: Path,
+    size: tuple[int, int],
+    workers: int,
+    args: argparse.Namespace,
+    min_patches: int,
+    runs: list[dict[str, Any]],
+) -> list[dict[str, str]]:
+    """Pipeline runs (one per runtime) and bare Keras runs, interleaved."""
+    pipes: dict[str, list[dict[str, Any]]] = {r: [] for r in args.runtimes}
+    bares: list[dict[str, Any]] = []
+    run_dir = args.work / f"run-{slide.stem}"
+    for _ in range(args.repeat):  # interleaved, so that load changes hit all
+        for runtime in args.runtimes:
+            pipe = _run_child(
+                "pipeline",
+                args,
+                runtime,
+                slide=str(slide),
+                run_dir=str(run_dir),
+                workers=str(workers),
+            )
+            if pipe["patches"] < min_patches:
+                raise SystemExit(
+                    f"{slide} has {pipe['patches']} tissue patches, "
+                    f"fewer than --min-patches {min_patches}"
+                )
+            print(f"pipeline ({runtime}, {workers} threads): {pipe}", file=sys.stderr)
+            pipes[runtime].append(pipe)
+            bare = _run_child("bare", args, store=pipe["store"])
+            print(f"bare Keras: {bare}", file=sys.stderr, flush=True)
+            bares.append(bare)
+    best_bare = max(bares, key=lambda r: r["patches"] / r["seconds"])
+    runs.append(
+        {"slide": str(slide), "workers": workers, "pipeline": pipes, "bare": bares}
+    )
+    return [
+        _row(
+            size,
+            workers,
+            args.batch_size,
+            min(found, key=lambda r: r["score_s"]),
+            best_bare,
+        )
+        for found in pipes.values()
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark; print the table and write JSON and Markdown to ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -314,7 +398,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--size",
         type=_size,
-        help=f"level-0 WIDTHxHEIGHT px (default {FULL_SIZE[0]}x{FULL_SIZE[1]})",
+        nargs="+",
+        help=f"level-0 WIDTHxHEIGHT px, one or more (default {FULL_SIZE[0]}x"
+        f"{FULL_SIZE[1]})",
+    )
+    parser.add_argument(
+        "--runtimes",
+        nargs="+",
+        choices=("keras", "openvino", "auto"),
+        default=["keras", "openvino"],
+        help="scoring runtimes of the pipeline runs (WSI_SCORING_RUNTIME); one row each",
     )
     parser.add_argument(
         "--min-patches",
@@ -372,53 +465,32 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
         return
 
-    size = args.size or (QUICK_SIZE if args.quick else FULL_SIZE)
+    sizes = args.size or [QUICK_SIZE if args.quick else FULL_SIZE]
     min_patches = args.min_patches
     if min_patches is None:
-        min_patches = 0 if args.quick else 20_000
+        min_patches = 0 if args.quick or args.size else 20_000
     args.work.mkdir(parents=True, exist_ok=True)
     machine = _machine(args.note)
-    slide = _slide(args.work, size, args.seed)
     rows: list[dict[str, str]] = []
     runs: list[dict[str, Any]] = []
-    for workers in args.workers:
-        pipes, bares = [], []
-        run_dir = args.work / f"run-{slide.stem}"
-        for _ in range(args.repeat):  # interleaved, so that load changes hit both
-            pipe = _run_child(
-                "pipeline",
-                args,
-                slide=str(slide),
-                run_dir=str(run_dir),
-                workers=str(workers),
-            )
-            if pipe["patches"] < min_patches:
-                raise SystemExit(
-                    f"{slide} has {pipe['patches']} tissue patches, "
-                    f"fewer than --min-patches {min_patches}"
-                )
-            print(f"pipeline ({workers} threads): {pipe}", file=sys.stderr, flush=True)
-            bare = _run_child("bare", args, store=pipe["store"])
-            print(f"bare model: {bare}", file=sys.stderr, flush=True)
-            pipes.append(pipe)
-            bares.append(bare)
-        best_pipe = min(pipes, key=lambda r: r["score_s"])
-        best_bare = max(bares, key=lambda r: r["patches"] / r["seconds"])
-        rows.append(_row(size, workers, args.batch_size, best_pipe, best_bare))
-        runs.append({"workers": workers, "pipeline": pipes, "bare": bares})
+    slides = []
+    for size in sizes:
+        slide = _slide(args.work, size, args.seed)
+        slides.append(
+            {"path": str(slide), "size_px": size, "bytes": slide.stat().st_size}
+        )
+        for workers in args.workers:
+            rows += _bench_slide(slide, size, workers, args, min_patches, runs)
     table = _table(rows)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "bench_pipeline-quick" if args.quick else "bench_pipeline"
     record = {
         "command": shlex.join(["python", *sys.argv]),
-        "slide": {
-            "path": str(slide),
-            "size_px": size,
-            "mpp": MPP,
-            "downsamples": DOWNSAMPLES,
-            "bytes": slide.stat().st_size,
-        },
+        "slides": slides,
+        "mpp": MPP,
+        "downsamples": DOWNSAMPLES,
+        "runtimes": args.runtimes,
         "batch_size": args.batch_size,
         "chunk_patches": args.chunk_patches,
         "bare_patches": args.bare_patches,

@@ -53,11 +53,15 @@ COLUMNS = (
     "MP/s",
     "peak RSS MB",
     "speed-up",
+    "store MB",
 )
 METHODS = {
     "loop": "per-patch read_region loop (read only)",
     "loop-write": "per-patch loop + zarr write",
-    "tile": "tile_slide (mask + bands + zarr)",
+    "tile": "tile_slide stage, codec none (the store's `seconds`)",
+    "tile-zstd": "tile_slide stage, codec zstd-1 (the old default)",
+    "command": "`wsi-heatmap tile` whole command (start-up, imports)",
+    "decode": "JPEG-decode bound: the tiles under the patches, decoded once",
 }
 
 
@@ -83,33 +87,124 @@ def _slide(work: Path, size: tuple[int, int]) -> Path:
     return path
 
 
+def _slide_size(path: Path) -> tuple[int, int]:
+    import openslide
+
+    with openslide.OpenSlide(str(path)) as slide:
+        width, height = slide.dimensions
+    return int(width), int(height)
+
+
 def _usage() -> dict[str, float]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
 
 
-def _child_tile(args: argparse.Namespace) -> dict[str, Any]:
-    """Tile the slide into ``args.store``."""
+def _child_tile(args: argparse.Namespace, *, codec: str) -> dict[str, Any]:
+    """Tile the slide into ``args.store``; ``seconds`` is what the store records."""
     import dask.threaded  # noqa: F401 - imported by tile_slide on first use; not timed
+    import zarr
 
     from wsi.tiling import TilingParams, tile_slide
     from wsi.tissue import TissueParams
 
     store = Path(args.store)
     shutil.rmtree(store, ignore_errors=True)
-    before, started = _usage(), time.perf_counter()
+    before = _usage()
     result = tile_slide(
         Path(args.slide),
         store,
-        tiling=TilingParams(workers=args.workers, stride_px=args.stride),
+        tiling=TilingParams(
+            workers=args.workers,
+            stride_px=args.stride,
+            patch_codec=codec,  # type: ignore[arg-type]
+        ),
         tissue=TissueParams(),
     )
-    seconds, after = time.perf_counter() - started, _usage()
+    after = _usage()
+    recorded = zarr.open_group(store, mode="r").attrs["tiling"]["seconds"]
     return {
         "patches": result.n_patches,
+        "seconds": float(recorded),
+        "cpu": after["cpu"] - before["cpu"],
+        "peak_mb": after["peak_mb"],
+        "store_mb": sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+        / 1e6,
+    }
+
+
+def _child_command(args: argparse.Namespace) -> dict[str, Any]:
+    """``wsi-heatmap tile SLIDE --out DIR`` in a fresh interpreter, wall time."""
+    import zarr
+
+    out = Path(args.store).with_suffix(".cmd")
+    shutil.rmtree(out, ignore_errors=True)
+    exe = Path(sys.executable).with_name("wsi-heatmap")
+    argv = [
+        str(exe),
+        "tile",
+        args.slide,
+        "--out",
+        str(out),
+        "--stride",
+        str(args.stride),
+    ]
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stores = list(out.glob("*/*.zarr"))
+    n = int(zarr.open_group(stores[0], mode="r").attrs["tiling"]["n_patches"])
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "patches": n,
+        "seconds": seconds,
+        "cpu": child.ru_utime + child.ru_stime,
+        "peak_mb": child.ru_maxrss / 1024,
+    }
+
+
+def _child_decode(args: argparse.Namespace) -> dict[str, Any]:
+    """Decode, once each, the read level's tiles that the store's patches touch.
+
+    One thread; the bound for ``w`` workers is ``seconds / w``.
+    """
+    import numpy as np
+    import openslide
+    import tifffile
+    import zarr
+
+    group = zarr.open_group(args.store, mode="r")
+    read = group.attrs["tiling"]["read"]
+    level, level_ds = int(read["level"]), float(read["level_downsample"])
+    span = 96 * float(read["downsample"]) / level_ds  # patch size in level px
+    coords = np.asarray(group["coords"][:], dtype=np.float64) / level_ds
+    width, height = openslide.OpenSlide(args.slide).level_dimensions[level]
+    with tifffile.TiffFile(args.slide) as tif:
+        page = next(p for p in tif.pages if tuple(p.shape[:2]) == (height, width))
+        tw, th = page.tilewidth, page.tilelength
+        across = -(-width // tw)
+        tiles: set[int] = set()
+        for x, y in coords.tolist():
+            for ty in range(int(y) // th, int(min(y + span, height) - 1) // th + 1):
+                for tx in range(int(x) // tw, int(min(x + span, width) - 1) // tw + 1):
+                    tiles.add(ty * across + tx)
+        fh = tif.filehandle
+        blobs = []
+        for index in sorted(tiles):
+            fh.seek(page.dataoffsets[index])
+            blobs.append((index, fh.read(page.databytecounts[index])))
+        before, started = _usage(), time.perf_counter()
+        for index, data in blobs:
+            page.decode(data, index, jpegtables=page.jpegtables)
+        seconds, after = time.perf_counter() - started, _usage()
+    return {
+        "patches": len(coords),
         "seconds": seconds,
         "cpu": after["cpu"] - before["cpu"],
         "peak_mb": after["peak_mb"],
+        "tiles": len(tiles),
+        "megapixels": len(tiles) * tw * th / 1e6,
     }
 
 
@@ -194,6 +289,7 @@ def _row(
         "MP/s": f"{rate * 96 * 96 / 1e6:.1f}",
         "peak RSS MB": f"{run['peak_mb']:.0f}",
         "speed-up": f"{rate / base_rate:.2f}x",
+        "store MB": f"{run['store_mb']:.0f}" if "store_mb" in run else "",
     }
 
 
@@ -208,17 +304,20 @@ def _bench(
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for _ in range(args.repeat):  # interleaved, so that load changes hit every method
         for workers in args.workers:
-            runs.setdefault(("tile", workers), []).append(
-                _run_child("tile", slide, store, workers=workers, stride=stride)
-            )
-        for method in ("loop", "loop-write"):
+            for method in ("tile", "tile-zstd", "command"):
+                runs.setdefault((method, workers), []).append(
+                    _run_child(method, slide, store, workers=workers, stride=stride)
+                )
+        for method in ("loop", "loop-write", "decode"):
             runs.setdefault((method, 1), []).append(
                 _run_child(method, slide, store, workers=1, stride=stride)
             )
     best = {key: min(found, key=lambda r: r["seconds"]) for key, found in runs.items()}
     base = best[("loop", 1)]["patches"] / best[("loop", 1)]["seconds"]
     shutil.rmtree(store, ignore_errors=True)
-    order = [("loop", 1), ("loop-write", 1)] + [("tile", w) for w in args.workers]
+    order = [("loop", 1), ("loop-write", 1), ("decode", 1)] + [
+        (m, w) for w in args.workers for m in ("tile", "tile-zstd", "command")
+    ]
     return [_row(size, stride, m, w, best[(m, w)], base) for m, w in order]
 
 
@@ -232,6 +331,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("/tmp/wsi-bench"))
+    parser.add_argument(
+        "--slides",
+        type=Path,
+        nargs="+",
+        help="benchmark these slides instead of generating --sizes",
+    )
     parser.add_argument("--out", type=Path, help="Also write the table here.")
     parser.add_argument("--child", choices=sorted(METHODS), help=argparse.SUPPRESS)
     parser.add_argument("--slide", help=argparse.SUPPRESS)
@@ -240,18 +345,27 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         args.workers = args.workers[0]
-        result = (
-            _child_tile(args)
-            if args.child == "tile"
-            else _child_loop(args, write=args.child == "loop-write")
-        )
+        if args.child in ("tile", "tile-zstd"):
+            result = _child_tile(
+                args, codec="zstd" if args.child == "tile-zstd" else "none"
+            )
+        elif args.child == "command":
+            result = _child_command(args)
+        elif args.child == "decode":
+            result = _child_decode(args)
+        else:
+            result = _child_loop(args, write=args.child == "loop-write")
         print(json.dumps(result))
         return
 
     args.work.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, str]] = []
-    for size in args.sizes:
-        slide = _slide(args.work, size)
+    todo = (
+        [(p, _slide_size(p)) for p in args.slides]
+        if args.slides
+        else [(_slide(args.work, size), size) for size in args.sizes]
+    )
+    for slide, size in todo:
         for stride in args.strides:
             new = _bench(slide, size, stride, args)
             print(_table(new), file=sys.stderr, flush=True)

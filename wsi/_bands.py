@@ -163,7 +163,9 @@ def _write_chunks(task: TileTask, slide: Slide) -> int:
         geometry=slide.geometry, mpp=task.grid_mpp, stride_px=task.stride_px
     )
     group = zarr.open_group(task.store_path, mode="r+", zarr_format=3)
-    patches = array(group, Arrays.PATCHES)
+    # The array's config is not stored: without this, zarr compares every chunk
+    # with the fill value before writing it (a fifth of the tiler's CPU time).
+    patches = array(group, Arrays.PATCHES).with_config({"write_empty_chunks": True})
     size, tile, stride = task.chunk_patches, grid.tile_px, grid.stride_px
     first = task.chunks[0] * size
     last = min(task.n_patches, (task.chunks[-1] + 1) * size)

@@ -74,6 +74,12 @@ def _check_model() -> str:
     )
 
 
+def _check_runtime() -> str:
+    from model.fast_runtime import runtime_summary
+
+    return runtime_summary()
+
+
 def _check_slide_end_to_end() -> str:
     from wsi.pipeline import RunConfig, run
     from wsi.synthetic import write_pyramid_tiff
@@ -102,6 +108,7 @@ def run_checks() -> list[Check]:
         ("openslide", _check_openslide),
         ("tensorflow", _check_tensorflow),
         ("bundled model", _check_model),
+        ("scoring runtime", _check_runtime),
         ("slide end to end", _check_slide_end_to_end),
     ]
     results = []

@@ -86,7 +86,19 @@ class ClassifierSpec:
     batch_size: int = 256
 
     def load(self) -> PatchClassifier:
-        """Load the classifier (TensorFlow is imported here, never at module import)."""
+        """Load the classifier: OpenVINO when installed, else Keras.
+
+        The OpenVINO model is derived from (and checked against) the ``.keras`` file
+        at first use (:mod:`model.fast_runtime`); TensorFlow is imported only when
+        Keras scores, never at module import.
+        """
+        from model.fast_runtime import load_fast_classifier
+
+        fast = load_fast_classifier(
+            self.model_path, tta=self.tta, batch_size=self.batch_size
+        )
+        if fast is not None:
+            return fast
         from model.predict import load_classifier
 
         return load_classifier(
@@ -221,12 +233,15 @@ def score_store(
         n, chunk = int(patches.shape[0]), int(patches.chunks[0])
         n_chunks = -(-n // chunk)
         source: ClassifierSpec | PatchClassifier = classifier or params.spec()
+        runtime: str | None = None  # decided on each worker
         if classifier is None and params.scheduler:
             # The workers load the model; here its sidecar is enough to check it.
             model_px, model_mpp, sha256 = params.spec().identity()
         else:
             local = _classifier_for(source)
             model_px, model_mpp, sha256 = local.input_px, local.mpp, local.sha256
+            default = "keras" if classifier is None else type(local).__name__
+            runtime = str(getattr(local, "runtime", default))
         model_name = str(params.model_path or "bundled model")
         tiling = dict(root.attrs[Attr.TILING])
         check_model_matches(
@@ -244,6 +259,7 @@ def score_store(
             sha256=sha256,
             params=params,
             overwrite=overwrite,
+            runtime=runtime,
         )
         done = chunk_flags(root, Arrays.SCORED)
         todo = [i for i in range(n_chunks) if not done[i]]
@@ -288,8 +304,13 @@ def _prepare_scores(
     sha256: str,
     params: ScoringParams,
     overwrite: bool,
+    runtime: str | None,
 ) -> None:
-    """Create ``scores`` and its chunk markers, or reset them for another model."""
+    """Create ``scores`` and its chunk markers, or reset them for another model.
+
+    ``runtime`` (``keras``, ``openvino-int8``, ...; None: decided on the workers)
+    is recorded, not compared: every runtime scores with the same weights.
+    """
     settings = {"model_sha256": sha256, "tta": params.tta}
     previous = root.attrs.get(Attr.SCORING)
     fresh = (
@@ -310,7 +331,10 @@ def _prepare_scores(
         )
         create_chunk_flags(root, Arrays.SCORED, n_chunks=n_chunks)
         root.attrs[Attr.SCORING_COMPLETE] = False
-    root.attrs[Attr.SCORING] = settings | {"batch_size": params.batch_size}
+    root.attrs[Attr.SCORING] = settings | {
+        "batch_size": params.batch_size,
+        "runtime": runtime,
+    }
 
 
 def _score_chunk(
