@@ -134,6 +134,11 @@ class _TreeMemory:
             self.sampled_peak_mb = max(self.sampled_peak_mb, total / 2**20)
             self._stop.wait(self._interval_s)
 
+    def peak_so_far(self) -> float:
+        """The peak up to now, MB (``ru_maxrss`` or the sampled tree)."""
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return round(max(own, self.sampled_peak_mb), 1)
+
     def result(self) -> dict[str, float]:
         """Stop sampling; the peaks in MB (``peak_mb`` is the one reported)."""
         self._stop.set()
@@ -178,17 +183,28 @@ def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     classifier, load_s = _classifier(args.batch_size)
     stage_cpu: dict[str, float] = {}
-    real_score_store = wsi.pipeline.score_store
+    stage_peak_mb: dict[str, float] = {"model": memory.peak_so_far()}
 
-    def score_store(*a: Any, **kw: Any) -> Any:
-        """The scoring stage, also timed in CPU seconds (all threads)."""
-        cpu = time.process_time()
-        try:
-            return real_score_store(*a, **kw)
-        finally:
-            stage_cpu["score"] = time.process_time() - cpu
+    def watched(name: str, stage: Any) -> Any:
+        """``stage``, also timed in CPU seconds (all threads), peak RSS after it."""
 
-    wsi.pipeline.score_store = score_store  # type: ignore[assignment]
+        def run_stage(*a: Any, **kw: Any) -> Any:
+            cpu = time.process_time()
+            try:
+                return stage(*a, **kw)
+            finally:
+                stage_cpu[name] = time.process_time() - cpu
+                stage_peak_mb[name] = memory.peak_so_far()
+
+        return run_stage
+
+    for name, attr in (
+        ("tile", "tile_slide"),
+        ("score", "score_store"),
+        ("stitch", "stitch_slide"),
+        ("export", "export_slide"),
+    ):
+        setattr(wsi.pipeline, attr, watched(name, getattr(wsi.pipeline, attr)))
     config = RunConfig(
         slides=(Path(args.slide),),
         out_dir=Path(args.run_dir),
@@ -214,6 +230,8 @@ def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         "total_s": total_s,
         "runtime": str(getattr(classifier, "runtime", "keras")),
         "score_cpu_s": stage_cpu.get("score"),
+        "stage_cpu_s": stage_cpu,
+        "peak_mb_after": stage_peak_mb,
         "imported_tensorflow": "tensorflow" in sys.modules,
     } | memory.result()
 
