@@ -5,20 +5,26 @@ tiles, downsamples 1, 4, 16, 64; two textured lymph-node sections covering about
 thirds of the slide: :class:`wsi.synthetic.SyntheticTissue`), then, each in a fresh
 process:
 
-- ``pipeline``: loads the bundled classifier (``load_classifier``) and calls it once
-  on a batch of zeros (TensorFlow traces the model on its first call; the bare run
-  does the same), then :func:`wsi.pipeline.run` on the slide: ``tile_slide``,
+- ``pipeline``: loads the bundled classifier as scoring does
+  (``wsi.scoring.ClassifierSpec``, with ``WSI_SCORING_RUNTIME`` set to each of
+  ``--runtimes``: ``keras`` or ``openvino``, the int8 model exported at first use
+  into ``WSI_CACHE_DIR``) and calls it once on a batch of zeros (tracing,
+  compilation), then :func:`wsi.pipeline.run` on the slide: ``tile_slide``,
   ``score_store`` (dask, chunk by chunk, scores written back into the zarr store),
-  stitching and exports; stage seconds come from the slide's ``summary.json``;
-- ``bare``: the same model, loaded and warmed up the same way, timed on uint8
-  batches of ``--batch-size`` patches already in memory (the first
-  ``--bare-patches`` patches of the pipeline's store, read before the clock starts).
+  stitching and exports; stage seconds come from the slide's ``summary.json``, and
+  each stage's CPU seconds (all threads) and the peak RSS after it are recorded;
+- ``bare``: plain Keras fp32 (``load_classifier``), loaded and warmed up the same
+  way, timed on uint8 batches of ``--batch-size`` patches already in memory (the
+  first ``--bare-patches`` patches of the pipeline's store, read before the clock
+  starts): the rate the scoring stage is compared with.
 
-Efficiency is the pipeline's scoring rate (patches / seconds of the scoring stage)
-over the bare model's rate. Peak memory is the largest resident set of the process
-(all its threads; ``ru_maxrss``), or of it and the processes it starts, sampled
-every 50 ms, whichever is larger. With
-``--repeat N`` the runs alternate and the fastest of each kind is shown.
+"x bare Keras" is the pipeline's scoring rate (patches / seconds of the scoring
+stage) over the bare Keras rate, in wall time and in CPU seconds (on a shared
+machine the second says what the code costs, the first what the process got). Peak
+memory is the largest resident set of the process (all its threads;
+``ru_maxrss``); a sample of the process tree every 50 ms is kept in the JSON. With
+``--repeat N`` the runs alternate and the fastest of each kind is shown. Several
+``--size`` values show how memory and time scale with the slide.
 
 Full run (22,284 tissue patches; on 2 CPU cores about 2 minutes to write the 1 GB
 slide, kept in ``--work`` for later runs, then under 2 minutes per repeat)::
@@ -144,8 +150,12 @@ class _TreeMemory:
         self._stop.set()
         self._thread.join()
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # A child forked for a moment (git, for the provenance record) is sampled
+        # with a copy of this process's pages: the tree figure is kept for
+        # reference, the reported peak is this process's own (no worker processes
+        # run here: dask uses threads).
         return {
-            "peak_mb": max(own, self.sampled_peak_mb),
+            "peak_mb": own,
             "peak_self_maxrss_mb": own,
             "peak_tree_sampled_mb": self.sampled_peak_mb,
         }

@@ -177,47 +177,58 @@ class OpenVinoPatchClassifier:
     def predict(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Forward passes without TTA: ``float32[len(images)]``.
 
-        Full batches of ``batch_size`` run on a model compiled for that static
-        shape (int8 on this CPU: 1.8x the rate of a dynamic batch), spread over
-        the model's streams (one asynchronous request per stream and calling
-        thread); the rest on one compiled for any batch.
+        Batches of ``batch_size`` run on a model compiled for that static shape
+        (int8 on this CPU: 1.8x the rate of a dynamic batch; the last batch is
+        padded), spread over the model's streams: one asynchronous request per
+        stream and calling thread, created when first needed (each holds the
+        activations of a whole batch).
         """
         out = np.empty(len(images), dtype=np.float32)
         size = self.batch_size
-        full = len(images) - len(images) % size
-        requests = self._requests(size)
-        busy: list[tuple[Any, int]] = []
-        for k, start in enumerate(range(0, full, size)):
-            request = requests[k % len(requests)]
+        starts = range(0, len(images), size)
+        requests = self._requests(min(len(starts), self._streams()))
+        busy: list[tuple[Any, int, int]] = []
+        for k, start in enumerate(starts):
             if len(busy) == len(requests):
                 self._collect(*busy.pop(0), out)
-            request.start_async([np.ascontiguousarray(images[start : start + size])])
-            busy.append((request, start))
-        for request, start in busy:
-            self._collect(request, start, out)
-        if full < len(images):
-            rest = self._requests(-1)[0]
-            rest.infer([np.ascontiguousarray(images[full:])])
-            self._collect(rest, full, out)
+            batch = images[start : start + size]
+            n = len(batch)
+            if n < size:
+                batch = np.concatenate(
+                    [batch, np.zeros((size - n, *batch.shape[1:]), np.uint8)]
+                )
+            request = requests[k % len(requests)]
+            request.start_async([np.ascontiguousarray(batch)])
+            busy.append((request, start, n))
+        for request, start, n in busy:
+            self._collect(request, start, n, out)
         return out
 
     @staticmethod
-    def _collect(request: Any, start: int, out: npt.NDArray[np.float32]) -> None:
+    def _collect(
+        request: Any, start: int, n: int, out: npt.NDArray[np.float32]
+    ) -> None:
         request.wait()
         probs = np.asarray(request.get_output_tensor(0).data, np.float32).reshape(-1)
-        out[start : start + len(probs)] = probs
+        out[start : start + n] = probs[:n]
 
-    def _requests(self, batch: int) -> list[Any]:
-        """Requests of the calling thread on the model compiled for ``batch``."""
-        mine: dict[int, list[Any]] = self._local.__dict__.setdefault("requests", {})
-        if batch not in mine:
-            with self._lock:
-                if batch not in self._compiled:
-                    self._compiled[batch] = _compile(self.fast_dir, batch=batch)
-            compiled = self._compiled[batch]
-            streams = int(compiled.get_property("NUM_STREAMS")) if batch > 0 else 1
-            mine[batch] = [compiled.create_infer_request() for _ in range(streams)]
-        return mine[batch]
+    def _model(self) -> Any:
+        with self._lock:
+            if self.batch_size not in self._compiled:
+                self._compiled[self.batch_size] = _compile(
+                    self.fast_dir, batch=self.batch_size
+                )
+            return self._compiled[self.batch_size]
+
+    def _streams(self) -> int:
+        return max(1, int(self._model().get_property("NUM_STREAMS")))
+
+    def _requests(self, count: int) -> list[Any]:
+        """At least ``count`` requests of the calling thread on the static model."""
+        mine: list[Any] = self._local.__dict__.setdefault("requests", [])
+        while len(mine) < count:
+            mine.append(self._model().create_infer_request())
+        return mine
 
     def describe(self) -> dict[str, Any]:
         """What was loaded, for run metadata (JSON-able)."""
@@ -300,7 +311,6 @@ def load_fast_classifier(
             path=keras_path,
             fast_dir=target,
             precision=str(sidecar["precision"]),
-            _compiled={-1: compiled},
             tta=tta,
             tta_mean=tta_mean,
             batch_size=batch_size,
