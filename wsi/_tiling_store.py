@@ -183,7 +183,7 @@ def write_layout(
         dtype=np.uint8,
         chunks=(tiling.chunk_patches, tile, tile, 3),
         compression_level=tiling.compression_level,
-        codec=tiling.patch_codec,
+        codec=tiling.codec,
     )
     # The codec is storage, not content: recorded, not in the settings.
     section["patch_codec"] = codec_name(patches.compressors)

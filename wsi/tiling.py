@@ -87,12 +87,15 @@ class TilingParams:
         Threads of dask's local scheduler; None uses the CPUs available. Ignored
         under a dask.distributed client.
     patch_codec
-        How the ``patches`` array is compressed (``wsi.store.PATCH_CODECS``):
-        ``none`` (default: decoded JPEG pixels compress 1.04-1.08:1 losslessly, not
-        worth the time; see ``benchmarks/bench_codec.py``), ``blosc-lz4`` or
-        ``zstd`` (the codec of stores written before). Pixels are the same with
-        every codec, so it is not part of the settings: a store is resumed with
-        the codec it was created with.
+        How the ``patches`` array is compressed: ``auto`` (default), or one of
+        ``wsi.store.PATCH_CODECS``: ``none``, ``blosc-lz4``, ``zstd`` (the codec of
+        stores written before). ``auto`` is ``none`` when patches do not overlap
+        (decoded JPEG pixels compress 1.04-1.09:1 losslessly, not worth the time)
+        and ``zstd`` when they do (a chunk of overlapping patches repeats its
+        pixels: 3.2:1 at stride 32, for less CPU than writing them raw); see
+        ``benchmarks/bench_codec.py`` and ``bench_tiling.py``. Pixels are the same
+        with every codec, so it is not part of the settings: a store is resumed
+        with the codec it was created with.
     compression_level
         zstd level of the patches (``patch_codec = "zstd"``).
     """
@@ -105,7 +108,7 @@ class TilingParams:
     band_rows: int | None = None
     band_pixels: int = 8_000_000
     workers: int | None = None
-    patch_codec: Literal["none", "blosc-lz4", "zstd"] = "none"
+    patch_codec: Literal["auto", "none", "blosc-lz4", "zstd"] = "auto"
     compression_level: int = 1
 
     def __post_init__(self) -> None:
@@ -128,14 +131,22 @@ class TilingParams:
             raise ValueError(f"band_rows must be at least 1, got {self.band_rows}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
-        if self.patch_codec not in PATCH_CODECS:
+        if self.patch_codec != "auto" and self.patch_codec not in PATCH_CODECS:
             raise ValueError(
-                f"patch_codec must be one of {PATCH_CODECS}, got {self.patch_codec!r}"
+                f"patch_codec must be 'auto' or one of {PATCH_CODECS}, got "
+                f"{self.patch_codec!r}"
             )
         if not 1 <= self.compression_level <= 22:
             raise ValueError(
                 f"compression_level must be between 1 and 22, got {self.compression_level}"
             )
+
+    @property
+    def codec(self) -> str:
+        """The codec ``patch_codec`` means for this stride (``auto`` resolved)."""
+        if self.patch_codec != "auto":
+            return self.patch_codec
+        return "none" if self.stride_px >= PATCH_PX else "zstd"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -50,6 +50,20 @@ def test_every_codec_stores_the_same_pixels(
         np.testing.assert_array_equal(pixels[codec], pixels["none"])
 
 
+@pytest.mark.parametrize(("stride", "expected"), [(96, "none"), (48, "zstd-1")])
+def test_auto_codec_compresses_only_overlapping_patches(
+    tiny_slide: SlideSpec, tmp_path: Path, stride: int, expected: str
+) -> None:
+    store = tmp_path / "auto.zarr"
+    tile_slide(
+        tiny_slide.path,
+        store,
+        tiling=TilingParams(stride_px=stride),
+        tissue=TissueParams(),
+    )
+    assert open_tile_store(store).tiling["patch_codec"] == expected
+
+
 def test_a_store_resumes_with_the_codec_it_was_created_with(
     tiny_slide: SlideSpec, tmp_path: Path
 ) -> None:
@@ -73,7 +87,7 @@ def test_a_store_resumes_with_the_codec_it_was_created_with(
 
 
 def test_unknown_codec_is_refused() -> None:
-    with pytest.raises(ValueError, match="patch_codec must be one of"):
+    with pytest.raises(ValueError, match="patch_codec must be 'auto' or one of"):
         TilingParams(patch_codec="lzma")  # type: ignore[arg-type]
 
 
