@@ -147,6 +147,10 @@ def test_config_is_validated(tmp_path: Path) -> None:
         config(schedule="step")
     with pytest.raises(ValueError, match="ema must be between 0 and 1"):
         config(ema=1.0)
+    with pytest.raises(ValueError, match="label_weight must be between 0 and 1"):
+        config(label_weight=1.5)
+    with pytest.raises(ValueError, match="mixup must be non-negative"):
+        config(mixup=-0.1)
 
 
 @pytest.mark.tf
@@ -252,3 +256,24 @@ def test_cli_train_with_ema_saves_the_averaged_weights(
     np.testing.assert_allclose(averaged, after_one_step, atol=1e-5)
     config = json.loads((tmp_path / "ema" / "config.json").read_text())
     assert (config["schedule"], config["ema"]) == ("cosine", 0.999999)
+
+
+def test_cli_train_passes_the_distillation_options(
+    tmp_path: Path, pcam_dir: Path, tiny_model: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from wsi.cli import cli
+
+    out = tmp_path / "student"
+    args = ["train", str(pcam_dir), "--valid", str(pcam_dir), "--out", str(out)]
+    args += ["--arch", "logreg", "--epochs", "1", "--batch-size", "24"]
+    args += ["--teacher", str(tiny_model), "--label-weight", "0.3", "--mixup", "0.2"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["teacher"] == str(tiny_model)
+    assert (config["label_weight"], config["mixup"]) == (0.3, 0.2)
+    missing = CliRunner().invoke(cli, [*args[:-6], "--teacher", str(tmp_path / "no")])
+    assert missing.exit_code == 2
+    assert "does not exist" in missing.output
