@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.card import ModelCard, read_card
-from model.registry import resolve_model_path
+from model.registry import WEIGHTS_DIR, resolve_model_path
 from model.tta import check_tta, combine, n_views, tta_views
 from wsi.errors import ModelLoadError
 
@@ -92,6 +92,16 @@ def cache_dir() -> Path:
 def fast_model_dir(keras_sha256: str) -> Path:
     """Where the fast model of the ``.keras`` file with this sha256 is kept."""
     return cache_dir() / "fast-models" / f"{keras_sha256}-openvino"
+
+
+def shipped_fast_model_dir(keras_sha256: str) -> Path:
+    """Where a fast model shipped with the package would be (bundled models only).
+
+    ``scripts/ship_fast_models.py`` writes them, so a new install scores at full
+    speed from the first slide instead of exporting for minutes; they are checked
+    exactly as cached ones are.
+    """
+    return WEIGHTS_DIR / "fast-models" / f"{keras_sha256}-openvino"
 
 
 def _gpu_present() -> bool:
@@ -293,8 +303,11 @@ def load_fast_classifier(
     keras_path = resolve_model_path(path)
     check_model_file(keras_path)
     card = read_card(keras_path)
-    target = fast_model_dir(card.weights_sha256)
-    sidecar = _checked_sidecar(target, card.weights_sha256)
+    target = shipped_fast_model_dir(card.weights_sha256)
+    sidecar = _checked_sidecar(target, card.weights_sha256) if target.is_dir() else None
+    if sidecar is None:
+        target = fast_model_dir(card.weights_sha256)
+        sidecar = _checked_sidecar(target, card.weights_sha256)
     if sidecar is None and export:
         _export(keras_path, target, card.weights_sha256)
         sidecar = _checked_sidecar(target, card.weights_sha256)
@@ -333,8 +346,11 @@ def runtime_summary(path: Path | str | None = None) -> str:
         return "keras (OpenVINO/NNCF not installed: pip install openvino nncf)"
     keras_path = resolve_model_path(path)
     card = read_card(keras_path)
-    target = fast_model_dir(card.weights_sha256)
-    sidecar = _checked_sidecar(target, card.weights_sha256)
+    target = shipped_fast_model_dir(card.weights_sha256)
+    sidecar = _checked_sidecar(target, card.weights_sha256) if target.is_dir() else None
+    if sidecar is None:
+        target = fast_model_dir(card.weights_sha256)
+        sidecar = _checked_sidecar(target, card.weights_sha256)
     if sidecar is None:
         return f"openvino (exported from {keras_path.name} at first use into {target})"
     check = sidecar["check"].get(sidecar["precision"], {})

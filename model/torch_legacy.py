@@ -162,7 +162,11 @@ def _read_storage(
 
 def _view(storage: npt.NDArray[Any], ref: _TensorRef) -> npt.NDArray[Any]:
     item = storage.itemsize
-    needed = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride, strict=True)) + 1
+    needed = (
+        ref.offset
+        + sum((n - 1) * s for n, s in zip(ref.shape, ref.stride, strict=True))
+        + 1
+    )
     if any(n == 0 for n in ref.shape):
         return np.zeros(ref.shape, storage.dtype)
     if needed > storage.size:

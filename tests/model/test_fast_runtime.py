@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,19 @@ def test_fast_path_agrees_with_keras_and_is_cached(
     monkeypatch.setattr(fast_runtime, "_export", _no_export)
     assert fast_runtime.load_fast_classifier(tiny_model) is not None
     assert "openvino-" in fast_runtime.runtime_summary(tiny_model)
-    # A changed model file in the cache is not used.
+    # A shipped copy (model/weights/fast-models) is preferred to the cache.
+    shipped_root = cache.parent / "weights"
+    monkeypatch.setattr(fast_runtime, "WEIGHTS_DIR", shipped_root)
+    shipped = fast_runtime.shipped_fast_model_dir(fast.sha256)
+    shutil.copytree(fast.fast_dir, shipped)
+    from_shipped = fast_runtime.load_fast_classifier(tiny_model, export=False)
+    assert from_shipped is not None
+    assert from_shipped.fast_dir == shipped
+    # A changed model file is not used, shipped or cached.
+    (shipped / "model.bin").write_bytes(b"\0" * 64)
+    again = fast_runtime.load_fast_classifier(tiny_model, export=False)
+    assert again is not None
+    assert again.fast_dir == fast.fast_dir
     (fast.fast_dir / "model.bin").write_bytes(b"\0" * 64)
     assert fast_runtime.load_fast_classifier(tiny_model, export=False) is None
 
