@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--tta", nargs="+", default=["none", "dihedral"])
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--model", type=Path, default=None, help="bundled model name or .keras path"
+    )
     args = parser.parse_args(argv)
     from sklearn.metrics import roc_auc_score
 
@@ -81,8 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     rows, record = [], {"n": len(images), "runs": {}}
     for tta in args.tta:
         models = {
-            "keras": load_classifier(None, tta=tta, batch_size=args.batch_size),
-            "fast": ClassifierSpec(tta=tta, batch_size=args.batch_size).load(),
+            "keras": load_classifier(args.model, tta=tta, batch_size=args.batch_size),
+            "fast": ClassifierSpec(
+                model_path=args.model, tta=tta, batch_size=args.batch_size
+            ).load(),
         }
         names = {
             "keras": "keras-fp32",
