@@ -333,13 +333,14 @@ def _print_table(report: Any) -> None:
         click.echo(_error_line(failure.slide, failure.message), err=True)
     if not report.results:
         return
-    rows = [("slide", "patches", "max prob", "tumour mm2", "time s")]
+    rows = [("slide", "patches", "slide prob", "max cell", "tumour mm2", "time s")]
     for r in report.results:
         note = " (done before)" if r.skipped else ""
         rows.append(
             (
                 r.slide.name + note,
                 str(r.n_patches),
+                "-" if r.slide_probability is None else f"{r.slide_probability:.3f}",
                 f"{r.max_probability:.3f}",
                 f"{r.tumor_area_um2 / 1e6:.3f}",
                 f"{r.seconds:.1f}",

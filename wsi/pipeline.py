@@ -86,6 +86,7 @@ class SlideResult:
     tumor_area_um2: float
     seconds: float
     skipped: bool = False
+    slide_probability: float | None = None
 
 
 @dataclass(kw_only=True)
@@ -330,6 +331,11 @@ def _result_from_summary(
         outputs=outputs,
         n_patches=int(summary["n_patches"]),
         max_probability=float(summary["max_probability"]),
+        slide_probability=(
+            float(summary["slide_probability"])
+            if summary.get("slide_probability") is not None
+            else None
+        ),
         tumor_area_um2=float(summary["tumor_area_um2"]),
         seconds=float(sum(summary["timings_s"].values())),
         skipped=skipped,
@@ -361,6 +367,7 @@ def _write_run_json(config: RunConfig, report: RunReport, *, seconds: float) -> 
                     "slide": str(r.slide),
                     "n_patches": r.n_patches,
                     "max_probability": r.max_probability,
+                    "slide_probability": r.slide_probability,
                     "tumor_area_um2": r.tumor_area_um2,
                     "seconds": r.seconds,
                     "skipped": r.skipped,
