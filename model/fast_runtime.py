@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from model.card import ModelCard, read_card
 from model.registry import WEIGHTS_DIR, resolve_model_path
-from model.tta import check_tta, combine, n_views, tta_views
+from model.tta import check_tta, n_views, score_views
 from wsi.errors import ModelLoadError
 
 __all__ = [
@@ -166,23 +166,14 @@ class OpenVinoPatchClassifier:
         ValueError
             ``patches`` is not shaped ``[N, 96, 96, 3]``.
         """
-        if not isinstance(patches, np.ndarray) or patches.dtype != np.uint8:
-            kind = patches.dtype if isinstance(patches, np.ndarray) else type(patches)
-            raise TypeError(f"patches must be a uint8 numpy array, got {kind}")
-        size = self.input_px
-        if patches.ndim != 4 or patches.shape[1:] != (size, size, 3):
-            raise ValueError(
-                f"patches must be shaped [N, {size}, {size}, 3], got {patches.shape}"
-            )
-        out = np.empty(len(patches), dtype=np.float32)
-        views = n_views(self.tta)
-        step = max(1, self.batch_size // views)
-        for start in range(0, len(patches), step):
-            chunk = patches[start : start + step]
-            stacked = np.concatenate(tta_views(chunk, self.tta))
-            probs = self.predict(stacked).reshape(views, len(chunk))
-            out[start : start + len(chunk)] = combine(list(probs), self.tta_mean)  # type: ignore[arg-type]
-        return out
+        return score_views(
+            patches,
+            self.predict,
+            input_px=self.input_px,
+            tta=self.tta,
+            tta_mean=self.tta_mean,
+            images_per_pass=self.batch_size // n_views(self.tta),
+        )
 
     def predict(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Forward passes without TTA: ``float32[len(images)]``.
@@ -303,11 +294,7 @@ def load_fast_classifier(
     keras_path = resolve_model_path(path)
     check_model_file(keras_path)
     card = read_card(keras_path)
-    target = shipped_fast_model_dir(card.weights_sha256)
-    sidecar = _checked_sidecar(target, card.weights_sha256) if target.is_dir() else None
-    if sidecar is None:
-        target = fast_model_dir(card.weights_sha256)
-        sidecar = _checked_sidecar(target, card.weights_sha256)
+    target, sidecar = _find_fast_model(card.weights_sha256)
     if sidecar is None and export:
         _export(keras_path, target, card.weights_sha256)
         sidecar = _checked_sidecar(target, card.weights_sha256)
@@ -346,11 +333,7 @@ def runtime_summary(path: Path | str | None = None) -> str:
         return "keras (OpenVINO/NNCF not installed: pip install openvino nncf)"
     keras_path = resolve_model_path(path)
     card = read_card(keras_path)
-    target = shipped_fast_model_dir(card.weights_sha256)
-    sidecar = _checked_sidecar(target, card.weights_sha256) if target.is_dir() else None
-    if sidecar is None:
-        target = fast_model_dir(card.weights_sha256)
-        sidecar = _checked_sidecar(target, card.weights_sha256)
+    target, sidecar = _find_fast_model(card.weights_sha256)
     if sidecar is None:
         return f"openvino (exported from {keras_path.name} at first use into {target})"
     check = sidecar["check"].get(sidecar["precision"], {})
@@ -359,6 +342,17 @@ def runtime_summary(path: Path | str | None = None) -> str:
         f"{sidecar['check']['n_patches']} patches: max |diff| "
         f"{check.get('max_abs_diff')}, mean {check.get('mean_abs_diff')})"
     )
+
+
+def _find_fast_model(keras_sha256: str) -> tuple[Path, dict[str, Any] | None]:
+    """The shipped copy if it checks out, else the cache folder (and its sidecar)."""
+    shipped = shipped_fast_model_dir(keras_sha256)
+    if shipped.is_dir():
+        sidecar = _checked_sidecar(shipped, keras_sha256)
+        if sidecar is not None:
+            return shipped, sidecar
+    cached = fast_model_dir(keras_sha256)
+    return cached, _checked_sidecar(cached, keras_sha256)
 
 
 def _checked_sidecar(target: Path, keras_sha256: str) -> dict[str, Any] | None:

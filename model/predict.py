@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from model.card import ModelCard, card_path, read_card
 from model.registry import BUNDLED_MODELS, resolve_model_path
-from model.tta import check_tta, combine, n_views, tta_views
+from model.tta import check_tta, n_views, score_views
 from wsi.errors import ModelLoadError
 from wsi.geometry import PATCH_PX
 
@@ -116,23 +116,17 @@ class KerasPatchClassifier:
         ValueError
             ``patches`` is not shaped ``[N, 96, 96, 3]``.
         """
-        if not isinstance(patches, np.ndarray) or patches.dtype != np.uint8:
-            kind = patches.dtype if isinstance(patches, np.ndarray) else type(patches)
-            raise TypeError(f"patches must be a uint8 numpy array, got {kind}")
-        size = self.input_px
-        if patches.ndim != 4 or patches.shape[1:] != (size, size, 3):
-            raise ValueError(
-                f"patches must be shaped [N, {size}, {size}, 3], got {patches.shape}"
-            )
-        out = np.empty(len(patches), dtype=np.float32)
-        views = n_views(self.tta)
-        step = self.batch_size if self.on_gpu else max(1, self.batch_size // views)
-        for start in range(0, len(patches), step):
-            chunk = patches[start : start + step]
-            stacked = np.concatenate(tta_views(chunk, self.tta))
-            probs = self._predict(stacked).reshape(views, len(chunk))
-            out[start : start + len(chunk)] = combine(list(probs), self.tta_mean)  # type: ignore[arg-type]
-        return out
+        per_pass = self.batch_size
+        if not self.on_gpu:
+            per_pass = self.batch_size // n_views(self.tta)
+        return score_views(
+            patches,
+            self._predict,
+            input_px=self.input_px,
+            tta=self.tta,
+            tta_mean=self.tta_mean,
+            images_per_pass=per_pass,
+        )
 
     def _predict(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """One forward pass without TTA: ``float32[len(images)]``."""

@@ -15,7 +15,15 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["TTA_MEANS", "TTA_MODES", "check_tta", "combine", "n_views", "tta_views"]
+__all__ = [
+    "TTA_MEANS",
+    "TTA_MODES",
+    "check_tta",
+    "combine",
+    "n_views",
+    "score_views",
+    "tta_views",
+]
 
 TTA_MODES: Final = ("none", "flips", "dihedral")
 TTA_MEANS: Final = ("arithmetic", "geometric")
@@ -150,3 +158,44 @@ def combine(
     else:
         out = stack.mean(axis=0)
     return np.asarray(out, dtype=np.float32)
+
+
+def score_views(
+    patches: npt.NDArray[np.uint8],
+    forward: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.float32]],
+    *,
+    input_px: int,
+    tta: str,
+    tta_mean: str,
+    images_per_pass: int,
+) -> npt.NDArray[np.float32]:
+    """Check a batch of patches, score all their TTA views, combine per patch.
+
+    The one scoring loop of every runtime (Keras, OpenVINO): ``forward`` maps
+    ``uint8[M, P, P, 3]`` images to ``float32[M]`` probabilities; each pass gets the
+    views of ``images_per_pass`` patches at once.
+
+    Raises
+    ------
+    TypeError
+        ``patches`` is not a uint8 array.
+    ValueError
+        ``patches`` is not shaped ``[N, input_px, input_px, 3]``.
+    """
+    if not isinstance(patches, np.ndarray) or patches.dtype != np.uint8:
+        kind = patches.dtype if isinstance(patches, np.ndarray) else type(patches)
+        raise TypeError(f"patches must be a uint8 numpy array, got {kind}")
+    size = input_px
+    if patches.ndim != 4 or patches.shape[1:] != (size, size, 3):
+        raise ValueError(
+            f"patches must be shaped [N, {size}, {size}, 3], got {patches.shape}"
+        )
+    out = np.empty(len(patches), dtype=np.float32)
+    views = n_views(tta)
+    step = max(1, images_per_pass)
+    for start in range(0, len(patches), step):
+        chunk = patches[start : start + step]
+        stacked = np.concatenate(tta_views(chunk, tta))
+        probs = forward(stacked).reshape(views, len(chunk))
+        out[start : start + len(chunk)] = combine(list(probs), tta_mean)  # type: ignore[arg-type]
+    return out

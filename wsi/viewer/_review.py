@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import flask
 from werkzeug.exceptions import NotFound
 
-from wsi.errors import AnnotationError, SlideReadError
+from wsi.errors import AnnotationError
 
 if TYPE_CHECKING:
     from wsi.viewer.app import _State
@@ -50,15 +50,6 @@ def _truth_collection(path: Path) -> dict[str, Any]:
 def add_review_routes(app: flask.Flask, state: _State) -> None:
     """Add the truth, metadata and associated-image routes to the viewer app."""
 
-    def open_slide(stem: str) -> Any:
-        entry = state.entry(stem)
-        if entry.slide_path is None:
-            raise NotFound(f"{stem}: the outputs record no slide path")
-        try:
-            return state.slides.get(entry.slide_path)
-        except SlideReadError as err:
-            raise NotFound(str(err)) from err
-
     @app.get("/api/slides/<stem>/truth")
     def api_truth(stem: str) -> flask.Response:
         state.entry(stem)  # 404 for an unknown slide
@@ -79,11 +70,11 @@ def add_review_routes(app: flask.Flask, state: _State) -> None:
 
     @app.get("/api/slides/<stem>/metadata")
     def api_metadata(stem: str) -> flask.Response:
-        return flask.jsonify(open_slide(stem).metadata())
+        return flask.jsonify(state.open_slide(stem).metadata())
 
     @app.get("/slides/<stem>/associated/<name>.png")
     def associated_image(stem: str, name: str) -> flask.Response:
-        slide = open_slide(stem)
+        slide = state.open_slide(stem)
         try:
             data = slide.associated_png(name)
         except KeyError:

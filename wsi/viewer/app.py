@@ -178,6 +178,16 @@ class _State:
             raise NotFound(f"no slide {stem!r} in {self.config.out_dir}")
         return found
 
+    def open_slide(self, stem: str) -> DeepZoomSlide:
+        """The open slide of ``stem``, or a 404 (no recorded path, unreadable)."""
+        entry = self.entry(stem)
+        if entry.slide_path is None:
+            raise NotFound(f"{stem}: the outputs record no slide path")
+        try:
+            return self.slides.get(entry.slide_path)
+        except SlideReadError as err:
+            raise NotFound(str(err)) from err
+
     def truth_file(self, stem: str) -> Path | None:
         """The ground-truth file of a slide (None without ``annotations``)."""
         from wsi.viewer._truth import find_truth_file
@@ -334,22 +344,13 @@ def _add_pages(app: flask.Flask, state: _State) -> None:
 
 
 def _add_tiles(app: flask.Flask, state: _State) -> None:
-    def open_slide(stem: str) -> DeepZoomSlide:
-        entry = state.entry(stem)
-        if entry.slide_path is None:
-            raise NotFound(f"{stem}: the outputs record no slide path")
-        try:
-            return state.slides.get(entry.slide_path)
-        except SlideReadError as err:
-            raise NotFound(str(err)) from err
-
     @app.get("/slides/<stem>.dzi")
     def dzi(stem: str) -> flask.Response:
-        return flask.Response(open_slide(stem).dzi(), mimetype="application/xml")
+        return flask.Response(state.open_slide(stem).dzi(), mimetype="application/xml")
 
     @app.get("/slides/<stem>_files/<digits:level>/<digits:col>_<digits:row>.jpeg")
     def tile(stem: str, level: int, col: int, row: int) -> flask.Response:
-        slide = open_slide(stem)
+        slide = state.open_slide(stem)
         try:
             data = slide.tile_jpeg(level, col, row)
         except ValueError as err:
