@@ -189,12 +189,14 @@ def design_layout(
     )
 
 
-def _looks_like_tissue(rgb: npt.NDArray[np.uint8]) -> bool:
+def looks_like_tissue(
+    rgb: npt.NDArray[np.uint8], *, max_white_fraction: float = MAX_WHITE_FRACTION
+) -> bool:
     """Tell whether a patch is filled with stained tissue (see the filter constants)."""
     value = rgb.astype(np.int16)
     chroma = (value.max(axis=2) - value.min(axis=2)).mean()
     return bool(
-        (value.min(axis=2) > 200).mean() <= MAX_WHITE_FRACTION
+        (value.min(axis=2) > 200).mean() <= max_white_fraction
         and chroma >= MIN_MEAN_CHROMA
         and value.mean() >= MIN_MEAN_BRIGHTNESS
     )
@@ -208,7 +210,7 @@ def pick_patches(
     order = rng.permutation(len(files))
     chosen: list[Path] = []
     for i in order:
-        if _looks_like_tissue(np.asarray(Image.open(files[i]).convert("RGB"))):
+        if looks_like_tissue(np.asarray(Image.open(files[i]).convert("RGB"))):
             chosen.append(files[i])
             if len(chosen) == count:
                 return chosen

@@ -84,7 +84,7 @@ from shapely.geometry import Point, Polygon, box
 from shapely.ops import unary_union
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_demo_slide import node_outline
+from make_demo_slide import looks_like_tissue, node_outline
 
 from wsi.geometry import CENTER_PX, PATCH_PX, PCAM_MPP
 from wsi.synthetic import GLASS_RGB, page_options, pyramid_levels
@@ -100,8 +100,6 @@ TILE_PX = 512
 #: edge; the demo's stricter 0.3 keeps only 830 of 1,500), mean chroma and
 #: brightness at least these (no black or grey scanning artefacts).
 MAX_WHITE_FRACTION = 0.5
-MIN_MEAN_CHROMA = 20
-MIN_MEAN_BRIGHTNESS = 60
 #: Outline sizes used (major axis, um) and the ITC limit of the FROC protocol.
 MIN_MAJOR_UM, MAX_MAJOR_UM, ITC_MAJOR_UM = 100.0, 2000.0, 275.0
 #: Lesions per tumour slide, the share of them drawn from the FROC targets (major
@@ -169,22 +167,16 @@ def load_lesions(folder: Path, sources: Sequence[str]) -> list[Lesion]:
     return lesions
 
 
-def looks_like_tissue(rgb: npt.NDArray[np.uint8]) -> bool:
-    """At most half near-white, and no black or grey scanning artefact."""
-    value = rgb.astype(np.int16)
-    chroma = (value.max(axis=2) - value.min(axis=2)).mean()
-    return bool(
-        (value.min(axis=2) > 200).mean() <= MAX_WHITE_FRACTION
-        and chroma >= MIN_MEAN_CHROMA
-        and value.mean() >= MIN_MEAN_BRIGHTNESS
-    )
-
-
 def usable_patches(pcam_valid: Path, label: int) -> list[Path]:
     """The label's patches that look like tissue, sorted by name."""
     files = sorted((pcam_valid / str(label)).glob("patch*.jpg"))
     return [
-        f for f in files if looks_like_tissue(np.asarray(Image.open(f).convert("RGB")))
+        f
+        for f in files
+        if looks_like_tissue(
+            np.asarray(Image.open(f).convert("RGB")),
+            max_white_fraction=MAX_WHITE_FRACTION,
+        )
     ]
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "TUMOR_GROUP",
     "read_asap_xml",
     "regions_to_asap_xml",
+    "subtract_holes",
     "write_asap_xml",
 ]
 
@@ -163,7 +164,7 @@ def read_asap_xml(path: Path) -> list[Polygon]:
         polygons = _annotation_polygons(annotation, path)
         group = annotation.get("PartOfGroup", "").strip().lower()
         (holes if group in EXCLUSION_GROUPS else tumour).extend(polygons)
-    return _apply_holes(tumour, holes)
+    return subtract_holes(tumour, holes)
 
 
 def _annotation(parent: ET.Element, name: str, group: str, coords: object) -> None:
@@ -229,8 +230,12 @@ def _annotation_polygons(annotation: ET.Element, path: Path) -> list[Polygon]:
     return _polygons_of(shapely.make_valid(polygon))
 
 
-def _apply_holes(tumour: list[Polygon], holes: list[Polygon]) -> list[Polygon]:
-    """Subtract each hole from the tumour polygons it overlaps but does not contain."""
+def subtract_holes(tumour: list[Polygon], holes: list[Polygon]) -> list[Polygon]:
+    """Subtract each hole from the tumour polygons it overlaps but does not contain.
+
+    Shared by every reader of annotations with exclusion polygons (ASAP XML groups
+    ``_2``/``Exclusion``, NCRF JSON ``negative``).
+    """
     if not holes:
         return tumour
     tree = shapely.STRtree(holes)

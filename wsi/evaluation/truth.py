@@ -24,7 +24,7 @@ from typing import Any, Literal
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
-from wsi.asap import read_asap_xml
+from wsi.asap import read_asap_xml, subtract_holes
 from wsi.errors import AnnotationError, EvaluationError
 from wsi.geojson import read_geojson
 
@@ -142,21 +142,7 @@ def read_ncrf_json(path: Path) -> list[Polygon]:
         )
     positive = _ncrf_polygons(data["positive"], path)
     negative = _ncrf_polygons(data.get("negative") or [], path)
-    if not negative:
-        return positive
-    tree = shapely.STRtree(negative)
-    result: list[Polygon] = []
-    for polygon in positive:
-        holes = [
-            negative[i]
-            for i in tree.query(polygon, predicate="intersects")
-            if not polygon.within(negative[i])
-        ]
-        if holes:
-            result.extend(_split([polygon.difference(shapely.union_all(holes))]))
-        else:
-            result.append(polygon)
-    return result
+    return subtract_holes(positive, negative)
 
 
 def read_reference_csv(path: Path) -> dict[str, bool]:
