@@ -3,17 +3,42 @@
 Following Beyer et al. (2022), "Knowledge distillation: a good teacher is patient and
 consistent", the teacher sees the same augmented (and optionally mixed-up) image as
 the student, so every one of the many distinct views carries a target of its own.
+
+Soft targets make Keras's training AUC and accuracy meaningless (they compare the
+predictions with targets that are neither 0 nor 1). So in these runs every batch
+carries ``float32[B, 2]`` labels: column ``TARGET`` is what the loss trains on,
+column ``HARD_LABEL`` the true 0/1 label that ``auc`` and ``accuracy`` are computed
+against, in training and validation alike (``paired_labels`` pairs the validation
+labels with themselves). Only ``model.fit`` sees the pairs: a saved model loads
+without the loss and metrics (``compile=False``), so it needs no custom objects.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["distillation_targets", "load_teacher", "mix_batch"]
+import keras
+
+__all__ = [
+    "HARD_LABEL",
+    "TARGET",
+    "HardLabelAUC",
+    "HardLabelAccuracy",
+    "distillation_targets",
+    "load_teacher",
+    "mix_batch",
+    "paired_labels",
+    "target_crossentropy",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Column of the ``[B, 2]`` labels that the loss trains on (the soft target).
+TARGET: Final = 0
+#: Column of the ``[B, 2]`` labels that the metrics use (the true 0/1 label).
+HARD_LABEL: Final = 1
 
 
 def load_teacher(path: Path) -> Any:
@@ -31,11 +56,20 @@ def load_teacher(path: Path) -> Any:
     return teacher.model
 
 
-def mix_batch(images: Any, labels: Any, alpha: float, seed: Any) -> tuple[Any, Any]:
+def mix_batch(
+    images: Any, labels: Any, alpha: float, seed: Any
+) -> tuple[Any, Any, Any]:
     """Mixup: blend each image (and label) with another of the same batch.
 
     ``lam ~ Beta(alpha, alpha)`` per image, drawn from two stateless gamma samples;
     the partner is a stateless random permutation of the batch.
+
+    Returns
+    -------
+    tuple
+        The mixed images, the mixed labels ``lam * y + (1 - lam) * y_partner``, and
+        the hard label of each view: the label of the patch with the larger share
+        (``y`` where ``lam >= 0.5``, else ``y_partner``).
     """
     import tensorflow as tf
 
@@ -48,7 +82,9 @@ def mix_batch(images: Any, labels: Any, alpha: float, seed: Any) -> tuple[Any, A
     mixed = lam[:, None, None, None] * images + (1 - lam[:, None, None, None]) * (
         tf.gather(images, order)
     )
-    return mixed, lam * labels + (1 - lam) * tf.gather(labels, order)
+    partner = tf.gather(labels, order)
+    hard = tf.where(lam >= 0.5, labels, partner)
+    return mixed, lam * labels + (1 - lam) * partner, hard
 
 
 def distillation_targets(
@@ -60,7 +96,7 @@ def distillation_targets(
     seed: int = 0,
     start_batch: int = 0,
 ) -> Any:
-    """Map ``(views, labels)`` batches to ``(views', targets)`` for distillation.
+    """Map ``(views, labels)`` batches to ``(views', [targets, hard labels])``.
 
     Parameters
     ----------
@@ -81,7 +117,9 @@ def distillation_targets(
     Returns
     -------
     tf.data.Dataset
-        Batches of the views the student trains on and their targets in [0, 1].
+        Batches of the views the student trains on and ``float32[B, 2]`` labels:
+        column ``TARGET`` the target in [0, 1], column ``HARD_LABEL`` the true 0/1
+        label of the patch (under mixup, of the patch with the larger share).
     """
     import tensorflow as tf
 
@@ -89,14 +127,53 @@ def distillation_targets(
 
     def targets(xy: Any, i: Any) -> tuple[Any, Any]:
         images, labels = xy
+        hard = labels
         if mixup > 0:
             key = tf.stack([tf.constant(seed + 7919, tf.int64), i])
-            images, labels = mix_batch(images, labels, mixup, key)
-        if teacher is None:
-            return images, labels
-        soft = tf.reshape(teacher(images, training=False), [-1])
-        return images, label_weight * labels + (1 - label_weight) * tf.cast(
-            soft, tf.float32
-        )
+            images, labels, hard = mix_batch(images, labels, mixup, key)
+        target = labels
+        if teacher is not None:
+            soft = tf.reshape(teacher(images, training=False), [-1])
+            target = label_weight * labels + (1 - label_weight) * tf.cast(
+                soft, tf.float32
+            )
+        return images, tf.stack([target, hard], axis=-1)
 
     return tf.data.Dataset.zip((dataset, counter)).map(targets).prefetch(2)
+
+
+def paired_labels(dataset: Any) -> Any:
+    """Map ``(images, float32[B])`` batches to ``(images, float32[B, 2])``.
+
+    Both columns hold the label, so validation batches fit the loss and metrics of
+    a distillation run and mean what they meant without distillation.
+    """
+    import tensorflow as tf
+
+    return dataset.map(lambda x, y: (x, tf.stack([y, y], axis=-1)))
+
+
+@keras.saving.register_keras_serializable(package="wsi_heatmap")  # type: ignore[untyped-decorator]
+def target_crossentropy(y_true: Any, y_pred: Any) -> Any:
+    """Binary cross-entropy of ``y_pred`` ``[B, 1]`` against column ``TARGET``."""
+    return keras.losses.binary_crossentropy(y_true[:, TARGET : TARGET + 1], y_pred)
+
+
+@keras.saving.register_keras_serializable(package="wsi_heatmap")
+class HardLabelAUC(keras.metrics.AUC):  # type: ignore[misc]
+    """``keras.metrics.AUC`` against column ``HARD_LABEL`` of ``[B, 2]`` labels."""
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        """Accumulate the confusion counts of the hard labels."""
+        hard = y_true[:, HARD_LABEL : HARD_LABEL + 1]
+        return super().update_state(hard, y_pred, sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="wsi_heatmap")
+class HardLabelAccuracy(keras.metrics.BinaryAccuracy):  # type: ignore[misc]
+    """``keras.metrics.BinaryAccuracy`` against column ``HARD_LABEL``."""
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        """Accumulate the matches of thresholded predictions and hard labels."""
+        hard = y_true[:, HARD_LABEL : HARD_LABEL + 1]
+        return super().update_state(hard, y_pred, sample_weight)

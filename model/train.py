@@ -73,7 +73,10 @@ class TrainConfig:
     ``label_weight * label + (1 - label_weight) * teacher(view)``, the teacher seeing
     exactly the augmented (and, with ``mixup`` > 0, mixed) view the student sees.
     ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
-    of itself (0: off).
+    of itself (0: off). With soft targets (a teacher, or mixup) the loss trains on
+    them, while the training ``auc`` and ``accuracy`` of ``log.csv`` still compare
+    the predictions with the true 0/1 labels (under mixup, the label of the patch
+    with the larger share of the view).
     """
 
     train_data: Path
@@ -215,11 +218,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         )
         if config.init_from is not None and not resume_epoch(out / "backup"):
             _init_weights(model, config.init_from, arch=config.arch)
-        model.compile(
-            optimizer=_optimizer(config, steps),
-            loss="binary_crossentropy",
-            metrics=[keras.metrics.AUC(name="auc", num_thresholds=1000), "accuracy"],
-        )
+        model.compile(optimizer=_optimizer(config, steps), **_loss_and_metrics(config))
     first_epoch = resume_epoch(out / "backup")
     if first_epoch:
         logger.info("resuming %s at epoch %d", out, first_epoch + 1)
@@ -231,8 +230,9 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         seed=config.seed,
         start_batch=first_epoch * steps,
     )
-    if config.teacher is not None or config.mixup > 0:
-        from model.distill import distillation_targets, load_teacher
+    valid_ds = make_dataset(valid_set, batch_size=256, training=False)
+    if _soft_targets(config):
+        from model.distill import distillation_targets, load_teacher, paired_labels
 
         teacher = load_teacher(config.teacher) if config.teacher is not None else None
         train_ds = distillation_targets(
@@ -243,7 +243,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
             seed=config.seed,
             start_batch=first_epoch * steps,
         )
-    valid_ds = make_dataset(valid_set, batch_size=256, training=False)
+        valid_ds = paired_labels(valid_ds)
     recipe = _recipe(config, train_set)
     (out / "config.json").write_text(json.dumps(recipe, indent=2, default=str) + "\n")
 
@@ -287,6 +287,36 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         epochs_run=len(history.epoch),
         seconds=seconds,
     )
+
+
+def _soft_targets(config: TrainConfig) -> bool:
+    """Whether the run trains on soft targets (distillation or mixup)."""
+    return config.teacher is not None or config.mixup > 0
+
+
+def _loss_and_metrics(config: TrainConfig) -> dict[str, Any]:
+    """``compile`` arguments: the loss, and ``auc`` and ``accuracy`` on true labels.
+
+    Runs on soft targets get ``[B, 2]`` labels (target, true label; see
+    ``model.distill``), so their metrics still compare the predictions with the
+    true 0/1 labels, under the same names, rather than with the soft targets.
+    """
+    import keras
+
+    if not _soft_targets(config):
+        return {
+            "loss": "binary_crossentropy",
+            "metrics": [keras.metrics.AUC(name="auc", num_thresholds=1000), "accuracy"],
+        }
+    from model.distill import HardLabelAccuracy, HardLabelAUC, target_crossentropy
+
+    return {
+        "loss": target_crossentropy,
+        "metrics": [
+            HardLabelAUC(name="auc", num_thresholds=1000),
+            HardLabelAccuracy(name="accuracy"),
+        ],
+    }
 
 
 def _optimizer(config: TrainConfig, steps: int) -> Any:
