@@ -41,15 +41,16 @@ def _source(args: argparse.Namespace) -> tuple[Any, int, str]:
     import tensorflow as tf
 
     if args.store:
-        import zarr
+        from wsi.store import open_tile_store
 
-        patches = zarr.open_array(Path(args.store) / "patches", mode="r")
-        n = min(args.patches, patches.shape[0]) if args.patches else patches.shape[0]
-        chunk = patches.chunks[0]
+        tiles = open_tile_store(Path(args.store))
+        n = min(args.patches, tiles.n_patches) if args.patches else tiles.n_patches
+        chunk = tiles.chunk_patches
+        group = tiles.open()
 
-        def chunks() -> Any:
+        def chunks() -> Any:  # whatever the store's layout (patches or cells)
             for start in range(0, n, chunk):
-                yield np.asarray(patches[start : min(start + chunk, n)])
+                yield tiles.read_patches(start, min(start + chunk, n), group=group)
 
         spec = tf.TensorSpec([None, 96, 96, 3], tf.uint8)
         data = tf.data.Dataset.from_generator(chunks, output_signature=spec).unbatch()

@@ -248,14 +248,13 @@ def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
 
 def _child_bare(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
-    import zarr
 
-    from wsi.layout import Arrays
+    from wsi.store import open_tile_store
 
     memory = _TreeMemory()
     classifier, load_s = _classifier(args.batch_size, keras=True)
-    stored = zarr.open_array(Path(args.store) / Arrays.PATCHES, mode="r")
-    patches = np.ascontiguousarray(stored[: args.bare_patches])
+    tiles = open_tile_store(Path(args.store))
+    patches = np.ascontiguousarray(tiles.read_patches(0, args.bare_patches))
     batches = [
         patches[i : i + args.batch_size]
         for i in range(0, len(patches), args.batch_size)

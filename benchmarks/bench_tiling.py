@@ -4,9 +4,11 @@ Writes Camelyon-like pyramidal TIFFs (0.243 um/px, 512 px JPEG tiles, downsample
 to 32, about a third tissue) of the given sizes (``WIDTHxHEIGHT`` level-0 px), then
 for each size and stride compares, each in a fresh process:
 
-- ``tile_slide``: :func:`wsi.tiling.tile_slide` with its defaults (PCam's 0.972
-  um/px, 256 patches per zstd chunk): tissue mask, band reads through dask, patches
-  compressed and written to the zarr store;
+- ``tile_slide``: :func:`wsi.tiling.tile_slide` (PCam's 0.972 um/px, 256 patches
+  per chunk), uncompressed and with zstd level 1: tissue mask, band reads through
+  dask, pixels written to the zarr store (at strides that divide 96, the cell layout
+  that stores each pixel once; also, at those strides, the whole overlapping patches
+  that stores wrote before the cell layout);
 - ``loop``: the same patches (the store's ``coords``) read one by one with
   ``OpenSlide.read_region((x, y), 2, (96, 96))``, nothing written;
 - ``loop + write``: the same loop writing the patches into a zarr array with the same
@@ -59,7 +61,8 @@ METHODS = {
     "loop": "per-patch read_region loop (read only)",
     "loop-write": "per-patch loop + zarr write",
     "tile": "tile_slide stage, codec none (the store's `seconds`)",
-    "tile-zstd": "tile_slide stage, codec zstd-1 (the old default)",
+    "tile-zstd": "tile_slide stage, codec zstd-1",
+    "tile-patches": "tile_slide stage, whole overlapping patches, zstd-1 (before cells)",
     "command": "`wsi-heatmap tile` whole command (start-up, imports)",
     "decode": "JPEG-decode bound: the tiles under the patches, decoded once",
 }
@@ -100,7 +103,9 @@ def _usage() -> dict[str, float]:
     return {"cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
 
 
-def _child_tile(args: argparse.Namespace, *, codec: str) -> dict[str, Any]:
+def _child_tile(
+    args: argparse.Namespace, *, codec: str, layout: str = "auto"
+) -> dict[str, Any]:
     """Tile the slide into ``args.store``; ``seconds`` is what the store records."""
     import dask.threaded  # noqa: F401 - imported by tile_slide on first use; not timed
     import zarr
@@ -118,6 +123,7 @@ def _child_tile(args: argparse.Namespace, *, codec: str) -> dict[str, Any]:
             workers=args.workers,
             stride_px=args.stride,
             patch_codec=codec,  # type: ignore[arg-type]
+            patch_layout=layout,  # type: ignore[arg-type]
         ),
         tissue=TissueParams(),
     )
@@ -246,6 +252,13 @@ def _child_loop(args: argparse.Namespace, *, write: bool) -> dict[str, Any]:
     }
 
 
+def _tile_methods(stride: int) -> tuple[str, ...]:
+    """The tiler's runs: at overlapping strides, also the whole-patch layout."""
+    if stride < 96:
+        return ("tile", "tile-zstd", "tile-patches", "command")
+    return ("tile", "tile-zstd", "command")
+
+
 def _run_child(
     method: str, slide: Path, store: Path, *, workers: int, stride: int
 ) -> dict[str, Any]:
@@ -304,7 +317,7 @@ def _bench(
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for _ in range(args.repeat):  # interleaved, so that load changes hit every method
         for workers in args.workers:
-            for method in ("tile", "tile-zstd", "command"):
+            for method in _tile_methods(stride):
                 runs.setdefault((method, workers), []).append(
                     _run_child(method, slide, store, workers=workers, stride=stride)
                 )
@@ -316,7 +329,7 @@ def _bench(
     base = best[("loop", 1)]["patches"] / best[("loop", 1)]["seconds"]
     shutil.rmtree(store, ignore_errors=True)
     order = [("loop", 1), ("loop-write", 1), ("decode", 1)] + [
-        (m, w) for w in args.workers for m in ("tile", "tile-zstd", "command")
+        (m, w) for w in args.workers for m in _tile_methods(stride)
     ]
     return [_row(size, stride, m, w, best[(m, w)], base) for m, w in order]
 
@@ -345,9 +358,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         args.workers = args.workers[0]
-        if args.child in ("tile", "tile-zstd"):
+        if args.child in ("tile", "tile-zstd", "tile-patches"):
             result = _child_tile(
-                args, codec="zstd" if args.child == "tile-zstd" else "none"
+                args,
+                codec="none" if args.child == "tile" else "zstd",
+                layout="patches" if args.child == "tile-patches" else "auto",
             )
         elif args.child == "command":
             result = _child_command(args)

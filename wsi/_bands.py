@@ -7,6 +7,9 @@ segment's first column. Reads start there and stop where a task's patches end. S
 :meth:`wsi.reader.Slide.read_target` gives values that depend on where a read starts,
 never on its size, a patch's pixels do not depend on how chunks are grouped into
 tasks, on the number of workers, or on where an interrupted run stopped.
+
+In a cell store (:mod:`wsi._cells`) the same machinery reads and writes cells
+instead: a "patch" below is whatever the store's pixel array holds, on its own grid.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import zarr
 
-from wsi.geometry import TileGrid
+from wsi.geometry import PATCH_PX, TileGrid
 from wsi.layout import Arrays
 from wsi.progress import Progress
 from wsi.reader import Slide, open_slide
@@ -122,6 +125,11 @@ class TileTask:
     grid_mpp: float
     stride_px: int
     chunk_patches: int
+    #: The store's pixel array, its positions, and the size of what it holds:
+    #: patches (``patches``, ``grid``, 96) or cells (``cells``, ``cell_grid``, s).
+    pixels: str = Arrays.PATCHES
+    positions: str = Arrays.GRID
+    tile_px: int = PATCH_PX
     n_patches: int
     band_rows: int
     segments: tuple[Segment, ...]
@@ -160,16 +168,19 @@ def run_task(task: TileTask) -> int:
 
 def _write_chunks(task: TileTask, slide: Slide) -> int:
     grid = TileGrid(
-        geometry=slide.geometry, mpp=task.grid_mpp, stride_px=task.stride_px
+        geometry=slide.geometry,
+        mpp=task.grid_mpp,
+        tile_px=task.tile_px,
+        stride_px=task.stride_px,
     )
     group = zarr.open_group(task.store_path, mode="r+", zarr_format=3)
     # The array's config is not stored: without this, zarr compares every chunk
     # with the fill value before writing it (a fifth of the tiler's CPU time).
-    patches = array(group, Arrays.PATCHES).with_config({"write_empty_chunks": True})
+    patches = array(group, task.pixels).with_config({"write_empty_chunks": True})
     size, tile, stride = task.chunk_patches, grid.tile_px, grid.stride_px
     first = task.chunks[0] * size
     last = min(task.n_patches, (task.chunks[-1] + 1) * size)
-    rowcol = np.asarray(array(group, Arrays.GRID)[first:last], dtype=np.int64)
+    rowcol = np.asarray(array(group, task.positions)[first:last], dtype=np.int64)
     reads = _Reads(task, grid, slide, rowcol)
     written = 0
     for chunk in task.chunks:

@@ -81,6 +81,9 @@ def tiling_settings(
         **read_layout,
         "mask_cell_px": MASK_CELL_PX,
         "tissue": dataclasses.asdict(tissue),
+        # Only cell stores name their layout, so that the settings (and the hash)
+        # of every patch store written before cells existed stay the same.
+        **({"patch_layout": "cells"} if tiling.layout == "cells" else {}),
     }
 
 
@@ -92,8 +95,14 @@ def write_layout(
     rowcol: npt.NDArray[np.int64],
     settings: dict[str, Any],
     tiling: TilingParams,
+    *,
+    cells: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]] | None = None,
 ) -> tuple[zarr.Group, bool]:
-    """Create (or reopen) the store with its final shapes; True when resuming."""
+    """Create (or reopen) the store with its final shapes; True when resuming.
+
+    ``cells`` (the cell layout): the covered cells and each patch's cells, from
+    :func:`wsi._cells.cells_of`.
+    """
     selection = hashlib.sha256(np.ascontiguousarray(rowcol).tobytes()).hexdigest()
     group = zarr.open_group(store_path, mode="a", zarr_format=3)
     resumed = check_settings(
@@ -175,20 +184,40 @@ def write_layout(
         chunks=(*mask_chunks, 3),
     )
     array[:] = mask.thumbnail
-    tile = grid.tile_px
-    patches, created = ensure_array(
-        group,
+    name, size, n_items, per_chunk = (
         Arrays.PATCHES,
-        shape=(n, tile, tile, 3),
+        grid.tile_px,
+        n,
+        tiling.chunk_patches,
+    )
+    if cells is not None:
+        cell_rowcol, index = cells
+        name, size, n_items = Arrays.CELLS, grid.stride_px, len(cell_rowcol)
+        per_chunk = tiling.chunk_patches * index.shape[1]
+        extra: tuple[tuple[str, npt.NDArray[Any], tuple[int, int]], ...] = (
+            (Arrays.CELL_GRID, cell_rowcol, (min(n_items, 65536), 2)),
+            (Arrays.PATCH_CELLS, index, (tiling.chunk_patches, index.shape[1])),
+        )
+        for key, data, chunks in extra:
+            array, _ = ensure_array(
+                group, key, shape=data.shape, dtype=data.dtype, chunks=chunks
+            )
+            array[:] = data
+    pixels, created = ensure_array(
+        group,
+        name,
+        shape=(n_items, size, size, 3),
         dtype=np.uint8,
-        chunks=(tiling.chunk_patches, tile, tile, 3),
+        chunks=(per_chunk, size, size, 3),
         compression_level=tiling.compression_level,
         codec=tiling.codec,
     )
-    # The codec is storage, not content: recorded, not in the settings.
-    section["patch_codec"] = codec_name(patches.compressors)
+    # Layout and codec: how the pixels are kept (the layout is in the settings too,
+    # for cell stores). The codec is storage, not content: not in the settings.
+    section["patch_layout"] = "patches" if cells is None else "cells"
+    section["patch_codec"] = codec_name(pixels.compressors)
     group.attrs[Attr.TILING] = section
-    n_chunks = -(-n // tiling.chunk_patches)
+    n_chunks = -(-n_items // per_chunk)
     flags = chunk_flags(group, Arrays.TILED)
     if created or not resumed or len(flags) != n_chunks:
         create_chunk_flags(group, Arrays.TILED, n_chunks=n_chunks)

@@ -28,6 +28,10 @@ class Arrays:
     """Names of the arrays in a slide's zarr store."""
 
     PATCHES: Final = "patches"  # uint8 (N, 96, 96, 3), chunked by batches
+    # Cell layout (stride s < 96 dividing 96; wsi._cells): each pixel stored once.
+    CELLS: Final = "cells"  # uint8 (M, s, s, 3), the cells kept patches cover
+    CELL_GRID: Final = "cell_grid"  # int64 (M, 2) (row, col) of each cell, row-major
+    PATCH_CELLS: Final = "patch_cells"  # int32 (N, k*k) each patch's cells
     COORDS: Final = "coords"  # int64 (N, 2) level-0 (x, y) of each patch's top-left
     GRID: Final = "grid"  # int64 (N, 2) (row, col) of each patch in the grid
     TISSUE_MASK: Final = (
@@ -36,7 +40,7 @@ class Arrays:
     THUMBNAIL: Final = "thumbnail"  # uint8 (H, W, 3) RGB at the mask resolution
     SCORES: Final = "scores"  # float32 (N,), NaN until scored
     SCORED: Final = "scored_chunks"  # bool (n_chunks,), a chunk of scores is final
-    TILED: Final = "tiled_chunks"  # bool (n_chunks,), a chunk of patches is final
+    TILED: Final = "tiled_chunks"  # bool (n_chunks,), a chunk of patches/cells is final
     HEATMAP: Final = "heatmap"  # float32 (rows, cols), NaN where no tissue patch
 
 

@@ -223,14 +223,13 @@ def score_store(
     ModelLoadError
         The model cannot be loaded or does not match the tiles.
     """
-    import dask.array as da
     from dask.delayed import delayed
 
     start = time.perf_counter()
     with store_lock(store_path):
-        root = _open_tiled_store(store_path)
-        patches = array(root, Arrays.PATCHES)
-        n, chunk = int(patches.shape[0]), int(patches.chunks[0])
+        tiles = open_tile_store(store_path)
+        root = tiles.open(writable=True)
+        n, chunk = tiles.n_patches, tiles.chunk_patches
         n_chunks = -(-n // chunk)
         source: ClassifierSpec | PatchClassifier = classifier or params.spec()
         runtime: str | None = None  # decided on each worker
@@ -243,7 +242,7 @@ def score_store(
             default = "keras" if classifier is None else type(local).__name__
             runtime = str(getattr(local, "runtime", default))
         model_name = str(params.model_path or "bundled model")
-        tiling = dict(root.attrs[Attr.TILING])
+        tiling = dict(tiles.tiling)
         check_model_matches(
             model_name=model_name,
             model_px=model_px,
@@ -267,12 +266,8 @@ def score_store(
         report = ensure_progress(progress)
         report.start(len(todo), "score")
         if todo:
-            darr = da.from_zarr(str(Path(store_path) / Arrays.PATCHES))
             store_str = str(store_path)
-            tasks = [
-                delayed(_score_chunk)(darr.blocks[i], store_str, i, chunk, source)
-                for i in todo
-            ]
+            tasks = [delayed(_score_chunk)(store_str, i, chunk, source) for i in todo]
             _run_tasks(tasks, params=params, on_done=report.advance)
         report.close()
         root = open_store(store_path, writable=True)
@@ -288,11 +283,6 @@ def score_store(
             seconds=time.perf_counter() - start,
             model_sha256=sha256,
         )
-
-
-def _open_tiled_store(store_path: Path) -> Any:
-    """The writable root of a finished tile store (``OutputError`` otherwise)."""
-    return open_tile_store(store_path).open(writable=True)
 
 
 def _prepare_scores(
@@ -338,13 +328,14 @@ def _prepare_scores(
 
 
 def _score_chunk(
-    block: npt.NDArray[np.uint8],
     store: str,
     index: int,
     chunk: int,
     source: ClassifierSpec | PatchClassifier,
 ) -> int:
-    """Score one chunk and write it back; runs on a worker."""
+    """Read one chunk of patches, score it and write the scores back (on a worker)."""
+    tiles = open_tile_store(Path(store))
+    block = tiles.read_patches(index * chunk, (index + 1) * chunk)
     classifier = _classifier_for(source)
     probs = np.asarray(classifier(np.asarray(block)), dtype=np.float32).reshape(-1)
     if probs.shape[0] != block.shape[0]:

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
+from wsi._cells import assemble_patches
 from wsi.errors import OutputError, SettingsMismatchError
 from wsi.geometry import SlideGeometry, TileGrid
 from wsi.layout import Arrays, Attr
@@ -381,6 +382,31 @@ class TileStore:
     def open(self, *, writable: bool = False) -> zarr.Group:
         """The store's root group."""
         return open_store(self.path, writable=writable)
+
+    @property
+    def layout(self) -> str:
+        """``patches`` (each patch stored whole) or ``cells`` (:mod:`wsi._cells`)."""
+        return str(self.tiling.get("patch_layout", "patches"))
+
+    def read_patches(
+        self, start: int, stop: int, *, group: zarr.Group | None = None
+    ) -> npt.NDArray[np.uint8]:
+        """Patches ``start .. stop - 1`` as ``uint8[n, 96, 96, 3]``, whatever the layout.
+
+        A cell store's patches are put together from the cells they cover: only the
+        cells of these patches are read.
+        """
+        root = self.open() if group is None else group
+        start, stop = max(0, start), min(stop, self.n_patches)
+        if self.layout == "patches":
+            return np.asarray(array(root, Arrays.PATCHES)[start:stop], dtype=np.uint8)
+        tile, cell = self.grid.tile_px, self.grid.stride_px
+        if stop <= start:
+            return np.zeros((0, tile, tile, 3), dtype=np.uint8)
+        index = np.asarray(array(root, Arrays.PATCH_CELLS)[start:stop], dtype=np.int64)
+        lo, hi = int(index.min()), int(index.max()) + 1
+        cells = np.asarray(array(root, Arrays.CELLS)[lo:hi], dtype=np.uint8)
+        return assemble_patches(cells, index - lo, k=tile // cell)
 
 
 def open_tile_store(path: Path, *, require_complete: bool = True) -> TileStore:

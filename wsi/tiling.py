@@ -21,6 +21,7 @@ import numpy.typing as npt
 import zarr
 
 from wsi._bands import BandLayout, make_tasks, run_tasks
+from wsi._cells import cell_px, cells_of
 from wsi._selection import patch_tissue_fraction, select_patches
 from wsi._tiling_store import now, tiling_settings, write_layout
 from wsi.errors import MissingResolutionError, NoTissueError
@@ -86,16 +87,21 @@ class TilingParams:
     workers
         Threads of dask's local scheduler; None uses the CPUs available. Ignored
         under a dask.distributed client.
+    patch_layout
+        ``patches``: every patch stored whole (``N x 96 x 96 x 3``); ``cells``: each
+        target pixel stored once, as the ``stride x stride`` cells the kept patches
+        cover, patches put together when read (``wsi._cells``; needs a stride below
+        96 that divides 96); ``auto`` (default): ``cells`` where it applies (strides
+        48, 32, 24, ...), else ``patches``.
     patch_codec
-        How the ``patches`` array is compressed: ``auto`` (default), or one of
+        How the pixel array is compressed: ``auto`` (default), or one of
         ``wsi.store.PATCH_CODECS``: ``none``, ``blosc-lz4``, ``zstd`` (the codec of
-        stores written before). ``auto`` is ``none`` when patches do not overlap
-        (decoded JPEG pixels compress 1.04-1.09:1 losslessly, not worth the time)
+        stores written before). ``auto`` is ``none`` unless whole patches overlap
+        (decoded JPEG pixels compress 1.04-1.09:1 losslessly, not worth the time),
         and ``zstd`` when they do (a chunk of overlapping patches repeats its
-        pixels: 3.2:1 at stride 32, for less CPU than writing them raw); see
-        ``benchmarks/bench_codec.py`` and ``bench_tiling.py``. Pixels are the same
-        with every codec, so it is not part of the settings: a store is resumed
-        with the codec it was created with.
+        pixels: 3.2:1 at stride 32); see ``benchmarks/bench_codec.py`` and
+        ``bench_tiling.py``. Pixels are the same with every codec, so it is not part
+        of the settings: a store is resumed with the codec it was created with.
     compression_level
         zstd level of the patches (``patch_codec = "zstd"``).
     """
@@ -108,6 +114,7 @@ class TilingParams:
     band_rows: int | None = None
     band_pixels: int = 8_000_000
     workers: int | None = None
+    patch_layout: Literal["auto", "patches", "cells"] = "auto"
     patch_codec: Literal["auto", "none", "blosc-lz4", "zstd"] = "auto"
     compression_level: int = 1
 
@@ -136,17 +143,35 @@ class TilingParams:
                 f"patch_codec must be 'auto' or one of {PATCH_CODECS}, got "
                 f"{self.patch_codec!r}"
             )
+        if self.patch_layout not in ("auto", "patches", "cells"):
+            raise ValueError(
+                "patch_layout must be 'auto', 'patches' or 'cells', got "
+                f"{self.patch_layout!r}"
+            )
+        if self.patch_layout == "cells" and cell_px(self.stride_px) is None:
+            raise ValueError(
+                f"patch_layout 'cells' needs a stride below {PATCH_PX} that divides "
+                f"{PATCH_PX} (48, 32, 24, ...), got stride_px={self.stride_px}"
+            )
         if not 1 <= self.compression_level <= 22:
             raise ValueError(
                 f"compression_level must be between 1 and 22, got {self.compression_level}"
             )
 
     @property
+    def layout(self) -> Literal["patches", "cells"]:
+        """The layout ``patch_layout`` means for this stride (``auto`` resolved)."""
+        if self.patch_layout != "auto":
+            return self.patch_layout
+        return "patches" if cell_px(self.stride_px) is None else "cells"
+
+    @property
     def codec(self) -> str:
-        """The codec ``patch_codec`` means for this stride (``auto`` resolved)."""
+        """The codec ``patch_codec`` means for this layout (``auto`` resolved)."""
         if self.patch_codec != "auto":
             return self.patch_codec
-        return "none" if self.stride_px >= PATCH_PX else "zstd"
+        overlapping = self.layout == "patches" and self.stride_px < PATCH_PX
+        return "zstd" if overlapping else "none"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,7 +274,8 @@ def tile_slide(
             )
             _probe(slide)
             _check_grid(slide, grid)
-            read_layout = _read_layout(grid, tiling)
+            pixel_grid = _pixel_grid(grid, tiling)
+            read_layout = _read_layout(pixel_grid, tiling)
             settings = tiling_settings(slide, tiling, tissue, read_layout)
             if not overwrite and is_store(store_path):
                 group = open_store(store_path, writable=True)
@@ -272,11 +298,16 @@ def tile_slide(
                 region=tiling.tissue_region,
             )
             _check_selection(slide, mask, rowcol, tiling)
-        layout = BandLayout.build(
-            rowcol, chunk_patches=tiling.chunk_patches, **read_layout
-        )
+        # What is read and written: the patches, or the cells they cover.
+        cells = None
+        items, per_chunk = rowcol, tiling.chunk_patches
+        if tiling.layout == "cells":
+            k = grid.tile_px // pixel_grid.tile_px
+            cells = cells_of(rowcol, k=k)
+            items, per_chunk = cells[0], tiling.chunk_patches * k * k
+        layout = BandLayout.build(items, chunk_patches=per_chunk, **read_layout)
         group, resumed = write_layout(
-            store_path, slide, grid, mask, rowcol, settings, tiling
+            store_path, slide, grid, mask, rowcol, settings, tiling, cells=cells
         )
         done = chunk_flags(group, Arrays.TILED)
         todo = [int(k) for k in np.flatnonzero(~done)]
@@ -299,12 +330,16 @@ def tile_slide(
             mpp_from_objective=mpp_from_objective,
             store_path=str(store_path.resolve()),
             grid_mpp=tiling.mpp,
-            stride_px=tiling.stride_px,
+            stride_px=pixel_grid.stride_px,
+            tile_px=pixel_grid.tile_px,
+            pixels=Arrays.PATCHES if cells is None else Arrays.CELLS,
+            positions=Arrays.GRID if cells is None else Arrays.CELL_GRID,
         )
         bar.start(len(rowcol), f"tiling {slide_path.name}")
+        counted = _InPatches(bar, n_items=len(items), n_patches=len(rowcol))
         try:
-            bar.advance(n_done)
-            run_tasks(tasks, workers=workers, progress=bar)
+            counted.advance(n_done)
+            run_tasks(tasks, workers=workers, progress=counted)
         finally:
             bar.close()
         if not chunk_flags(group, Arrays.TILED).all():  # pragma: no cover - defensive
@@ -313,7 +348,8 @@ def tile_slide(
         section = attrs_section(group, Attr.TILING)
         section.update(seconds=round(seconds, 3), finished=now())
         group.attrs.update({Attr.TILING: section, Attr.TILING_COMPLETE: True})
-        written = len(rowcol) - n_done
+        # Patches completed by this call (cells: in proportion to the cells written).
+        written = round(len(rowcol) * (1 - n_done / len(items)))
         logger.info(
             "%s: %d patches in %.1f s (%.0f patches/s)",
             slide_path.name,
@@ -324,6 +360,26 @@ def tile_slide(
         return _result(
             store_path, grid, group, started, resumed=resumed, written=written
         )
+
+
+class _InPatches:
+    """Progress in patches from work counted in items (patches, or cells)."""
+
+    def __init__(self, bar: Progress, *, n_items: int, n_patches: int) -> None:
+        self._bar, self._items, self._patches = bar, n_items, n_patches
+        self._done = self._reported = 0
+
+    def start(self, total: int, desc: str) -> None:  # pragma: no cover - unused
+        self._bar.start(total, desc)
+
+    def advance(self, n: int = 1) -> None:
+        self._done += n
+        now = self._done * self._patches // max(self._items, 1)
+        self._bar.advance(now - self._reported)
+        self._reported = now
+
+    def close(self) -> None:  # pragma: no cover - unused
+        self._bar.close()
 
 
 def _probe(slide: Slide) -> None:
@@ -369,16 +425,31 @@ def _check_selection(
         )
 
 
-def _read_layout(grid: TileGrid, tiling: TilingParams) -> dict[str, int]:
-    """Band height and segment limits, in grid rows and columns.
+def _pixel_grid(grid: TileGrid, tiling: TilingParams) -> TileGrid:
+    """The grid of what the store holds: the patches, or the cells they cover."""
+    if tiling.layout == "patches":
+        return grid
+    size = cell_px(grid.stride_px)
+    assert size is not None  # TilingParams checked it
+    return TileGrid(geometry=grid.geometry, mpp=grid.mpp, tile_px=size, stride_px=size)
 
-    They fix where reads start, so they are part of the settings.
+
+def _read_layout(grid: TileGrid, tiling: TilingParams) -> dict[str, int]:
+    """Band height and segment limits, in rows and columns of ``grid``.
+
+    ``grid`` is the grid of what is read (patches or cells). The limits fix where
+    reads start, so they are part of the settings.
     """
     cols = grid.shape[1]
     stride, overlap = grid.stride_px, grid.tile_px - grid.stride_px
     band_rows = tiling.band_rows
     if band_rows is None:
-        by_reread = math.ceil(overlap / _MAX_REREAD / stride) if overlap else 1
+        # Without overlap, bands at least a patch tall (cells: a few rows each).
+        by_reread = (
+            math.ceil(overlap / _MAX_REREAD / stride)
+            if overlap
+            else math.ceil(PATCH_PX / stride)
+        )
         width = cols * stride + overlap
         by_budget = (tiling.band_pixels // max(width, 1) - overlap) // stride
         band_rows = max(1, min(by_reread, by_budget))

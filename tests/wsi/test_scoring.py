@@ -14,6 +14,7 @@ from tests.fakes import NORMAL_RGB, TUMOUR_RGB, ColourClassifier
 from wsi.errors import ModelLoadError, WsiError
 from wsi.layout import Arrays, Attr
 from wsi.scoring import ScoringParams, score_store
+from wsi.store import open_tile_store
 from wsi.synthetic import write_pyramid_tiff
 from wsi.tiling import TilingParams, tile_slide
 from wsi.tissue import TissueParams
@@ -51,11 +52,34 @@ def test_scores_match_the_classifier(store: Path, tmp_path: Path) -> None:
     copy = _copy(store, tmp_path / "s.zarr")
     result = score_store(copy, params=ScoringParams(), classifier=ColourClassifier())
     root = zarr.open_group(str(copy))
-    patches = np.asarray(root[Arrays.PATCHES][:])
+    tiles = open_tile_store(copy)
+    patches = tiles.read_patches(0, tiles.n_patches)
     np.testing.assert_array_equal(_scores(copy), ColourClassifier()(patches))
     assert root.attrs[Attr.SCORING_COMPLETE] is True
     assert result.chunks_scored == result.n_chunks
     assert _scores(copy).max() == 1.0
+
+
+def test_a_cell_store_scores_as_a_patch_store(tmp_path: Path) -> None:
+    rgb = np.full((1536, 1536, 3), 245, np.uint8)
+    rgb[100:1400, 100:1400] = NORMAL_RGB
+    rgb[500:900, 500:900] = TUMOUR_RGB
+    slide = write_pyramid_tiff(tmp_path / "s.tif", rgb, mpp=0.243)
+    scores = {}
+    for layout in ("cells", "patches"):
+        store = tmp_path / f"{layout}.zarr"
+        tile_slide(
+            slide,
+            store,
+            tiling=TilingParams(chunk_patches=16, stride_px=32, patch_layout=layout),
+            tissue=TissueParams(),
+        )
+        assert open_tile_store(store).layout == layout
+        score_store(store, params=ScoringParams(), classifier=ColourClassifier())
+        scores[layout] = _scores(store)
+    assert len(scores["cells"]) > 32
+    assert 0 < scores["cells"].mean() < 1
+    np.testing.assert_array_equal(scores["cells"], scores["patches"])
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,12 @@ def test_every_codec_stores_the_same_pixels(
         tile_slide(
             tiny_slide.path,
             store,
-            tiling=TilingParams(patch_codec=codec, chunk_patches=4, stride_px=48),
+            tiling=TilingParams(
+                patch_codec=codec,
+                chunk_patches=4,
+                stride_px=48,
+                patch_layout="patches",
+            ),
             tissue=TissueParams(),
         )
         patches = array(zarr.open_group(store, mode="r"), Arrays.PATCHES)
@@ -50,15 +55,23 @@ def test_every_codec_stores_the_same_pixels(
         np.testing.assert_array_equal(pixels[codec], pixels["none"])
 
 
-@pytest.mark.parametrize(("stride", "expected"), [(96, "none"), (48, "zstd-1")])
+@pytest.mark.parametrize(
+    ("stride", "layout", "expected"),
+    [
+        (96, "auto", "none"),
+        (48, "auto", "none"),  # cells: each pixel once, nothing repeats
+        (48, "patches", "zstd-1"),  # whole overlapping patches repeat their pixels
+        (64, "auto", "zstd-1"),  # 64 does not divide 96: whole patches
+    ],
+)
 def test_auto_codec_compresses_only_overlapping_patches(
-    tiny_slide: SlideSpec, tmp_path: Path, stride: int, expected: str
+    tiny_slide: SlideSpec, tmp_path: Path, stride: int, layout: str, expected: str
 ) -> None:
     store = tmp_path / "auto.zarr"
     tile_slide(
         tiny_slide.path,
         store,
-        tiling=TilingParams(stride_px=stride),
+        tiling=TilingParams(stride_px=stride, patch_layout=layout),  # type: ignore[arg-type]
         tissue=TissueParams(),
     )
     assert open_tile_store(store).tiling["patch_codec"] == expected

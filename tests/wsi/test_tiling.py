@@ -47,10 +47,15 @@ def _tile(
 
 
 def _arrays(store: Path) -> dict[str, npt.NDArray[Any]]:
+    """Patches (whatever the store's layout), grid positions and coords."""
     root = zarr.open_group(store, mode="r")
+    tiles = open_tile_store(store)
     return {
-        name: np.asarray(array(root, name)[:])
-        for name in (Arrays.PATCHES, Arrays.GRID, Arrays.COORDS)
+        Arrays.PATCHES: tiles.read_patches(0, tiles.n_patches),
+        **{
+            name: np.asarray(array(root, name)[:])
+            for name in (Arrays.GRID, Arrays.COORDS)
+        },
     }
 
 
@@ -109,11 +114,19 @@ def test_kept_patches_have_tissue_in_their_centre(
 
 def test_store_layout_and_attributes(tiny_store: Path, tiny_slide: SlideSpec) -> None:
     root = zarr.open_group(tiny_store, mode="r")
-    patches = array(root, Arrays.PATCHES)
-    n = patches.shape[0]
-    assert patches.shape == (n, 96, 96, 3)
-    assert patches.dtype == np.uint8
-    assert patches.chunks == (16, 96, 96, 3)
+    # Stride 32: the cell layout, each target pixel stored once.
+    assert Arrays.PATCHES not in root
+    n = open_tile_store(tiny_store).n_patches
+    cells, grid = array(root, Arrays.CELLS), array(root, Arrays.CELL_GRID)
+    index = np.asarray(array(root, Arrays.PATCH_CELLS)[:])
+    m = cells.shape[0]
+    assert cells.shape == (m, 32, 32, 3)
+    assert cells.dtype == np.uint8
+    assert cells.chunks == (16 * 9, 32, 32, 3)  # as many pixels as 16 patches
+    assert grid.shape == (m, 2)
+    assert index.shape == (n, 9)
+    assert np.unique(index).size == m  # every cell belongs to some patch
+    assert n < m < 2 * n  # not 9 n: neighbours share their cells
     assert array(root, Arrays.COORDS).shape == array(root, Arrays.GRID).shape == (n, 2)
     assert array(root, Arrays.TISSUE_MASK).shape == (64, 64)
     assert array(root, Arrays.THUMBNAIL).shape == (64, 64, 3)
@@ -132,6 +145,7 @@ def test_store_layout_and_attributes(tiny_store: Path, tiny_slide: SlideSpec) ->
     assert tiling["settings"]["tissue"]["min_saturation"] == 0.07
     assert tiling["software"]["wsi-heatmap"]
     assert tiling["mask_cell_px"] == MASK_CELL_PX
+    assert tiling["patch_layout"] == tiling["settings"]["patch_layout"] == "cells"
 
 
 def test_grid_and_mask_come_back_from_the_store(
@@ -173,6 +187,54 @@ def test_stride_96_patches_equal_the_matching_stride_32_patches(
         np.testing.assert_array_equal(
             coarse[Arrays.PATCHES][i], fine[Arrays.PATCHES][j]
         )
+
+
+@pytest.mark.parametrize(
+    ("fixture", "stride", "tolerance"),
+    [
+        ("tiny_slide", 32, 0),  # level read as is: the same pixels
+        ("utrecht_slide", 32, 1),  # resampled from other read origins: +-1
+        ("npot_slide", 48, 1),
+    ],
+)
+def test_a_cell_store_gives_the_patches_a_patch_store_gives(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    fixture: str,
+    stride: int,
+    tolerance: int,
+) -> None:
+    slide: SlideSpec = request.getfixturevalue(fixture)
+    stores = {}
+    for layout in ("cells", "patches"):
+        _tile(
+            slide.path,
+            tmp_path / f"{layout}.zarr",
+            stride_px=stride,
+            chunk_patches=4,
+            patch_layout=layout,
+        )
+        stores[layout] = _arrays(tmp_path / f"{layout}.zarr")
+    cells, patches = stores["cells"], stores["patches"]
+    np.testing.assert_array_equal(cells[Arrays.GRID], patches[Arrays.GRID])
+    assert len(patches[Arrays.PATCHES]) > 4
+    diff = np.abs(
+        cells[Arrays.PATCHES].astype(int) - patches[Arrays.PATCHES].astype(int)
+    )
+    assert diff.max() <= tolerance
+    if tolerance:
+        assert (diff == 0).mean() > 0.9
+    # Each pixel stored once: a fraction of the bytes of the whole patches.
+    root = zarr.open_group(tmp_path / "cells.zarr", mode="r")
+    k = 96 // stride
+    assert array(root, Arrays.CELLS).nbytes < 2 * patches[Arrays.PATCHES].nbytes / k**2
+
+
+@pytest.mark.parametrize("stride", [96, 64, 40])
+def test_the_cell_layout_needs_a_stride_that_divides_the_patch(stride: int) -> None:
+    with pytest.raises(ValueError, match="'cells' needs a stride below 96"):
+        TilingParams(stride_px=stride, patch_layout="cells")
+    assert TilingParams(stride_px=stride).layout == "patches"
 
 
 def test_workers_and_band_size_do_not_change_a_resampled_store(
@@ -266,7 +328,7 @@ def test_a_killed_run_resumes_to_the_same_store(
             tiny_slide.path,
             store,
             stride_px=32,
-            chunk_patches=16,
+            chunk_patches=4,
             workers=1,
             band_rows=2,
         )
@@ -277,7 +339,7 @@ def test_a_killed_run_resumes_to_the_same_store(
     assert not flags.all()
     # A chunk that was being written when the run died: garbage, not marked done.
     todo = int(np.flatnonzero(~flags)[0])
-    chunk_file = store / Arrays.PATCHES / "c" / str(todo) / "0" / "0" / "0"
+    chunk_file = store / Arrays.CELLS / "c" / str(todo) / "0" / "0" / "0"
     chunk_file.parent.mkdir(parents=True, exist_ok=True)
     chunk_file.write_bytes(b"half a chunk")
     monkeypatch.setattr(wsi._bands, "run_task", real)
@@ -286,7 +348,7 @@ def test_a_killed_run_resumes_to_the_same_store(
         tiny_slide.path,
         store,
         stride_px=32,
-        chunk_patches=16,
+        chunk_patches=4,
         workers=1,
         band_rows=2,
         progress=progress,
