@@ -178,14 +178,16 @@ class OpenVinoPatchClassifier:
     def predict(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Forward passes without TTA: ``float32[len(images)]``.
 
-        Batches of ``batch_size`` run on a model compiled for that static shape
-        (int8 on this CPU: 1.8x the rate of a dynamic batch; the last batch is
-        padded), spread over the model's streams: one asynchronous request per
-        stream and calling thread, created when first needed (each holds the
-        activations of a whole batch).
+        Each batch of ``batch_size`` is split between the model's streams, in
+        passes of ``batch_size / streams`` on a model compiled for that static
+        shape (int8 on this CPU: 1.8x the rate of a dynamic batch; the last pass is
+        padded), so that one call keeps every stream busy (a chunk scored alone at
+        the end of a slide used one core of two). Passes run on asynchronous
+        requests, one per stream and calling thread, created when first needed
+        (each holds the activations of one pass).
         """
         out = np.empty(len(images), dtype=np.float32)
-        size = self.batch_size
+        size = self._pass_size()
         starts = range(0, len(images), size)
         requests = self._requests(min(len(starts), self._streams()))
         busy: list[tuple[Any, int, int]] = []
@@ -213,13 +215,16 @@ class OpenVinoPatchClassifier:
         probs = np.asarray(request.get_output_tensor(0).data, np.float32).reshape(-1)
         out[start : start + n] = probs[:n]
 
+    def _pass_size(self) -> int:
+        """Images per forward pass: the batch shared between the streams."""
+        return max(1, self.batch_size // _streams(_cpus()))
+
     def _model(self) -> Any:
+        size = self._pass_size()
         with self._lock:
-            if self.batch_size not in self._compiled:
-                self._compiled[self.batch_size] = _compile(
-                    self.fast_dir, batch=self.batch_size
-                )
-            return self._compiled[self.batch_size]
+            if size not in self._compiled:
+                self._compiled[size] = _compile(self.fast_dir, batch=size)
+            return self._compiled[size]
 
     def _streams(self) -> int:
         return max(1, int(self._model().get_property("NUM_STREAMS")))
@@ -393,7 +398,7 @@ def _compile(target: Path, *, batch: int) -> Any:
     ppp = ov.preprocess.PrePostProcessor(model)
     ppp.input().tensor().set_element_type(ov.Type.u8)
     model = ppp.build()
-    threads = max(1, len(os.sched_getaffinity(0)))
+    threads = _cpus()
     config = {
         # A few streams of a thread or more each: no barrier between threads inside
         # a forward pass (what a busy machine punishes), several calls at once.
@@ -404,6 +409,11 @@ def _compile(target: Path, *, batch: int) -> Any:
         "INFERENCE_PRECISION_HINT": "f32",
     }
     return core.compile_model(model, "CPU", config)
+
+
+def _cpus() -> int:
+    """CPUs this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 def _streams(threads: int) -> int:
