@@ -208,7 +208,9 @@ def write_layout(
         name,
         shape=(n_items, size, size, 3),
         dtype=np.uint8,
-        chunks=(per_chunk, size, size, 3),
+        # A store smaller than one chunk gets a chunk its size: zarr pads edge chunks
+        # to the full chunk shape, which uncompressed would double a small slide's store.
+        chunks=(max(1, min(per_chunk, n_items)), size, size, 3),
         compression_level=tiling.compression_level,
         codec=tiling.codec,
     )

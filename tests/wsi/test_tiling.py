@@ -122,7 +122,8 @@ def test_store_layout_and_attributes(tiny_store: Path, tiny_slide: SlideSpec) ->
     m = cells.shape[0]
     assert cells.shape == (m, 32, 32, 3)
     assert cells.dtype == np.uint8
-    assert cells.chunks == (16 * 9, 32, 32, 3)  # as many pixels as 16 patches
+    # As many pixels as 16 patches a chunk, and no bigger than the store.
+    assert cells.chunks == (min(16 * 9, m), 32, 32, 3)
     assert grid.shape == (m, 2)
     assert index.shape == (n, 9)
     assert np.unique(index).size == m  # every cell belongs to some patch
@@ -588,6 +589,20 @@ def test_real_svs_slides(
     assert len(arrays[Arrays.PATCHES]) == result.n_patches > 20
     # Tissue patches are H&E, not glass.
     assert arrays[Arrays.PATCHES].mean() < 225
+
+
+def test_a_real_svs_at_stride_32_gives_the_same_patches_from_cells(
+    fixture_slides: Path, tmp_path: Path
+) -> None:
+    slide = fixture_slides / "cmu-1-small-region.svs"  # 0.499 um/px: resampled
+    stores = {}
+    for layout in ("cells", "patches"):
+        _tile(slide, tmp_path / f"{layout}.zarr", stride_px=32, patch_layout=layout)
+        stores[layout] = _arrays(tmp_path / f"{layout}.zarr")
+    assert len(stores["cells"][Arrays.PATCHES]) > 100
+    np.testing.assert_array_equal(
+        stores["cells"][Arrays.PATCHES], stores["patches"][Arrays.PATCHES]
+    )
 
 
 def test_patch_tissue_fraction_weighs_partial_mask_pixels() -> None:
