@@ -159,21 +159,20 @@ def target_crossentropy(y_true: Any, y_pred: Any) -> Any:
     return keras.losses.binary_crossentropy(y_true[:, TARGET : TARGET + 1], y_pred)
 
 
+class _OnHardLabels:
+    """Mixin: a Keras metric fed column ``HARD_LABEL`` of ``[B, 2]`` labels."""
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        """Accumulate the metric against the true 0/1 labels."""
+        hard = y_true[:, HARD_LABEL : HARD_LABEL + 1]
+        return super().update_state(hard, y_pred, sample_weight)  # type: ignore[misc]
+
+
 @keras.saving.register_keras_serializable(package="wsi_heatmap")
-class HardLabelAUC(keras.metrics.AUC):  # type: ignore[misc]
+class HardLabelAUC(_OnHardLabels, keras.metrics.AUC):  # type: ignore[misc]
     """``keras.metrics.AUC`` against column ``HARD_LABEL`` of ``[B, 2]`` labels."""
 
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        """Accumulate the confusion counts of the hard labels."""
-        hard = y_true[:, HARD_LABEL : HARD_LABEL + 1]
-        return super().update_state(hard, y_pred, sample_weight)
-
 
 @keras.saving.register_keras_serializable(package="wsi_heatmap")
-class HardLabelAccuracy(keras.metrics.BinaryAccuracy):  # type: ignore[misc]
+class HardLabelAccuracy(_OnHardLabels, keras.metrics.BinaryAccuracy):  # type: ignore[misc]
     """``keras.metrics.BinaryAccuracy`` against column ``HARD_LABEL``."""
-
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        """Accumulate the matches of thresholded predictions and hard labels."""
-        hard = y_true[:, HARD_LABEL : HARD_LABEL + 1]
-        return super().update_state(hard, y_pred, sample_weight)

@@ -189,7 +189,7 @@ class OpenVinoPatchClassifier:
         out = np.empty(len(images), dtype=np.float32)
         size = self._pass_size()
         starts = range(0, len(images), size)
-        requests = self._requests(min(len(starts), self._streams()))
+        requests = self._requests(min(len(starts), _streams(_cpus())))
         busy: list[tuple[Any, int, int]] = []
         for k, start in enumerate(starts):
             if len(busy) == len(requests):
@@ -225,9 +225,6 @@ class OpenVinoPatchClassifier:
             if size not in self._compiled:
                 self._compiled[size] = _compile(self.fast_dir, batch=size)
             return self._compiled[size]
-
-    def _streams(self) -> int:
-        return max(1, int(self._model().get_property("NUM_STREAMS")))
 
     def _requests(self, count: int) -> list[Any]:
         """At least ``count`` requests of the calling thread on the static model."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ import zarr
 
 from wsi.geometry import PATCH_PX, TileGrid
 from wsi.layout import Arrays
-from wsi.progress import Progress
 from wsi.reader import Slide, open_slide
 from wsi.store import array, mark_chunk_done
 
@@ -249,8 +248,10 @@ class _Reads:
         return self._cache[seg]
 
 
-def run_tasks(tasks: Sequence[TileTask], *, workers: int, progress: Progress) -> None:
-    """Run ``tasks`` through dask, reporting patches as tasks finish.
+def run_tasks(
+    tasks: Sequence[TileTask], *, workers: int, on_done: Callable[[int], None]
+) -> None:
+    """Run ``tasks`` through dask, calling ``on_done(written)`` as each finishes.
 
     On the active dask.distributed client if there is one, else on the local threaded
     scheduler with ``workers`` threads.
@@ -273,7 +274,7 @@ def run_tasks(tasks: Sequence[TileTask], *, workers: int, progress: Progress) ->
         from distributed import as_completed
 
         for future in as_completed(client.compute(graph)):
-            progress.advance(int(future.result()))
+            on_done(int(future.result()))
         return
 
     class Advance(Callback):
@@ -281,7 +282,7 @@ def run_tasks(tasks: Sequence[TileTask], *, workers: int, progress: Progress) ->
             self, key: Any, result: Any, dsk: Any, state: Any, id: Any
         ) -> None:
             if isinstance(result, int):
-                progress.advance(result)
+                on_done(result)
 
     # The threaded scheduler as a function: naming it "threads" makes dask import
     # distributed to look for a client (0.4 s).

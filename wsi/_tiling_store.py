@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ from wsi.tissue import TissueMask, TissueParams
 if TYPE_CHECKING:
     from wsi.tiling import TilingParams
 
-__all__ = ["now", "tiling_settings", "write_layout"]
+__all__ = ["StoredPixels", "now", "tiling_settings", "write_layout"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,48 @@ logger = logging.getLogger(__name__)
 def _provenance() -> tuple[dict[str, str], str | None]:
     """Package versions and git commit (looked up once per process)."""
     return software_versions(), git_commit()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class StoredPixels:
+    """What a store's pixel array holds: the patches, or the cells they cover.
+
+    Attributes
+    ----------
+    grid
+        The grid of what is stored: the patch grid, or the cell grid
+        (:mod:`wsi._cells`).
+    positions
+        ``int64[M, 2]`` ``(row, col)`` on ``grid`` of everything stored, row-major.
+    per_chunk
+        How many go in one zarr chunk (and one unit of resumable work).
+    patch_cells
+        Cell layout: ``int32[N, k * k]``, each patch's cells; None for patches.
+    """
+
+    grid: TileGrid
+    positions: npt.NDArray[np.int64]
+    per_chunk: int
+    patch_cells: npt.NDArray[np.int32] | None = None
+
+    @property
+    def layout(self) -> str:
+        """``patches`` or ``cells``."""
+        return "patches" if self.patch_cells is None else "cells"
+
+    @property
+    def pixels_array(self) -> str:
+        """Name of the pixel array."""
+        return Arrays.PATCHES if self.patch_cells is None else Arrays.CELLS
+
+    @property
+    def positions_array(self) -> str:
+        """Name of the array of ``positions``."""
+        return Arrays.GRID if self.patch_cells is None else Arrays.CELL_GRID
+
+    def patches_in(self, n_stored: int, n_patches: int) -> int:
+        """Patches that ``n_stored`` of the stored items stand for (in proportion)."""
+        return n_stored * n_patches // max(len(self.positions), 1)
 
 
 def now() -> str:
@@ -95,13 +138,11 @@ def write_layout(
     rowcol: npt.NDArray[np.int64],
     settings: dict[str, Any],
     tiling: TilingParams,
-    *,
-    cells: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]] | None = None,
+    stored: StoredPixels,
 ) -> tuple[zarr.Group, bool]:
     """Create (or reopen) the store with its final shapes; True when resuming.
 
-    ``cells`` (the cell layout): the covered cells and each patch's cells, from
-    :func:`wsi._cells.cells_of`.
+    ``stored`` is what the pixel array holds (and, for cells, the cell arrays).
     """
     selection = hashlib.sha256(np.ascontiguousarray(rowcol).tobytes()).hexdigest()
     group = zarr.open_group(store_path, mode="a", zarr_format=3)
@@ -184,19 +225,15 @@ def write_layout(
         chunks=(*mask_chunks, 3),
     )
     array[:] = mask.thumbnail
-    name, size, n_items, per_chunk = (
-        Arrays.PATCHES,
-        grid.tile_px,
-        n,
-        tiling.chunk_patches,
-    )
-    if cells is not None:
-        cell_rowcol, index = cells
-        name, size, n_items = Arrays.CELLS, grid.stride_px, len(cell_rowcol)
-        per_chunk = tiling.chunk_patches * index.shape[1]
+    size, n_items = stored.grid.tile_px, len(stored.positions)
+    if stored.patch_cells is not None:
         extra: tuple[tuple[str, npt.NDArray[Any], tuple[int, int]], ...] = (
-            (Arrays.CELL_GRID, cell_rowcol, (min(n_items, 65536), 2)),
-            (Arrays.PATCH_CELLS, index, (tiling.chunk_patches, index.shape[1])),
+            (Arrays.CELL_GRID, stored.positions, (min(n_items, 65536), 2)),
+            (
+                Arrays.PATCH_CELLS,
+                stored.patch_cells,
+                (tiling.chunk_patches, stored.patch_cells.shape[1]),
+            ),
         )
         for key, data, chunks in extra:
             array, _ = ensure_array(
@@ -205,21 +242,21 @@ def write_layout(
             array[:] = data
     pixels, created = ensure_array(
         group,
-        name,
+        stored.pixels_array,
         shape=(n_items, size, size, 3),
         dtype=np.uint8,
         # A store smaller than one chunk gets a chunk its size: zarr pads edge chunks
         # to the full chunk shape, which uncompressed would double a small slide's store.
-        chunks=(max(1, min(per_chunk, n_items)), size, size, 3),
+        chunks=(max(1, min(stored.per_chunk, n_items)), size, size, 3),
         compression_level=tiling.compression_level,
         codec=tiling.codec,
     )
     # Layout and codec: how the pixels are kept (the layout is in the settings too,
     # for cell stores). The codec is storage, not content: not in the settings.
-    section["patch_layout"] = "patches" if cells is None else "cells"
+    section["patch_layout"] = stored.layout
     section["patch_codec"] = codec_name(pixels.compressors)
     group.attrs[Attr.TILING] = section
-    n_chunks = -(-n_items // per_chunk)
+    n_chunks = -(-n_items // stored.per_chunk)
     flags = chunk_flags(group, Arrays.TILED)
     if created or not resumed or len(flags) != n_chunks:
         create_chunk_flags(group, Arrays.TILED, n_chunks=n_chunks)

@@ -23,7 +23,7 @@ import zarr
 from wsi._bands import BandLayout, make_tasks, run_tasks
 from wsi._cells import cell_px, cells_of
 from wsi._selection import patch_tissue_fraction, select_patches
-from wsi._tiling_store import now, tiling_settings, write_layout
+from wsi._tiling_store import StoredPixels, now, tiling_settings, write_layout
 from wsi.errors import MissingResolutionError, NoTissueError
 from wsi.geometry import MAX_UPSAMPLE, PATCH_PX, PCAM_MPP, TileGrid
 from wsi.layout import Arrays, Attr
@@ -298,16 +298,12 @@ def tile_slide(
                 region=tiling.tissue_region,
             )
             _check_selection(slide, mask, rowcol, tiling)
-        # What is read and written: the patches, or the cells they cover.
-        cells = None
-        items, per_chunk = rowcol, tiling.chunk_patches
-        if tiling.layout == "cells":
-            k = grid.tile_px // pixel_grid.tile_px
-            cells = cells_of(rowcol, k=k)
-            items, per_chunk = cells[0], tiling.chunk_patches * k * k
-        layout = BandLayout.build(items, chunk_patches=per_chunk, **read_layout)
+        stored = _stored_pixels(grid, pixel_grid, rowcol, tiling)
+        layout = BandLayout.build(
+            stored.positions, chunk_patches=stored.per_chunk, **read_layout
+        )
         group, resumed = write_layout(
-            store_path, slide, grid, mask, rowcol, settings, tiling, cells=cells
+            store_path, slide, grid, mask, rowcol, settings, tiling, stored
         )
         done = chunk_flags(group, Arrays.TILED)
         todo = [int(k) for k in np.flatnonzero(~done)]
@@ -330,16 +326,16 @@ def tile_slide(
             mpp_from_objective=mpp_from_objective,
             store_path=str(store_path.resolve()),
             grid_mpp=tiling.mpp,
-            stride_px=pixel_grid.stride_px,
-            tile_px=pixel_grid.tile_px,
-            pixels=Arrays.PATCHES if cells is None else Arrays.CELLS,
-            positions=Arrays.GRID if cells is None else Arrays.CELL_GRID,
+            stride_px=stored.grid.stride_px,
+            tile_px=stored.grid.tile_px,
+            pixels=stored.pixels_array,
+            positions=stored.positions_array,
         )
         bar.start(len(rowcol), f"tiling {slide_path.name}")
-        counted = _InPatches(bar, n_items=len(items), n_patches=len(rowcol))
+        in_patches = _InPatches(bar, stored, n_patches=len(rowcol))
         try:
-            counted.advance(n_done)
-            run_tasks(tasks, workers=workers, progress=counted)
+            in_patches(n_done)
+            run_tasks(tasks, workers=workers, on_done=in_patches)
         finally:
             bar.close()
         if not chunk_flags(group, Arrays.TILED).all():  # pragma: no cover - defensive
@@ -349,7 +345,7 @@ def tile_slide(
         section.update(seconds=round(seconds, 3), finished=now())
         group.attrs.update({Attr.TILING: section, Attr.TILING_COMPLETE: True})
         # Patches completed by this call (cells: in proportion to the cells written).
-        written = round(len(rowcol) * (1 - n_done / len(items)))
+        written = len(rowcol) - stored.patches_in(n_done, len(rowcol))
         logger.info(
             "%s: %d patches in %.1f s (%.0f patches/s)",
             slide_path.name,
@@ -363,23 +359,36 @@ def tile_slide(
 
 
 class _InPatches:
-    """Progress in patches from work counted in items (patches, or cells)."""
+    """Advances ``bar`` in patches as stored items (patches, or cells) are written."""
 
-    def __init__(self, bar: Progress, *, n_items: int, n_patches: int) -> None:
-        self._bar, self._items, self._patches = bar, n_items, n_patches
+    def __init__(self, bar: Progress, stored: StoredPixels, *, n_patches: int) -> None:
+        self._bar, self._stored, self._patches = bar, stored, n_patches
         self._done = self._reported = 0
 
-    def start(self, total: int, desc: str) -> None:  # pragma: no cover - unused
-        self._bar.start(total, desc)
-
-    def advance(self, n: int = 1) -> None:
-        self._done += n
-        now = self._done * self._patches // max(self._items, 1)
+    def __call__(self, n_stored: int) -> None:
+        self._done += n_stored
+        now = self._stored.patches_in(self._done, self._patches)
         self._bar.advance(now - self._reported)
         self._reported = now
 
-    def close(self) -> None:  # pragma: no cover - unused
-        self._bar.close()
+
+def _stored_pixels(
+    grid: TileGrid,
+    pixel_grid: TileGrid,
+    rowcol: npt.NDArray[np.int64],
+    tiling: TilingParams,
+) -> StoredPixels:
+    """What the store will hold for patches ``rowcol``: them, or the cells they cover."""
+    if tiling.layout == "patches":
+        return StoredPixels(grid=grid, positions=rowcol, per_chunk=tiling.chunk_patches)
+    k = grid.tile_px // pixel_grid.tile_px
+    cells, index = cells_of(rowcol, k=k)
+    return StoredPixels(
+        grid=pixel_grid,
+        positions=cells,
+        per_chunk=tiling.chunk_patches * k * k,  # the pixels of chunk_patches patches
+        patch_cells=index,
+    )
 
 
 def _probe(slide: Slide) -> None:
