@@ -1,8 +1,10 @@
 """Tiling throughput and peak memory on generated Camelyon-like slides.
 
-Writes Camelyon-like pyramidal TIFFs (0.243 um/px, 512 px JPEG tiles, downsamples 1
-to 32, about a third tissue) of the given sizes (``WIDTHxHEIGHT`` level-0 px), then
-for each size and stride compares, each in a fresh process:
+Writes Camelyon-like pyramidal TIFFs (0.243 um/px, 512 px JPEG tiles, Camelyon16's
+pyramid of downsamples 1, 2, 4, ... 64; two textured lymph-node sections covering
+about two thirds of the slide: :class:`wsi.synthetic.SyntheticTissue`) of the given
+sizes (``WIDTHxHEIGHT`` level-0 px), then for each size and stride compares, each in a
+fresh process:
 
 - ``tile_slide``: :func:`wsi.tiling.tile_slide` (PCam's 0.972 um/px, 256 patches
   per chunk), uncompressed and with zstd level 1: tissue mask, band reads through
@@ -10,9 +12,11 @@ for each size and stride compares, each in a fresh process:
   that stores each pixel once; also, at those strides, the whole overlapping patches
   that stores wrote before the cell layout);
 - ``loop``: the same patches (the store's ``coords``) read one by one with
-  ``OpenSlide.read_region((x, y), 2, (96, 96))``, nothing written;
-- ``loop + write``: the same loop writing the patches into a zarr array with the same
-  chunks and codec, i.e. the same output as ``tile_slide`` minus the mask.
+  ``OpenSlide.read_region((x, y), level, (w, w))`` from the level the tiler reads
+  (``w``: a patch's span there, 96 px where the level is at 0.972 um/px, as level 2
+  of a Camelyon16 slide), nothing written;
+- ``loop + write``: the same loop writing the patches into an uncompressed zarr
+  array with the same chunks, i.e. ``tile_slide``'s output minus the mask.
 
 Runs are interleaved and repeated; the table shows the fastest run of each (the
 machine may be shared), its CPU time (all threads) and its peak resident memory.
@@ -42,6 +46,10 @@ from _report import markdown_table  # benchmarks/ is on sys.path when run
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+#: Level 0 of a Camelyon16 slide, um/px, and its pyramid's downsamples.
+MPP = 0.243
+DOWNSAMPLES = (1, 2, 4, 8, 16, 32, 64)
 
 COLUMNS = (
     "slide (level 0)",
@@ -74,13 +82,17 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _slide(work: Path, size: tuple[int, int]) -> Path:
-    from tests.slides import write_large_slide
+    """Generate the slide once; later runs reuse it."""
+    from wsi.synthetic import SyntheticTissue, write_pyramid_tiff_tiles
 
     path = work / f"camelyon-like-{size[0]}x{size[1]}.tif"
     if not path.exists():
         started = time.perf_counter()
+        tissue = SyntheticTissue.lymph_node(size, mpp=MPP, seed=0)
         partial = path.with_suffix(".partial.tif")
-        write_large_slide(partial, size_px=size)
+        write_pyramid_tiff_tiles(
+            partial, tissue, size_px=size, mpp=MPP, downsamples=DOWNSAMPLES
+        )
         partial.rename(path)
         print(
             f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB) in "
@@ -99,8 +111,21 @@ def _slide_size(path: Path) -> tuple[int, int]:
 
 
 def _usage() -> dict[str, float]:
+    """CPU seconds and peak resident MB of this process.
+
+    The peak is Linux's ``VmHWM``: ``ru_maxrss`` survives ``exec``, so a child would
+    report the parent's peak (e.g. after it generated a slide) when that is larger.
+    """
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
+    peak_kb = float(usage.ru_maxrss)
+    try:
+        status = Path("/proc/self/status").read_text()
+        peak_kb = float(
+            next(ln for ln in status.splitlines() if ln.startswith("VmHWM")).split()[1]
+        )
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": usage.ru_utime + usage.ru_stime, "peak_mb": peak_kb / 1024}
 
 
 def _child_tile(
@@ -219,26 +244,30 @@ def _child_loop(args: argparse.Namespace, *, write: bool) -> dict[str, Any]:
     import numpy as np
     import openslide
     import zarr
-    from zarr.codecs import ZstdCodec
 
-    coords = np.asarray(zarr.open_array(Path(args.store) / "coords", mode="r")[:])
+    group = zarr.open_group(args.store, mode="r")
+    read = group.attrs["tiling"]["read"]
+    level = int(read["level"])
+    span = round(96 * float(read["downsample"]) / float(read["level_downsample"]))
+    coords = np.asarray(group["coords"][:])
     out = Path(args.store).with_suffix(".loop.zarr")
     shutil.rmtree(out, ignore_errors=True)
     chunk = 256
     patches = zarr.create_array(
         out,
-        shape=(len(coords), 96, 96, 3),
-        chunks=(chunk, 96, 96, 3),
+        shape=(len(coords), span, span, 3),
+        chunks=(chunk, span, span, 3),
         dtype="uint8",
-        compressors=ZstdCodec(level=1),
+        compressors=None,
         fill_value=0,
         config={"write_empty_chunks": True},
-    )  # as tile_slide
+    )  # as tile_slide's default store at stride 96
     before, started = _usage(), time.perf_counter()
     slide = openslide.OpenSlide(args.slide)
-    buffer = np.empty((chunk, 96, 96, 3), np.uint8)
+    buffer = np.empty((chunk, span, span, 3), np.uint8)
     for i, (x, y) in enumerate(coords.tolist()):
-        buffer[i % chunk] = np.asarray(slide.read_region((x, y), 2, (96, 96)))[..., :3]
+        region = slide.read_region((x, y), level, (span, span))
+        buffer[i % chunk] = np.asarray(region)[..., :3]
         if write and (i % chunk == chunk - 1 or i == len(coords) - 1):
             start = i - i % chunk
             patches[start : i + 1] = buffer[: i + 1 - start]
@@ -249,6 +278,7 @@ def _child_loop(args: argparse.Namespace, *, write: bool) -> dict[str, Any]:
         "seconds": seconds,
         "cpu": after["cpu"] - before["cpu"],
         "peak_mb": after["peak_mb"],
+        "level": level,
     }
 
 

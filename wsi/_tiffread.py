@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,22 +40,51 @@ class TileDecodeError(Exception):
 
 
 class _TileCache:
-    """A thread-safe LRU of decoded tiles, bounded in bytes."""
+    """A thread-safe LRU of decoded tiles, bounded in bytes.
+
+    A tile wanted by several threads at once is decoded by the first of them; the
+    others wait for it rather than decode it again.
+    """
 
     def __init__(self, capacity_bytes: int) -> None:
         self._capacity = capacity_bytes
         self._size = 0
         self._tiles: OrderedDict[tuple[Any, ...], npt.NDArray[np.uint8]] = OrderedDict()
+        self._pending: dict[tuple[Any, ...], threading.Event] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> npt.NDArray[np.uint8] | None:
-        with self._lock:
-            tile = self._tiles.get(key)
-            if tile is not None:
-                self._tiles.move_to_end(key)
-            return tile
+    def get_or_decode(
+        self,
+        key: tuple[Any, ...],
+        decode: Callable[[], npt.NDArray[np.uint8] | None],
+    ) -> npt.NDArray[np.uint8] | None:
+        """The tile under ``key``, from ``decode()`` if no thread has it yet.
 
-    def put(self, key: tuple[Any, ...], tile: npt.NDArray[np.uint8]) -> None:
+        ``None`` (an absent tile) is not cached; an error of ``decode`` propagates,
+        and a thread that was waiting for that tile tries it itself.
+        """
+        while True:
+            with self._lock:
+                tile = self._tiles.get(key)
+                if tile is not None:
+                    self._tiles.move_to_end(key)
+                    return tile
+                busy = self._pending.get(key)
+                if busy is None:
+                    done = self._pending[key] = threading.Event()
+                    break
+            busy.wait()
+        try:
+            tile = decode()
+            if tile is not None:
+                self._put(key, tile)
+            return tile
+        finally:
+            with self._lock:
+                del self._pending[key]
+            done.set()
+
+    def _put(self, key: tuple[Any, ...], tile: npt.NDArray[np.uint8]) -> None:
         with self._lock:
             if key in self._tiles:
                 return
@@ -154,22 +183,19 @@ class TiffLevels:
         return out
 
     def _tile(self, level: int, page: Any, index: int) -> npt.NDArray[np.uint8] | None:
-        key = (*self._key, level, index)
-        tile = _CACHE.get(key)
-        if tile is not None:
-            return tile
-        offset, count = page.dataoffsets[index], page.databytecounts[index]
-        if not count:
-            return None
-        data = os.pread(self._fd, count, offset)
-        try:
-            decoded, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
-        except Exception as err:
-            raise TileDecodeError(f"tile {index} of level {level}: {err}") from err
-        shape = (page.tilelength, page.tilewidth, 3)
-        tile = np.ascontiguousarray(np.asarray(decoded, dtype=np.uint8).reshape(shape))
-        _CACHE.put(key, tile)
-        return tile
+        def decode() -> npt.NDArray[np.uint8] | None:
+            offset, count = page.dataoffsets[index], page.databytecounts[index]
+            if not count:
+                return None
+            data = os.pread(self._fd, count, offset)
+            try:
+                decoded, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
+            except Exception as err:
+                raise TileDecodeError(f"tile {index} of level {level}: {err}") from err
+            shape = (page.tilelength, page.tilewidth, 3)
+            return np.ascontiguousarray(np.asarray(decoded, np.uint8).reshape(shape))
+
+        return _CACHE.get_or_decode((*self._key, level, index), decode)
 
 
 def _plain(page: Any) -> bool:

@@ -289,7 +289,11 @@ def tile_slide(
                     )
             prepare_store(store_path, overwrite=overwrite)
             mask = compute_tissue_mask(
-                slide, grid_mpp=tiling.mpp, params=tissue, progress=bar
+                slide,
+                grid_mpp=tiling.mpp,
+                params=tissue,
+                progress=bar,
+                workers=_workers(tiling),
             )
             rowcol = select_patches(
                 mask.mask,

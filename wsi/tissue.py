@@ -121,7 +121,7 @@ class TissueMask:
 
 
 def tissue_mask_from_rgb(
-    rgb: npt.NDArray[np.uint8], *, mpp: float, params: TissueParams
+    rgb: npt.NDArray[np.uint8], *, mpp: float, params: TissueParams, workers: int = 1
 ) -> npt.NDArray[np.bool_]:
     """Find tissue in an RGB thumbnail.
 
@@ -133,6 +133,8 @@ def tissue_mask_from_rgb(
         Microns per thumbnail pixel (for the areas in ``params``).
     params
         Detector settings.
+    workers
+        Threads for the colour conversion (the mask does not depend on it).
 
     Returns
     -------
@@ -167,10 +169,13 @@ def tissue_mask_from_rgb(
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         return np.zeros(rgb.shape[:2], dtype=bool)
     sat, dark, pen = colour_maps(
-        rgb[..., :3], sigma_px=params.blur_sigma_px, min_value=params.min_value
+        rgb[..., :3],
+        sigma_px=params.blur_sigma_px,
+        min_value=params.min_value,
+        workers=workers,
     )
     excluded = dark
-    if params.exclude_pen:
+    if params.exclude_pen and pen.any():
         # Grow ink by the blur's reach, so that its faded rim does not pass as tissue.
         reach = max(1, math.ceil(2 * params.blur_sigma_px))
         excluded |= ndimage.binary_dilation(pen, iterations=reach)
@@ -247,6 +252,7 @@ def compute_tissue_mask(
     grid_mpp: float = PCAM_MPP,
     params: TissueParams,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> TissueMask:
     """Read a thumbnail aligned with the patch grid and find tissue in it.
 
@@ -261,6 +267,8 @@ def compute_tissue_mask(
         Detector settings.
     progress
         Receives one unit per band read.
+    workers
+        Threads for the colour conversion (the mask does not depend on it).
 
     Returns
     -------
@@ -291,7 +299,7 @@ def compute_tissue_mask(
     finally:
         bar.close()
     mpp = plan.effective_mpp
-    mask = tissue_mask_from_rgb(thumbnail, mpp=mpp, params=params)
+    mask = tissue_mask_from_rgb(thumbnail, mpp=mpp, params=params, workers=workers)
     logger.info(
         "%s: tissue mask %dx%d at %.2f um/px from level %d, %.1f%% tissue",
         slide.path.name,

@@ -317,3 +317,50 @@ def test_other_formats_are_read_by_openslide(fixture_slides: Path) -> None:
             > 0
         )
     assert sources <= {"tiff", "openslide"}
+
+
+def test_a_tile_wanted_by_two_threads_at_once_is_decoded_once() -> None:
+    import threading
+
+    cache = wsi._tiffread._TileCache(1 << 20)
+    calls: list[int] = []
+    started, release = threading.Event(), threading.Event()
+
+    def slow_decode() -> np.ndarray:
+        calls.append(1)
+        started.set()
+        release.wait(5)
+        return np.full((4, 4, 3), 7, np.uint8)
+
+    results: list[np.ndarray | None] = []
+    first = threading.Thread(
+        target=lambda: results.append(cache.get_or_decode(("t", 0), slow_decode))
+    )
+    first.start()
+    assert started.wait(5)
+    second = threading.Thread(
+        target=lambda: results.append(cache.get_or_decode(("t", 0), slow_decode))
+    )
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the first decode, not decoding itself
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert len(calls) == 1
+    assert len(results) == 2
+    assert all(r is not None and r[0, 0, 0] == 7 for r in results)
+
+
+def test_a_failed_tile_decode_is_not_cached() -> None:
+    cache = wsi._tiffread._TileCache(1 << 20)
+
+    def broken() -> np.ndarray:
+        raise wsi._tiffread.TileDecodeError("tile 0 of level 0: corrupt")
+
+    for _ in range(2):  # the second call decodes again (and fails again)
+        with pytest.raises(wsi._tiffread.TileDecodeError, match="corrupt"):
+            cache.get_or_decode(("t", 0), broken)
+    tile = cache.get_or_decode(("t", 0), lambda: np.zeros((2, 2, 3), np.uint8))
+    assert tile is not None
+    assert tile.shape == (2, 2, 3)

@@ -229,8 +229,9 @@ def test_tissue_png(tmp_path: Path) -> None:
         tissue_png(tissue, blocker / "tissue.png")
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 def test_colour_strips_give_the_whole_image_result(
-    fixture_slides: Path, monkeypatch: pytest.MonkeyPatch
+    fixture_slides: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
     import wsi._tissue_colour
 
@@ -242,5 +243,7 @@ def test_colour_strips_give_the_whole_image_result(
     whole = tissue_mask_from_rgb(thumb, mpp=7.8, params=params)
     monkeypatch.setattr(wsi._tissue_colour, "STRIP_PIXELS", 7 * thumb.shape[1])
     monkeypatch.setattr(wsi.tissue, "STRIP_PIXELS", 5 * thumb.shape[1])
-    strips = tissue_mask_from_rgb(thumb, mpp=7.8, params=params)
+    strips = tissue_mask_from_rgb(thumb, mpp=7.8, params=params, workers=workers)
     np.testing.assert_array_equal(whole, strips)
+    assert whole.any()
+    assert not whole.all()
