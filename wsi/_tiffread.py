@@ -161,22 +161,28 @@ class TiffLevels:
         Anything outside the level is white.
         """
         page = self._pages[level]
-        out = np.full((height, width, 3), 255, dtype=np.uint8)
         page_h, page_w = page.shape[:2]
         tile_h, tile_w = page.tilelength, page.tilewidth
         x0, y0 = max(x, 0), max(y, 0)
         x1, y1 = min(x + width, page_w), min(y + height, page_h)
         if x0 >= x1 or y0 >= y1:
-            return out
+            return np.full((height, width, 3), 255, dtype=np.uint8)
+        # Every pixel is written once: tiles inside the level, white outside it.
+        out = np.empty((height, width, 3), dtype=np.uint8)
+        out[: y0 - y] = 255
+        out[y1 - y :] = 255
+        out[:, : x0 - x] = 255
+        out[:, x1 - x :] = 255
         across = -(-page_w // tile_w)
         for ty in range(y0 // tile_h, (y1 - 1) // tile_h + 1):
             for tx in range(x0 // tile_w, (x1 - 1) // tile_w + 1):
                 tile = self._tile(level, page, ty * across + tx)
-                if tile is None:
-                    continue  # an absent tile is transparent, as in OpenSlide
                 left, top = tx * tile_w, ty * tile_h
                 a, b = max(x0, left), min(x1, left + tile_w)
                 c, d = max(y0, top), min(y1, top + tile_h)
+                if tile is None:  # an absent tile is transparent, as in OpenSlide
+                    out[c - y : d - y, a - x : b - x] = 255
+                    continue
                 out[c - y : d - y, a - x : b - x] = tile[
                     c - top : d - top, a - left : b - left
                 ]

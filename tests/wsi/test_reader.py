@@ -260,10 +260,21 @@ def test_direct_tiles_equal_openslide_on_generated_tiffs(
         ):
             plan = fast.geometry.read_plan(PCAM_MPP)
             assert fast.pixel_source(plan.level) == "tiff"
-            args = {"x_px": -20, "y_px": 230, "width_px": 300, "height_px": 120}
-            np.testing.assert_array_equal(
-                fast.read_target(plan, **args), slow.read_target(plan, **args)
-            )
+            width, height = fast.geometry.level_dimensions[plan.level]
+            # Inside, across the left edge, and across the right and bottom edges.
+            for args in (
+                {"x_px": 40, "y_px": 30, "width_px": 200, "height_px": 100},
+                {"x_px": -20, "y_px": 230, "width_px": 300, "height_px": 120},
+                {
+                    "x_px": width - 50,
+                    "y_px": height - 40,
+                    "width_px": 90,
+                    "height_px": 70,
+                },
+            ):
+                np.testing.assert_array_equal(
+                    fast.read_target(plan, **args), slow.read_target(plan, **args)
+                )
 
 
 def test_direct_tiles_are_exact_where_openslide_interpolates(
