@@ -468,7 +468,7 @@ def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
     detection = DetectionParams(**_flag_values(options, "detection"))
     scoring = SlideScoreParams(**_flag_values(options, "slide_score"))
     for outputs in _stores(folders):
-        stitched = stitch_slide(outputs, threshold=params.threshold)
+        stitched = stitch_slide(outputs, polygons=params)
         exported = export_slide(
             outputs, stitched, params=params, detection=detection, scoring=scoring
         )

@@ -231,14 +231,16 @@ def save_heatmap_png(
     title: str = "",
     cell_size_um: float | None = None,
     origin_um: tuple[float, float] = (0.0, 0.0),
+    outline: npt.NDArray[np.bool_] | None = None,
 ) -> None:
     """Save the heatmap as a colour-mapped PNG with a colour bar.
 
     Probabilities use `HEATMAP_CMAP` on a fixed 0..1 scale (comparable between
     slides); cells without a tissue patch are light grey (`NO_DATA_RGB`). With a
     ``threshold``, its level is marked on the colour bar and, when cells are drawn at
-    least 2 px wide (maps up to 1000 cells a side), the cells at or above it are
-    outlined in white along their edges, as the tumour polygons are. With
+    least 2 px wide (maps up to 1000 cells a side), the tumour cells are outlined in
+    white along their edges: those of ``outline`` (the cells the exported polygons
+    hold, ``wsi.polygons.region_cells``), else the cells at or above it. With
     ``cell_size_um`` the axes are millimetres from the slide's top-left corner;
     without, heatmap cells.
 
@@ -256,6 +258,8 @@ def save_heatmap_png(
         Side of a heatmap cell in um (``heatmap_attrs``'s ``cell_size_um``).
     origin_um
         ``(x, y)`` of cell (0, 0)'s top-left corner from the slide's, in um.
+    outline
+        ``bool[rows, cols]``: the cells to outline (with ``threshold``).
 
     Raises
     ------
@@ -271,6 +275,10 @@ def save_heatmap_png(
         raise ValueError(f"heatmap must be 2-D (rows, cols), got shape {values.shape}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be within [0, 1], got {threshold}")
+    if outline is not None and outline.shape != values.shape:
+        raise ValueError(
+            f"outline must have the heatmap's shape {values.shape}, got {outline.shape}"
+        )
     rows, cols = values.shape
     # The map near its native size: at least _PNG_MIN_PX, at most _PNG_MAX_PX a side.
     long_side = max(rows, cols, 1)
@@ -314,33 +322,32 @@ def save_heatmap_png(
     if threshold is not None:
         bar.ax.axhline(threshold, color="white", linewidth=2)
         if scale * _PNG_DPI >= _PNG_OUTLINE_MIN_PX:  # outlines of 1-px cells: clutter
-            _outline_tumour_cells(ax, values, threshold, extent)
+            if outline is None:
+                outline = np.isfinite(values) & (np.nan_to_num(values) >= threshold)
+            _outline_cells(ax, outline, extent)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=_PNG_DPI)
     logger.info("wrote %s", path)
 
 
-def _outline_tumour_cells(
+def _outline_cells(
     ax: Axes,
-    values: npt.NDArray[np.float32],
-    threshold: float,
+    mask: npt.NDArray[np.bool_],
     extent: tuple[float, float, float, float] | None = None,
 ) -> None:
-    """Outline the cells >= threshold along their edges, as the polygons do."""
+    """Outline the cells of ``mask`` along their edges, as the polygons do."""
     from matplotlib.collections import LineCollection
     from scipy import ndimage
 
     from wsi.cell_outlines import cell_outlines
-    from wsi.polygons import PolygonParams, tumour_mask
 
-    mask = tumour_mask(values, params=PolygonParams(threshold=threshold))
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
     rings = []
     for outline in cell_outlines(labels, n):
         for part in getattr(outline, "geoms", [outline]):
             # imshow centres cell (i, j) on (j, i): corners are at half integers.
             rings += [
-                _to_axes(np.asarray(r.coords), values.shape, extent)
+                _to_axes(np.asarray(r.coords), mask.shape, extent)
                 for r in [part.exterior, *part.interiors]
             ]
     if rings:

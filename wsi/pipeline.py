@@ -225,7 +225,7 @@ def _run_slide(
         timings["score"] = time.perf_counter() - t0
         stage.append("stitch")
         t0 = time.perf_counter()
-        stitched = stitch_slide(outputs, threshold=config.polygons.threshold)
+        stitched = stitch_slide(outputs, polygons=config.polygons)
         timings["stitch"] = time.perf_counter() - t0
         stage.append("export")
         t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from wsi.heatmap import save_heatmap_png, stitch, write_heatmap_tiff, write_heat
 from wsi.layout import Arrays, Attr, SlideOutputs
 from wsi.locking import store_lock
 from wsi.overlay import save_overlay_png
+from wsi.polygons import region_cells
 from wsi.reader import open_slide
 from wsi.slide_score import SlideScore, SlideScoreParams, slide_score
 from wsi.store import array, grid_from_attrs, read_tissue_mask
@@ -78,10 +79,14 @@ def _open_scored(outputs: SlideOutputs) -> Any:
     return root
 
 
-def stitch_slide(outputs: SlideOutputs, *, threshold: float | None = None) -> Stitched:
+def stitch_slide(
+    outputs: SlideOutputs, *, polygons: PolygonParams | None = None
+) -> Stitched:
     """Stitch a scored store's scores into ``heatmap`` (store, TIFF and PNG).
 
-    ``threshold``, when given, is marked on the PNG's colour bar.
+    With ``polygons``, the PNG marks their threshold on its colour bar and outlines
+    the cells of the regions it exports (smoothing, hysteresis, hole filling and the
+    minimum area included), so the picture shows what the exported polygons are.
     """
     with store_lock(outputs.store):
         root = _open_scored(outputs)
@@ -95,7 +100,10 @@ def stitch_slide(outputs: SlideOutputs, *, threshold: float | None = None) -> St
         save_heatmap_png(
             heatmap,
             outputs.heatmap_png,
-            threshold=threshold,
+            threshold=None if polygons is None else polygons.threshold,
+            outline=None
+            if polygons is None
+            else region_cells(heatmap, grid=grid, params=polygons),
             title=outputs.stem,
             cell_size_um=float(grid.cell_size_l0) * grid.geometry.mpp,
             origin_um=(

@@ -244,6 +244,29 @@ def test_png_is_written_with_a_colour_bar(
     assert [p.name for p in path.parent.iterdir()] == ["heatmap.png"]
 
 
+def test_png_outlines_the_cells_it_is_given(tmp_path: Path) -> None:
+    """The stages pass the polygons' region mask: the PNG outlines what is exported."""
+    from PIL import Image
+
+    heatmap = np.full((20, 20), 0.1, np.float32)
+    heatmap[5:15, 5:15] = 0.9
+    heatmap[9, 9] = 0.1  # a one-cell hole: raw cells outline it, a filled region not
+
+    def white(outline: np.ndarray | None) -> int:
+        path = tmp_path / "h.png"
+        save_heatmap_png(heatmap, path, threshold=0.5, outline=outline)
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        return int((pixels == 255).all(axis=-1).sum())
+
+    filled = heatmap >= 0.5
+    filled[9, 9] = True
+    nothing, region, raw = white(np.zeros_like(filled)), white(filled), white(None)
+    assert nothing < region < raw  # the hole's outline is drawn only from raw cells
+    with pytest.raises(ValueError, match="outline must have the heatmap's shape"):
+        save_heatmap_png(heatmap, tmp_path / "h.png", threshold=0.5, outline=filled[:5])
+
+
 @pytest.mark.parametrize(
     "heatmap",
     [

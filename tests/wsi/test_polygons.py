@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.wsi.heatmap_cases import make_grid
-from wsi.polygons import PolygonParams, heatmap_regions, region_mask
+from wsi.polygons import PolygonParams, heatmap_regions, region_cells, region_mask
 
 CELL_UM2 = (96 * 0.972) ** 2
 
@@ -49,6 +49,19 @@ def test_a_single_lesion_gives_one_polygon_after_cleaning() -> None:
     # statistics come from the raw heatmap
     assert region.max_probability <= float(np.nanmax(heatmap))
     assert region.max_probability > 0.9
+
+
+@pytest.mark.parametrize("min_cells", [0, 4, 30])
+def test_region_cells_are_the_exported_regions_cells(min_cells: int) -> None:
+    """What heatmap.png outlines: the cells of exactly the regions exported."""
+    grid = make_grid(stride_px=96, mpp=0.243, rows=40, cols=40)
+    heatmap = _patchy_lesion()
+    params = PolygonParams(smooth_sigma_um=0, min_area_um2=min_cells * CELL_UM2)
+    cells = region_cells(heatmap, grid=grid, params=params)
+    regions = heatmap_regions(heatmap, grid=grid, params=params)
+    assert int(cells.sum()) == sum(r.n_cells for r in regions)
+    assert not (cells & ~region_mask(heatmap, grid=grid, params=params)).any()
+    assert len(regions) >= 1
 
 
 def test_small_holes_are_filled_large_ones_kept() -> None:
