@@ -182,10 +182,12 @@ def _write_chunks(task: TileTask, slide: Slide) -> int:
     rowcol = np.asarray(array(group, task.positions)[first:last], dtype=np.int64)
     reads = _Reads(task, grid, slide, rowcol)
     written = 0
+    # One buffer for the task's chunks (each write completes before the next chunk).
+    buffer = np.empty((min(size, last - first), tile, tile, 3), dtype=np.uint8)
     for chunk in task.chunks:
         lo = chunk * size - first
         hi = min(task.n_patches, (chunk + 1) * size) - first
-        out = np.empty((hi - lo, tile, tile, 3), dtype=np.uint8)
+        out = buffer[: hi - lo]
         for seg, index in reads.by_segment(lo, hi):
             image, x0, y0 = reads.image(seg)
             for i in index:
