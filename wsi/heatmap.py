@@ -325,8 +325,15 @@ def save_heatmap_png(
             if outline is None:
                 outline = np.isfinite(values) & (np.nan_to_num(values) >= threshold)
             _outline_cells(ax, outline, extent)
+    from wsi._png import PNG_COMPRESS_LEVEL
+
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=_PNG_DPI)
+        fig.savefig(
+            tmp,
+            format="png",
+            dpi=_PNG_DPI,
+            pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL},
+        )
     logger.info("wrote %s", path)
 
 

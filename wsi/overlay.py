@@ -259,6 +259,8 @@ def save_overlay_png(
     """
     from PIL import Image
 
+    from wsi._png import save_png
+
     out = render_overlay(
         thumbnail=thumbnail,
         tissue_mask=tissue_mask,
@@ -270,7 +272,7 @@ def save_overlay_png(
     )
     out = add_legend(out)
     with atomic_output(path) as tmp:
-        Image.fromarray(out).save(tmp, format="PNG")
+        save_png(Image.fromarray(out), tmp)
     logger.info("wrote %s (%dx%d)", path, out.shape[1], out.shape[0])
 
 

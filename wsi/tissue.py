@@ -20,6 +20,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from wsi._png import save_png
 from wsi._tissue_colour import STRIP_PIXELS, colour_maps
 from wsi.errors import OutputError
 from wsi.geometry import PCAM_MPP, TileGrid
@@ -343,7 +344,7 @@ def tissue_png(mask: TissueMask, path: Path) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path, format="PNG")
+        save_png(image, path)
     except OSError as err:
         raise OutputError(
             f"cannot write {path}: {err.strerror or err}; choose a writable folder"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wsi._png import save_png
 from wsi.errors import SlideReadError
 
 __all__ = ["DeepZoomSlide", "SlideCache"]
@@ -80,7 +81,7 @@ class DeepZoomSlide:
         image = self.slide.associated_images[name].convert("RGB")
         image.thumbnail((max_px, max_px))
         buffer = io.BytesIO()
-        image.save(buffer, "PNG")
+        save_png(image, buffer)
         return buffer.getvalue()
 
     def dzi(self) -> str:

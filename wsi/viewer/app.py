@@ -369,9 +369,11 @@ def _add_tiles(app: flask.Flask, state: _State) -> None:
             flask.abort(400, f"min_probability must be within [0, 1], got {minimum}")
         from PIL import Image
 
+        from wsi._png import save_png
+
         buffer = io.BytesIO()
         rgba = render_heatmap_rgba(layer.values, min_probability=minimum)
-        Image.fromarray(rgba, mode="RGBA").save(buffer, "PNG")
+        save_png(Image.fromarray(rgba, mode="RGBA"), buffer)
         response = flask.Response(buffer.getvalue(), mimetype="image/png")
         response.cache_control.no_cache = True
         return response
