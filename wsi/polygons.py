@@ -328,18 +328,8 @@ def region_cells(
 ) -> npt.NDArray[np.bool_]:
     """The cells of the regions :func:`heatmap_regions` exports.
 
-    :func:`region_mask` less the regions smaller than ``min_area_um2``.
-
-    Examples
-    --------
-    >>> from wsi.geometry import SlideGeometry
-    >>> g = SlideGeometry(width_px=1536, height_px=1536, mpp_x=0.25, mpp_y=0.25,
-    ...                   level_dimensions=((1536, 1536),))
-    >>> grid = TileGrid(geometry=g, mpp=1.0, stride_px=96)   # 96-um cells, 4 x 4
-    >>> h = np.zeros((4, 4), np.float32); h[:2, :2] = 0.9; h[3, 3] = 0.9
-    >>> p = PolygonParams(smooth_sigma_um=0, max_hole_um2=0, min_area_um2=2 * 96**2)
-    >>> region_cells(h, grid=grid, params=p).astype(int).tolist()
-    [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    :func:`region_mask` less the regions smaller than ``min_area_um2``: what
+    ``heatmap.png`` outlines.
     """
     values = np.asarray(heatmap, dtype=np.float32)
     labels, components = _components(values, grid=grid, params=params)
