@@ -100,6 +100,7 @@ def colour_maps(
     dark = np.empty((height, width), bool)
     pen = np.empty((height, width), bool)
     halo = int(4 * sigma_px + 0.5) + 1  # gaussian_filter's radius, +1
+    rows = max(1, STRIP_PIXELS // max(width, 1))
 
     def strip(top: int) -> None:
         bottom = min(height, top + rows)
@@ -110,7 +111,6 @@ def colour_maps(
         dark[top:bottom] = v[inner] < min_value
         pen[top:bottom] = _pen(r[inner], g[inner], b[inner], s[inner])
 
-    rows = max(1, STRIP_PIXELS // max(width, 1))
     tops = range(0, height, rows)
     if workers > 1 and len(tops) > 1:
         with ThreadPoolExecutor(min(workers, len(tops))) as pool:

@@ -270,6 +270,9 @@ def save_heatmap_png(
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
+    from wsi._png import PNG_COMPRESS_LEVEL
+    from wsi.polygons import PolygonParams, tumour_mask
+
     values = np.asarray(heatmap, dtype=np.float32)
     if values.ndim != 2:
         raise ValueError(f"heatmap must be 2-D (rows, cols), got shape {values.shape}")
@@ -280,9 +283,7 @@ def save_heatmap_png(
             f"outline must have the heatmap's shape {values.shape}, got {outline.shape}"
         )
     rows, cols = values.shape
-    # The map near its native size: at least _PNG_MIN_PX, at most _PNG_MAX_PX a side.
-    long_side = max(rows, cols, 1)
-    scale = min(max(_PNG_MIN_PX / long_side, 1.0), _PNG_MAX_PX / long_side) / _PNG_DPI
+    scale = _png_cell_px(values.shape) / _PNG_DPI
     # Room for the axis labels and the colour bar however flat the map is.
     fig = Figure(
         figsize=(max(cols, 1) * scale + 2.0, max(max(rows, 1) * scale + 1.2, 3.0)),
@@ -321,12 +322,10 @@ def save_heatmap_png(
     bar.set_label("tumour probability")
     if threshold is not None:
         bar.ax.axhline(threshold, color="white", linewidth=2)
-        if scale * _PNG_DPI >= _PNG_OUTLINE_MIN_PX:  # outlines of 1-px cells: clutter
+        if png_draws_outlines(values.shape):
             if outline is None:
-                outline = np.isfinite(values) & (np.nan_to_num(values) >= threshold)
+                outline = tumour_mask(values, params=PolygonParams(threshold=threshold))
             _outline_cells(ax, outline, extent)
-    from wsi._png import PNG_COMPRESS_LEVEL
-
     with atomic_output(path) as tmp:
         fig.savefig(
             tmp,
@@ -335,6 +334,24 @@ def save_heatmap_png(
             pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL},
         )
     logger.info("wrote %s", path)
+
+
+def png_draws_outlines(shape: tuple[int, ...]) -> bool:
+    """Whether `save_heatmap_png` outlines tumour cells on a map of this shape.
+
+    Only when a cell is drawn at least ``_PNG_OUTLINE_MIN_PX`` wide: outlines of 1-px
+    cells are clutter.
+    """
+    return _png_cell_px(shape) >= _PNG_OUTLINE_MIN_PX
+
+
+def _png_cell_px(shape: tuple[int, ...]) -> float:
+    """Side of a cell in the PNG, px: the map near its native size.
+
+    At least ``_PNG_MIN_PX`` and at most ``_PNG_MAX_PX`` a side.
+    """
+    long_side = max(*shape[:2], 1)
+    return min(max(_PNG_MIN_PX / long_side, 1.0), _PNG_MAX_PX / long_side)
 
 
 def _outline_cells(

@@ -21,7 +21,13 @@ from wsi.export import (
     write_geojson,
 )
 from wsi.geometry import MASK_CELL_PX, TileGrid
-from wsi.heatmap import save_heatmap_png, stitch, write_heatmap_tiff, write_heatmap_zarr
+from wsi.heatmap import (
+    png_draws_outlines,
+    save_heatmap_png,
+    stitch,
+    write_heatmap_tiff,
+    write_heatmap_zarr,
+)
 from wsi.layout import Arrays, Attr, SlideOutputs
 from wsi.locking import store_lock
 from wsi.overlay import save_overlay_png
@@ -97,13 +103,14 @@ def stitch_slide(
         write_heatmap_zarr(root, heatmap, grid=grid)
         write_heatmap_tiff(heatmap, outputs.heatmap_tif, grid=grid)
         origin_l0 = grid.cell_origin_l0
+        outline = None  # the exported regions' cells, only where the PNG draws them
+        if polygons is not None and png_draws_outlines(heatmap.shape):
+            outline = region_cells(heatmap, grid=grid, params=polygons)
         save_heatmap_png(
             heatmap,
             outputs.heatmap_png,
             threshold=None if polygons is None else polygons.threshold,
-            outline=None
-            if polygons is None
-            else region_cells(heatmap, grid=grid, params=polygons),
+            outline=outline,
             title=outputs.stem,
             cell_size_um=float(grid.cell_size_l0) * grid.geometry.mpp,
             origin_um=(

@@ -275,6 +275,7 @@ def tile_slide(
             _probe(slide)
             _check_grid(slide, grid)
             pixel_grid = _pixel_grid(grid, tiling)
+            workers = _workers(tiling)  # for the mask's colour maps and the reads
             read_layout = _read_layout(pixel_grid, tiling)
             settings = tiling_settings(slide, tiling, tissue, read_layout)
             if not overwrite and is_store(store_path):
@@ -293,7 +294,7 @@ def tile_slide(
                 grid_mpp=tiling.mpp,
                 params=tissue,
                 progress=bar,
-                workers=_workers(tiling),
+                workers=workers,
             )
             rowcol = select_patches(
                 mask.mask,
@@ -319,7 +320,6 @@ def tile_slide(
                 len(done) - len(todo),
                 len(done),
             )
-        workers = _workers(tiling)
         per_task = math.ceil(len(todo) / (_TASKS_PER_WORKER * workers))
         tasks = make_tasks(
             layout,
