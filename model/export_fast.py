@@ -9,10 +9,12 @@ The export runs once per ``.keras`` file (keyed by its sha256, see
    quantisation), which OpenVINO reads;
 2. that float32 OpenVINO model must give Keras's outputs on the check patches to
    ``FP32_MAX_ABS_DIFF`` (a wrong conversion fails here, not in production);
-3. NNCF post-training quantisation (int8 weights and activations, symmetric preset,
-   fast bias correction) calibrates on the calibration patches;
+3. NNCF post-training quantisation (int8 weights and activations, symmetric preset)
+   calibrates on the calibration patches, with fast bias correction (seconds);
 4. the int8 model must agree with Keras on the check patches (held out from the
    calibration) to ``INT8_MEAN_ABS_DIFF`` / ``INT8_MAX_ABS_DIFF``; if it does not,
+   the quantisation is redone with full bias correction (minutes; it brought the
+   bundled NASNet kd4 student from 0.25 to 0.10 at most), and if that misses too,
    the float32 model is kept instead.
 
 The model is written as OpenVINO IR (``model.xml`` + ``model.bin``) with a sidecar
@@ -70,6 +72,8 @@ FP32_MAX_ABS_DIFF: Final = 2e-3
 #: An int8 model must stay this close to Keras on the held-out check patches.
 INT8_MEAN_ABS_DIFF: Final = 0.03
 INT8_MAX_ABS_DIFF: Final = 0.2
+#: NNCF bias corrections tried in turn until the int8 model passes the check.
+BIAS_CORRECTIONS: Final = ("fast", "full")
 _BATCH: Final = 16
 
 
@@ -164,20 +168,28 @@ def export_fast_model(
             "scoring stays on Keras"
         )
     kept, model, checks = "fp32", fp32, {"fp32": fp32_check}
+    bias_correction: str | None = None
     if precision == "int8":
-        int8 = _quantize(fp32, calib)
-        checks["int8"] = compare(reference, _infer(int8, check))
-        if (
-            checks["int8"]["mean_abs_diff"] <= INT8_MEAN_ABS_DIFF
-            and checks["int8"]["max_abs_diff"] <= INT8_MAX_ABS_DIFF
-        ):
-            kept, model = "int8", int8
-        else:
+        for bias_correction in BIAS_CORRECTIONS:
+            int8 = _quantize(
+                fp32, calib, fast_bias_correction=bias_correction == "fast"
+            )
+            checks["int8"] = compare(reference, _infer(int8, check))
+            if (
+                checks["int8"]["mean_abs_diff"] <= INT8_MEAN_ABS_DIFF
+                and checks["int8"]["max_abs_diff"] <= INT8_MAX_ABS_DIFF
+            ):
+                kept, model = "int8", int8
+                break
             logger.warning(
-                "%s: the int8 model differs from Keras by %s; keeping float32",
+                "%s: the int8 model (%s bias correction) differs from Keras by %s",
                 keras_path,
+                bias_correction,
                 checks["int8"],
             )
+        else:
+            bias_correction = None
+            logger.warning("%s: keeping the float32 model", keras_path)
     sidecar: dict[str, Any] = {
         "format_version": 1,
         "keras_path": str(keras_path.resolve()),
@@ -194,6 +206,7 @@ def export_fast_model(
             **checks,
         },
         "calibration_patches": len(calib) if precision == "int8" else 0,
+        "bias_correction": bias_correction,
         "versions": {
             name: _version(name) for name in ("openvino", "nncf", "tensorflow", "keras")
         },
@@ -229,7 +242,9 @@ def _tflite_fp32(model: Any) -> bytes:
     return bytes(converter.convert())
 
 
-def _quantize(model: Any, calib: npt.NDArray[np.uint8]) -> Any:
+def _quantize(
+    model: Any, calib: npt.NDArray[np.uint8], *, fast_bias_correction: bool
+) -> Any:
     import nncf
 
     batches = [
@@ -239,7 +254,8 @@ def _quantize(model: Any, calib: npt.NDArray[np.uint8]) -> Any:
         model,
         nncf.Dataset(batches),
         preset=nncf.QuantizationPreset.PERFORMANCE,
-        subset_size=len(calib),
+        subset_size=len(batches),  # counts dataset items: batches, not patches
+        fast_bias_correction=fast_bias_correction,
     )
 
 
