@@ -11,6 +11,7 @@ are removed.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,13 @@ def main() -> None:
             "--out",
             str(target),
         ]
-        subprocess.run(argv, check=True, cwd=Path(__file__).resolve().parents[1])
+        root = Path(__file__).resolve().parents[1]
+        subprocess.run(argv, check=True, cwd=root)
+        # The shipped sidecar names its source inside the repository, not this machine.
+        sidecar = target / "fast.json"
+        fields = json.loads(sidecar.read_text())
+        fields["keras_path"] = keras.resolve().relative_to(root).as_posix()
+        sidecar.write_text(json.dumps(fields, indent=2) + "\n")
         print(f"{name}: exported to {target}")
     for old in (WEIGHTS_DIR / "fast-models").glob("*-openvino"):
         if old.name not in keep:
