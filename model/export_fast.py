@@ -124,7 +124,8 @@ def export_fast_model(
     out_dir
         Folder to create (replaced atomically: written beside it, then renamed).
     precision
-        ``int8`` (quantised, float32 kept if its check fails) or ``fp32``.
+        ``int8`` (quantised with each of :data:`BIAS_CORRECTIONS` in turn until one
+        passes the check; float32 kept if none does) or ``fp32``.
     calibration
         ``uint8[N, 96, 96, 3]`` patches; the last ``n_check`` check the export, the
         others calibrate. Default: :data:`CALIBRATION_FILE`.
