@@ -11,7 +11,6 @@ are removed.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from model.registry import BUNDLED_MODELS, WEIGHTS_DIR
 
 
 def main() -> None:
+    root = Path(__file__).resolve().parents[1]
     keep = set()
     for name, file in BUNDLED_MODELS.items():
         keras = WEIGHTS_DIR / file
@@ -35,17 +35,12 @@ def main() -> None:
             sys.executable,
             "-m",
             "model.export_fast",
-            str(keras),
+            # Relative to the repository, so the sidecar does not name this machine.
+            keras.resolve().relative_to(root).as_posix(),
             "--out",
             str(target),
         ]
-        root = Path(__file__).resolve().parents[1]
         subprocess.run(argv, check=True, cwd=root)
-        # The shipped sidecar names its source inside the repository, not this machine.
-        sidecar = target / "fast.json"
-        fields = json.loads(sidecar.read_text())
-        fields["keras_path"] = keras.resolve().relative_to(root).as_posix()
-        sidecar.write_text(json.dumps(fields, indent=2) + "\n")
         print(f"{name}: exported to {target}")
     for old in (WEIGHTS_DIR / "fast-models").glob("*-openvino"):
         if old.name not in keep:
