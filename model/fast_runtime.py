@@ -467,7 +467,8 @@ def _export(keras_path: Path, target: Path, keras_sha256: str) -> None:
             keras_path.name,
             target,
         )
-        argv = [sys.executable, "-m", "model.export_fast", str(keras_path)]
+        # Absolute: the subprocess runs in the repository, not the caller's folder.
+        argv = [sys.executable, "-m", "model.export_fast", str(keras_path.resolve())]
         argv += ["--out", str(target)]
         try:
             done = subprocess.run(

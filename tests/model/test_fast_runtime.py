@@ -148,3 +148,23 @@ def test_a_failed_export_leaves_scoring_on_keras(
 
 def _no_export(*args: object) -> None:
     raise AssertionError("exported again although the cache was valid")
+
+
+def test_export_is_given_an_absolute_model_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The export subprocess runs in the repository: a path relative to the caller's
+    # folder would name another file there.
+    import subprocess
+
+    seen: list[list[str]] = []
+
+    def fake_run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        seen.append(argv)
+        return subprocess.CompletedProcess(argv, 1, "", "stopped by the test")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.chdir(tmp_path)
+    fast_runtime._export(Path("m.keras"), tmp_path / "fast", "0" * 64)
+    model_arg = Path(seen[0][seen[0].index("model.export_fast") + 1])
+    assert model_arg == tmp_path / "m.keras"
