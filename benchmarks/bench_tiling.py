@@ -7,10 +7,19 @@ sizes (``WIDTHxHEIGHT`` level-0 px), then for each size and stride compares, eac
 fresh process:
 
 - ``tile_slide``: :func:`wsi.tiling.tile_slide` (PCam's 0.972 um/px, 256 patches
-  per chunk), uncompressed and with zstd level 1: tissue mask, band reads through
-  dask, pixels written to the zarr store (at strides that divide 96, the cell layout
-  that stores each pixel once; also, at those strides, the whole overlapping patches
-  that stores wrote before the cell layout);
+  per chunk), storing decoded pixels uncompressed and with zstd level 1: tissue
+  mask, band reads through dask, pixels written to the zarr store (at stride 96
+  whole patches, ``--patch-layout patches``; at strides that divide 96, the cell
+  layout that stores each pixel once; also, at those strides, the whole overlapping
+  patches that stores wrote before the cell layout);
+- at stride 96, ``tile_slide`` with the ``source-jpeg`` layout (the default there
+  when the read level is JPEG tiles at exactly 0.972 um/px): the tissue mask, then
+  the slide's own JPEG tiles under the patches copied as they are;
+- ``wsi-heatmap tile``, the whole command (default layout; at stride 96 also
+  ``--patch-layout patches``);
+- ``read``: every patch read back as scoring reads it (``open_tile_store`` then
+  ``TileStore.read_patches`` per chunk, one thread, a fresh process): a copy from
+  a ``patches`` store, decoding and cutting from a ``source-jpeg`` one;
 - ``loop``: the same patches (the store's ``coords``) read one by one with
   ``OpenSlide.read_region((x, y), level, (w, w))`` from the level the tiler reads
   (``w``: a patch's span there, 96 px where the level is at 0.972 um/px, as level 2
@@ -68,12 +77,19 @@ COLUMNS = (
 METHODS = {
     "loop": "per-patch read_region loop (read only)",
     "loop-write": "per-patch loop + zarr write",
-    "tile": "tile_slide stage, codec none (the store's `seconds`)",
-    "tile-zstd": "tile_slide stage, codec zstd-1",
+    "tile": "tile_slide stage, decoded pixels, codec none (the store's `seconds`)",
+    "tile-zstd": "tile_slide stage, decoded pixels, codec zstd-1",
     "tile-patches": "tile_slide stage, whole overlapping patches, zstd-1 (before cells)",
-    "command": "`wsi-heatmap tile` whole command (start-up, imports)",
+    "tile-source-jpeg": "tile_slide stage, layout source-jpeg (the slide's JPEG tiles)",
+    "command": "`wsi-heatmap tile` whole command (default layout; start-up, imports)",
+    "command-patches": "`wsi-heatmap tile --patch-layout patches` whole command",
     "decode": "JPEG-decode bound: the tiles under the patches, decoded once",
+    "read": "patch read (read_patches per chunk, 1 thread), decoded-pixel store",
+    "read-source-jpeg": "patch read (read_patches per chunk, 1 thread), source-jpeg "
+    "store: decode + cut",
 }
+#: Stores read back after a tiling run, and how.
+READS = {"tile": "read", "tile-source-jpeg": "read-source-jpeg"}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -164,7 +180,49 @@ def _child_tile(
     }
 
 
-def _child_command(args: argparse.Namespace) -> dict[str, Any]:
+def _layout(method: str, stride: int) -> str:
+    """The ``--patch-layout`` of a tiling method at ``stride``.
+
+    ``tile`` and ``tile-zstd`` store decoded pixels: whole patches at stride 96
+    (where ``auto`` would keep the JPEG tiles), cells below where they apply.
+    """
+    if method in ("tile-patches", "command-patches"):
+        return "patches"
+    if method == "tile-source-jpeg":
+        return "source-jpeg"
+    if method == "command":
+        return "auto"
+    return "patches" if stride >= 96 else "auto"
+
+
+def _store_for(store: Path, method: str) -> Path:
+    """Where ``method`` writes (or reads) its store: source-JPEG stores apart."""
+    if "source-jpeg" in method:
+        return store.with_name(f"{store.stem}-source-jpeg.zarr")
+    return store
+
+
+def _child_read(args: argparse.Namespace) -> dict[str, Any]:
+    """Read every patch back, chunk by chunk, as scoring does (one thread)."""
+    from wsi.store import open_tile_store
+
+    store = Path(args.store)
+    tiles = open_tile_store(store)
+    n, chunk = tiles.n_patches, tiles.chunk_patches
+    before, started = _usage(), time.perf_counter()
+    read = 0
+    for start in range(0, n, chunk):
+        read += len(open_tile_store(store).read_patches(start, start + chunk))
+    seconds, after = time.perf_counter() - started, _usage()
+    return {
+        "patches": read,
+        "seconds": seconds,
+        "cpu": after["cpu"] - before["cpu"],
+        "peak_mb": after["peak_mb"],
+    }
+
+
+def _child_command(args: argparse.Namespace, *, layout: str) -> dict[str, Any]:
     """``wsi-heatmap tile SLIDE --out DIR`` in a fresh interpreter, wall time."""
     import zarr
 
@@ -179,6 +237,8 @@ def _child_command(args: argparse.Namespace) -> dict[str, Any]:
         str(out),
         "--stride",
         str(args.stride),
+        "--patch-layout",
+        layout,
     ]
     started = time.perf_counter()
     subprocess.run(argv, check=True, capture_output=True)
@@ -186,12 +246,14 @@ def _child_command(args: argparse.Namespace) -> dict[str, Any]:
     child = resource.getrusage(resource.RUSAGE_CHILDREN)
     stores = list(out.glob("*/*.zarr"))
     n = int(zarr.open_group(stores[0], mode="r").attrs["tiling"]["n_patches"])
+    store_mb = sum(f.stat().st_size for f in stores[0].rglob("*") if f.is_file()) / 1e6
     shutil.rmtree(out, ignore_errors=True)
     return {
         "patches": n,
         "seconds": seconds,
         "cpu": child.ru_utime + child.ru_stime,
         "peak_mb": child.ru_maxrss / 1024,
+        "store_mb": store_mb,
     }
 
 
@@ -283,10 +345,11 @@ def _child_loop(args: argparse.Namespace, *, write: bool) -> dict[str, Any]:
 
 
 def _tile_methods(stride: int) -> tuple[str, ...]:
-    """The tiler's runs: at overlapping strides, also the whole-patch layout."""
+    """The tiler's runs: at overlapping strides, also the whole-patch layout; at
+    stride 96, also the source-JPEG layout."""
     if stride < 96:
         return ("tile", "tile-zstd", "tile-patches", "command")
-    return ("tile", "tile-zstd", "command")
+    return ("tile", "tile-zstd", "tile-source-jpeg", "command", "command-patches")
 
 
 def _run_child(
@@ -349,19 +412,61 @@ def _bench(
         for workers in args.workers:
             for method in _tile_methods(stride):
                 runs.setdefault((method, workers), []).append(
-                    _run_child(method, slide, store, workers=workers, stride=stride)
+                    _run_child(
+                        method,
+                        slide,
+                        _store_for(store, method),
+                        workers=workers,
+                        stride=stride,
+                    )
                 )
+                if method in READS and workers == args.workers[0]:
+                    read = READS[method]
+                    runs.setdefault((read, 1), []).append(
+                        _run_child(
+                            read,
+                            slide,
+                            _store_for(store, method),
+                            workers=1,
+                            stride=stride,
+                        )
+                    )
         for method in ("loop", "loop-write", "decode"):
             runs.setdefault((method, 1), []).append(
                 _run_child(method, slide, store, workers=1, stride=stride)
             )
+    _save_runs(args, slide, stride, runs)
     best = {key: min(found, key=lambda r: r["seconds"]) for key, found in runs.items()}
     base = best[("loop", 1)]["patches"] / best[("loop", 1)]["seconds"]
-    shutil.rmtree(store, ignore_errors=True)
+    for method in {*_tile_methods(stride), *READS.values()}:
+        shutil.rmtree(_store_for(store, method), ignore_errors=True)
+    reads = [(READS[m], 1) for m in _tile_methods(stride) if m in READS]
     order = [("loop", 1), ("loop-write", 1), ("decode", 1)] + [
         (m, w) for w in args.workers for m in _tile_methods(stride)
     ]
-    return [_row(size, stride, m, w, best[(m, w)], base) for m, w in order]
+    return [_row(size, stride, m, w, best[(m, w)], base) for m, w in order + reads]
+
+
+def _save_runs(
+    args: argparse.Namespace,
+    slide: Path,
+    stride: int,
+    runs: dict[tuple[str, int], list[dict[str, Any]]],
+) -> None:
+    """Every run (not only the fastest) as JSON beside ``--out``, when given."""
+    if not args.out:
+        return
+    path = args.out.with_name(f"{args.out.stem}-{slide.stem}-{stride}.runs.json")
+    path.write_text(
+        json.dumps(
+            [
+                {"method": m, "workers": w, "runs": found}
+                for (m, w), found in runs.items()
+            ],
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -388,16 +493,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         args.workers = args.workers[0]
-        if args.child in ("tile", "tile-zstd", "tile-patches"):
+        if args.child.startswith("tile"):
             result = _child_tile(
                 args,
-                codec="none" if args.child == "tile" else "zstd",
-                layout="patches" if args.child == "tile-patches" else "auto",
+                codec="zstd" if args.child in ("tile-zstd", "tile-patches") else "none",
+                layout=_layout(args.child, args.stride),
             )
-        elif args.child == "command":
-            result = _child_command(args)
+        elif args.child.startswith("command"):
+            result = _child_command(args, layout=_layout(args.child, args.stride))
         elif args.child == "decode":
             result = _child_decode(args)
+        elif args.child.startswith("read"):
+            result = _child_read(args)
         else:
             result = _child_loop(args, write=args.child == "loop-write")
         print(json.dumps(result))

@@ -15,6 +15,7 @@ instead: a "patch" below is whatever the store's pixel array holds, on its own g
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,9 +31,20 @@ from wsi.layout import Arrays
 from wsi.reader import Slide, open_slide
 from wsi.store import array, mark_chunk_done
 
-__all__ = ["BandLayout", "TileTask", "make_tasks", "run_task", "run_tasks"]
+__all__ = [
+    "BandLayout",
+    "TileTask",
+    "make_tasks",
+    "run_task",
+    "run_tasks",
+    "write_bands",
+]
 
 logger = logging.getLogger(__name__)
+
+# Tasks per worker the patches are split into (progress steps, load balance).
+_TASKS_PER_WORKER = 4
+_MAX_CHUNKS_PER_TASK = 16
 
 #: A segment is one read: ``(band, first column, last column)``.
 Segment = tuple[int, int, int]
@@ -302,3 +314,38 @@ def _distributed_client() -> Any:
         return default_client()
     except ValueError:
         return None
+
+
+def write_bands(
+    rowcol: npt.NDArray[np.int64],
+    todo: Sequence[int],
+    read_layout: dict[str, int],
+    *,
+    per_chunk: int,
+    workers: int,
+    slide_path: Path,
+    store_path: Path,
+    slide_mpp: float | None,
+    mpp_from_objective: bool,
+    on_done: Callable[[int], None],
+    **common: Any,
+) -> None:
+    """Read the bands of chunks ``todo`` and write their pixels, through dask.
+
+    ``rowcol`` are the stored items' positions on their grid (patches or cells),
+    ``read_layout`` the band and segment limits; ``common`` the other
+    :class:`TileTask` fields.
+    """
+    layout = BandLayout.build(rowcol, chunk_patches=per_chunk, **read_layout)
+    per_task = math.ceil(len(todo) / (_TASKS_PER_WORKER * workers))
+    tasks = make_tasks(
+        layout,
+        todo,
+        per_task=max(1, min(_MAX_CHUNKS_PER_TASK, per_task)),
+        slide_path=str(slide_path.resolve()),
+        slide_mpp=slide_mpp,
+        mpp_from_objective=mpp_from_objective,
+        store_path=str(store_path.resolve()),
+        **common,
+    )
+    run_tasks(tasks, workers=workers, on_done=on_done)

@@ -11,6 +11,9 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 import zarr
+from zarr.dtype import VariableLengthBytes
+from zarr.errors import UnstableSpecificationWarning
 
+from wsi._source_jpeg import codec_attrs
+from wsi._tiffread import JpegTiles, TileDecodeError
+from wsi.errors import SlideReadError
 from wsi.geometry import MASK_CELL_PX, PATCH_PX, TileGrid
 from wsi.layout import Arrays, Attr
 from wsi.provenance import git_commit, software_versions
@@ -33,14 +41,16 @@ from wsi.store import (
     create_chunk_flags,
     ensure_array,
     geometry_attrs,
+    mark_chunk_done,
     settings_section,
 )
+from wsi.store import array as store_array
 from wsi.tissue import TissueMask, TissueParams
 
 if TYPE_CHECKING:
     from wsi.tiling import TilingParams
 
-__all__ = ["StoredPixels", "now", "tiling_settings", "write_layout"]
+__all__ = ["StoredPixels", "copy_tiles", "now", "tiling_settings", "write_layout"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,40 +63,71 @@ def _provenance() -> tuple[dict[str, str], str | None]:
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class StoredPixels:
-    """What a store's pixel array holds: the patches, or the cells they cover.
+    """What a store's pixel array holds: the patches, the cells, or the JPEG tiles.
 
     Attributes
     ----------
     grid
         The grid of what is stored: the patch grid, or the cell grid
-        (:mod:`wsi._cells`).
+        (:mod:`wsi._cells`); for JPEG tiles, the patch grid (the tiles are the
+        read level's own).
     positions
-        ``int64[M, 2]`` ``(row, col)`` on ``grid`` of everything stored, row-major.
+        ``int64[M, 2]`` ``(row, col)`` of everything stored, row-major: on ``grid``,
+        or for JPEG tiles on the level's tile grid.
     per_chunk
         How many go in one zarr chunk (and one unit of resumable work).
     patch_cells
-        Cell layout: ``int32[N, k * k]``, each patch's cells; None for patches.
+        Cell layout: ``int32[N, k * k]``, each patch's cells; None otherwise.
+    jpeg
+        Source-JPEG layout (:mod:`wsi._source_jpeg`): where the level's tiles lie
+        in the slide file; None otherwise.
     """
 
     grid: TileGrid
     positions: npt.NDArray[np.int64]
     per_chunk: int
     patch_cells: npt.NDArray[np.int32] | None = None
+    jpeg: JpegTiles | None = None
 
     @property
     def layout(self) -> str:
-        """``patches`` or ``cells``."""
+        """``patches``, ``cells`` or ``source-jpeg``."""
+        if self.jpeg is not None:
+            return "source-jpeg"
         return "patches" if self.patch_cells is None else "cells"
 
     @property
     def pixels_array(self) -> str:
-        """Name of the pixel array."""
-        return Arrays.PATCHES if self.patch_cells is None else Arrays.CELLS
+        """Name of the pixel (or tile) array."""
+        return {
+            "patches": Arrays.PATCHES,
+            "cells": Arrays.CELLS,
+            "source-jpeg": Arrays.SOURCE_TILES,
+        }[self.layout]
 
     @property
     def positions_array(self) -> str:
         """Name of the array of ``positions``."""
-        return Arrays.GRID if self.patch_cells is None else Arrays.CELL_GRID
+        return {
+            "patches": Arrays.GRID,
+            "cells": Arrays.CELL_GRID,
+            "source-jpeg": Arrays.SOURCE_TILE_GRID,
+        }[self.layout]
+
+    @property
+    def n_chunks(self) -> int:
+        """Zarr chunks (units of resumable work) of the pixel array."""
+        return -(-len(self.positions) // self.per_chunk)
+
+    def chunk_slice(self, chunk: int) -> slice:
+        """Positions of chunk ``chunk``."""
+        start = chunk * self.per_chunk
+        return slice(start, min(start + self.per_chunk, len(self.positions)))
+
+    def chunk_size(self, chunk: int) -> int:
+        """How many are stored in chunk ``chunk``."""
+        part = self.chunk_slice(chunk)
+        return int(part.stop - part.start)
 
     def patches_in(self, n_stored: int, n_patches: int) -> int:
         """Patches that ``n_stored`` of the stored items stand for (in proportion)."""
@@ -103,8 +144,13 @@ def tiling_settings(
     tiling: TilingParams,
     tissue: TissueParams,
     read_layout: dict[str, int],
+    *,
+    layout: str,
 ) -> dict[str, Any]:
-    """Everything that decides the store's content (hashed; compared on resume)."""
+    """Everything that decides the store's content (hashed; compared on resume).
+
+    ``layout`` is the store's (``TilingParams.layout_for``).
+    """
     fingerprint = slide_fingerprint(slide.path)
     return {
         "format_version": STORE_FORMAT_VERSION,
@@ -124,9 +170,10 @@ def tiling_settings(
         **read_layout,
         "mask_cell_px": MASK_CELL_PX,
         "tissue": dataclasses.asdict(tissue),
-        # Only cell stores name their layout, so that the settings (and the hash)
-        # of every patch store written before cells existed stay the same.
-        **({"patch_layout": "cells"} if tiling.layout == "cells" else {}),
+        # Only cell and source-JPEG stores name their layout, so that the settings
+        # (and the hash) of every patch store written before cells existed stay the
+        # same.
+        **({"patch_layout": layout} if layout != "patches" else {}),
     }
 
 
@@ -226,8 +273,9 @@ def write_layout(
     )
     array[:] = mask.thumbnail
     size, n_items = stored.grid.tile_px, len(stored.positions)
+    extra: tuple[tuple[str, npt.NDArray[Any], tuple[int, int]], ...] = ()
     if stored.patch_cells is not None:
-        extra: tuple[tuple[str, npt.NDArray[Any], tuple[int, int]], ...] = (
+        extra = (
             (Arrays.CELL_GRID, stored.positions, (min(n_items, 65536), 2)),
             (
                 Arrays.PATCH_CELLS,
@@ -235,30 +283,111 @@ def write_layout(
                 (tiling.chunk_patches, stored.patch_cells.shape[1]),
             ),
         )
-        for key, data, chunks in extra:
-            array, _ = ensure_array(
-                group, key, shape=data.shape, dtype=data.dtype, chunks=chunks
-            )
-            array[:] = data
-    pixels, created = ensure_array(
-        group,
-        stored.pixels_array,
-        shape=(n_items, size, size, 3),
-        dtype=np.uint8,
-        # A store smaller than one chunk gets a chunk its size: zarr pads edge chunks
-        # to the full chunk shape, which uncompressed would double a small slide's store.
-        chunks=(max(1, min(stored.per_chunk, n_items)), size, size, 3),
-        compression_level=tiling.compression_level,
-        codec=tiling.codec,
-    )
-    # Layout and codec: how the pixels are kept (the layout is in the settings too,
-    # for cell stores). The codec is storage, not content: not in the settings.
+    elif stored.jpeg is not None:
+        extra = ((Arrays.SOURCE_TILE_GRID, stored.positions, (max(1, n_items), 2)),)
+    for key, data, chunks in extra:
+        array, _ = ensure_array(
+            group, key, shape=data.shape, dtype=data.dtype, chunks=chunks
+        )
+        array[:] = data
+    # A store smaller than one chunk gets a chunk its size: zarr pads edge chunks to
+    # the full chunk shape, which uncompressed would double a small slide's store.
+    per_chunk = max(1, min(stored.per_chunk, n_items))
+    if stored.jpeg is not None:
+        pixels, created = _ensure_tile_bytes(group, n=n_items, per_chunk=per_chunk)
+        section["source_jpeg"] = codec_attrs(stored.jpeg.codec, level=stored.jpeg.level)
+    else:
+        pixels, created = ensure_array(
+            group,
+            stored.pixels_array,
+            shape=(n_items, size, size, 3),
+            dtype=np.uint8,
+            chunks=(per_chunk, size, size, 3),
+            compression_level=tiling.compression_level,
+            codec=tiling.codec,
+        )
     section["patch_layout"] = stored.layout
     section["patch_codec"] = codec_name(pixels.compressors)
     group.attrs[Attr.TILING] = section
-    n_chunks = -(-n_items // stored.per_chunk)
+    n_chunks = stored.n_chunks
     flags = chunk_flags(group, Arrays.TILED)
     if created or not resumed or len(flags) != n_chunks:
         create_chunk_flags(group, Arrays.TILED, n_chunks=n_chunks)
         resumed = resumed and not created
     return group, resumed
+
+
+def _ensure_tile_bytes(
+    group: zarr.Group, *, n: int, per_chunk: int
+) -> tuple[zarr.Array[Any], bool]:
+    """The ``source_tiles`` array (variable-length bytes), created if needed."""
+    name = Arrays.SOURCE_TILES
+    existing = group.get(name)
+    if (
+        isinstance(existing, zarr.Array)
+        and existing.shape == (n,)
+        and existing.chunks == (per_chunk,)
+        and isinstance(
+            getattr(existing.metadata, "data_type", None), VariableLengthBytes
+        )
+    ):
+        return existing, False
+    with warnings.catch_warnings():
+        # zarr-python's vlen-bytes has no zarr v3 spec yet; zarr-python reads it
+        # (and records its version with the store).
+        warnings.simplefilter("ignore", UnstableSpecificationWarning)
+        tiles = group.create_array(
+            name,
+            shape=(n,),
+            chunks=(per_chunk,),
+            dtype=VariableLengthBytes(),
+            compressors=None,  # JPEG bytes do not compress
+            fill_value=b"",
+            overwrite=True,
+        )
+    return tiles, True
+
+
+def copy_tiles(
+    group: zarr.Group,
+    stored: StoredPixels,
+    chunks: Sequence[int],
+    *,
+    on_done: Callable[[int], None],
+) -> None:
+    """Copy the JPEG tiles of ``chunks`` from the slide file into the store.
+
+    Each chunk is written whole, then its ``tiled_chunks`` flag is set.
+
+    Raises
+    ------
+    SlideReadError
+        The slide file cannot be read or is cut short.
+    """
+    jpeg = stored.jpeg
+    if jpeg is None:  # pragma: no cover - the caller checks
+        raise ValueError("copy_tiles needs a source-JPEG StoredPixels")
+    tiles = store_array(group, Arrays.SOURCE_TILES)
+    try:
+        fd = os.open(jpeg.path, os.O_RDONLY)
+    except OSError as err:
+        raise SlideReadError(f"cannot read {jpeg.path}: {err}") from err
+    try:
+        for chunk in chunks:
+            part = stored.chunk_slice(chunk)
+            data = np.empty(part.stop - part.start, dtype=object)
+            try:
+                data[:] = [
+                    jpeg.read(fd, int(row), int(col))
+                    for row, col in stored.positions[part].tolist()
+                ]
+            except (OSError, TileDecodeError) as err:
+                raise SlideReadError(
+                    f"cannot read the JPEG tiles of {jpeg.path} ({err}); the file is "
+                    "corrupt or truncated: download or export it again"
+                ) from err
+            tiles[part] = data
+            mark_chunk_done(group, Arrays.TILED, chunk)
+            on_done(len(data))
+    finally:
+        os.close(fd)

@@ -32,6 +32,7 @@ _OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "min_tissue": ("tiling", "min_tissue_fraction"),
     "tissue_region": ("tiling", "tissue_region"),
     "chunk_patches": ("tiling", "chunk_patches"),
+    "patch_layout": ("tiling", "patch_layout"),
     "min_saturation": ("tissue", "min_saturation"),
     "min_object_um2": ("tissue", "min_object_um2"),
     "min_hole_um2": ("tissue", "min_hole_um2"),
@@ -114,6 +115,13 @@ def tiling_options(func: F) -> F:
             "--chunk-patches",
             type=click.IntRange(min=1),
             help="Patches per zarr chunk (and per scoring task).",
+        ),
+        click.option(
+            "--patch-layout",
+            # wsi.tiling.PATCH_LAYOUTS (not imported here: --help stays instant).
+            type=click.Choice(["auto", "patches", "cells", "source-jpeg"]),
+            help="How the store keeps pixels [auto: the slide's JPEG tiles at "
+            "stride 96 where exact, cells below 96, else patches].",
         ),
         click.option(
             "--min-saturation",

@@ -32,6 +32,9 @@ class Arrays:
     CELLS: Final = "cells"  # uint8 (M, s, s, 3), the cells kept patches cover
     CELL_GRID: Final = "cell_grid"  # int64 (M, 2) (row, col) of each cell, row-major
     PATCH_CELLS: Final = "patch_cells"  # int32 (N, k*k) each patch's cells
+    # Source-JPEG layout (wsi._source_jpeg): the read level's own JPEG tiles.
+    SOURCE_TILES: Final = "source_tiles"  # bytes (T,), tiles as in the slide
+    SOURCE_TILE_GRID: Final = "source_tile_grid"  # int64 (T, 2) tile (row, col)
     COORDS: Final = "coords"  # int64 (N, 2) level-0 (x, y) of each patch's top-left
     GRID: Final = "grid"  # int64 (N, 2) (row, col) of each patch in the grid
     TISSUE_MASK: Final = (
@@ -40,7 +43,7 @@ class Arrays:
     THUMBNAIL: Final = "thumbnail"  # uint8 (H, W, 3) RGB at the mask resolution
     SCORES: Final = "scores"  # float32 (N,), NaN until scored
     SCORED: Final = "scored_chunks"  # bool (n_chunks,), a chunk of scores is final
-    TILED: Final = "tiled_chunks"  # bool (n_chunks,), a chunk of patches/cells is final
+    TILED: Final = "tiled_chunks"  # bool (n_chunks,), a chunk is final
     HEATMAP: Final = "heatmap"  # float32 (rows, cols), NaN where no tissue patch
 
 

@@ -24,7 +24,7 @@ import openslide
 from wsi._resample import margin_px, resample
 from wsi._resolution import level0_mpp
 from wsi._slidefile import check_path, slide_fingerprint
-from wsi._tiffread import TiffLevels, TileDecodeError
+from wsi._tiffread import JpegTiles, TiffLevels, TileDecodeError
 from wsi.errors import MissingResolutionError, SlideReadError
 from wsi.geometry import ReadPlan, SlideGeometry
 
@@ -243,6 +243,16 @@ class Slide:
         return (
             "tiff" if self._tiff is not None and self._tiff.has(level) else "openslide"
         )
+
+    def jpeg_tiles(self, level: int) -> JpegTiles | None:
+        """Where ``level``'s JPEG tiles lie in the file, when they decode directly.
+
+        None unless the level is a plain tiled TIFF page of JPEG tiles decoded by
+        tifffile (``pixel_source(level) == "tiff"``): then its pixels are those
+        tiles' own, which a ``source-jpeg`` tile store keeps as they are.
+        """
+        self._require_open()
+        return None if self._tiff is None else self._tiff.jpeg_tiles(level)
 
     def _read_pixels(
         self, level: int, x: int, y: int, width: int, height: int

@@ -33,6 +33,7 @@ TILING_OPTIONS: dict[str, str] = {
     "min_tissue_fraction": "--min-tissue",
     "tissue_region": "--tissue-region",
     "chunk_patches": "--chunk-patches",
+    "patch_layout": "--patch-layout",
     "level0_mpp_x": "--mpp",
 }
 #: `TissueParams` field -> the option that sets it (others: ``[tissue]`` in --config).
@@ -140,6 +141,10 @@ def explain_tiling_change(
     )
     if mpp is not None:
         current["level0_mpp_x"] = mpp
+    if tiling.patch_layout != "auto":  # ``auto`` depends on the slide: as recorded
+        current.pop("patch_layout", None)  # patch stores record none
+        if tiling.patch_layout != "patches":
+            current["patch_layout"] = tiling.patch_layout
     if _jsonable(current) == _jsonable(recorded):
         return (
             f"{store} was tiled by another version of wsi-heatmap (its internal read "

@@ -23,6 +23,8 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from wsi._cells import assemble_patches
+from wsi._source_jpeg import codec_from_attrs
+from wsi._source_jpeg import read_patches as read_source_patches
 from wsi.errors import OutputError, SettingsMismatchError
 from wsi.geometry import SlideGeometry, TileGrid
 from wsi.layout import Arrays, Attr
@@ -385,7 +387,10 @@ class TileStore:
 
     @property
     def layout(self) -> str:
-        """``patches`` (each patch stored whole) or ``cells`` (:mod:`wsi._cells`)."""
+        """``patches`` (whole patches), ``cells`` or ``source-jpeg`` (slide tiles).
+
+        See :mod:`wsi._cells` and :mod:`wsi._source_jpeg`.
+        """
         return str(self.tiling.get("patch_layout", "patches"))
 
     def read_patches(
@@ -394,12 +399,38 @@ class TileStore:
         """Patches ``start .. stop - 1`` as ``uint8[n, 96, 96, 3]``, whatever the layout.
 
         A cell store's patches are put together from the cells they cover: only the
-        cells of these patches are read.
+        cells of these patches are read. A source-JPEG store's are cut from the
+        slide tiles they cover, decoded (once per process: a shared cache).
+
+        Raises
+        ------
+        OutputError
+            The store lacks what these patches need (it is damaged).
         """
         root = self.open() if group is None else group
         start, stop = max(0, start), min(stop, self.n_patches)
         if self.layout == "patches":
             return np.asarray(array(root, Arrays.PATCHES)[start:stop], dtype=np.uint8)
+        if self.layout == "source-jpeg":
+            rowcol = np.asarray(
+                array(root, Arrays.GRID)[start : max(start, stop)], dtype=np.int64
+            )
+            return read_source_patches(
+                rowcol.reshape(-1, 2),
+                stride_px=self.grid.stride_px,
+                patch_px=self.grid.tile_px,
+                codec=codec_from_attrs(self.tiling["source_jpeg"]),
+                tile_grid=np.asarray(array(root, Arrays.SOURCE_TILE_GRID)[:], np.int64),
+                tiles=array(root, Arrays.SOURCE_TILES),
+                cache_key=(
+                    "source-jpeg",
+                    str(self.path.resolve()),
+                    self.tiling.get("settings_hash"),
+                    self.tiling.get("selection_sha256"),
+                    self.tiling.get("created"),
+                ),
+                path=self.path,
+            )
         tile, cell = self.grid.tile_px, self.grid.stride_px
         if stop <= start:
             return np.zeros((0, tile, tile, 3), dtype=np.uint8)

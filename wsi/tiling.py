@@ -20,10 +20,18 @@ import numpy as np
 import numpy.typing as npt
 import zarr
 
-from wsi._bands import BandLayout, make_tasks, run_tasks
+from wsi._bands import write_bands
 from wsi._cells import cell_px, cells_of
 from wsi._selection import patch_tissue_fraction, select_patches
-from wsi._tiling_store import StoredPixels, now, tiling_settings, write_layout
+from wsi._source_jpeg import TILES_PER_CHUNK, source_tiles, tiles_under
+from wsi._tiffread import JpegTiles
+from wsi._tiling_store import (
+    StoredPixels,
+    copy_tiles,
+    now,
+    tiling_settings,
+    write_layout,
+)
 from wsi.errors import MissingResolutionError, NoTissueError
 from wsi.geometry import MAX_UPSAMPLE, PATCH_PX, PCAM_MPP, TileGrid
 from wsi.layout import Arrays, Attr
@@ -42,6 +50,7 @@ from wsi.store import (
 from wsi.tissue import TissueMask, TissueParams, compute_tissue_mask
 
 __all__ = [
+    "PATCH_LAYOUTS",
     "TilingParams",
     "TilingResult",
     "patch_tissue_fraction",
@@ -56,9 +65,10 @@ _MAX_GAP_PX = 512
 # Bands are tall enough that rows shared with the next band (stride < 96) are at most
 # this share of a read.
 _MAX_REREAD = 1 / 8
-# Tasks per worker the patches are split into (progress steps, load balance).
-_TASKS_PER_WORKER = 4
-_MAX_CHUNKS_PER_TASK = 16
+
+#: Store layouts (``TilingParams.patch_layout``; ``auto`` picks one of the others).
+PATCH_LAYOUTS = ("auto", "patches", "cells", "source-jpeg")
+StoreLayout = Literal["patches", "cells", "source-jpeg"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,12 +101,19 @@ class TilingParams:
         ``patches``: every patch stored whole (``N x 96 x 96 x 3``); ``cells``: each
         target pixel stored once, as the ``stride x stride`` cells the kept patches
         cover, patches put together when read (``wsi._cells``; needs a stride below
-        96 that divides 96); ``auto`` (default): ``cells`` where it applies (strides
-        48, 32, 24, ...), else ``patches``.
+        96 that divides 96); ``source-jpeg``: the slide's own compressed JPEG tiles
+        under the kept patches, bit for bit, patches decoded and cut when read
+        (``wsi._source_jpeg``; needs a read level of JPEG tiles at exactly the
+        target resolution, see :meth:`layout_for`); ``auto`` (default): at stride
+        96 ``source-jpeg`` where it applies, else ``cells`` where that applies
+        (strides 48, 32, 24, ...), else ``patches``. Every layout gives the same
+        patch pixels.
     patch_codec
         How the pixel array is compressed: ``auto`` (default), or one of
         ``wsi.store.PATCH_CODECS``: ``none``, ``blosc-lz4``, ``zstd`` (the codec of
-        stores written before). ``auto`` is ``none`` unless whole patches overlap
+        stores written before); it applies to the layouts of decoded pixels
+        (``patches``, ``cells``): ``source-jpeg`` keeps the JPEG tiles' bytes as
+        they are. ``auto`` is ``none`` unless whole patches overlap
         (decoded JPEG pixels compress 1.04-1.09:1 losslessly, not worth the time),
         and ``zstd`` when they do (a chunk of overlapping patches repeats its
         pixels: 3.2:1 at stride 32); see ``benchmarks/bench_codec.py`` and
@@ -114,7 +131,7 @@ class TilingParams:
     band_rows: int | None = None
     band_pixels: int = 8_000_000
     workers: int | None = None
-    patch_layout: Literal["auto", "patches", "cells"] = "auto"
+    patch_layout: Literal["auto", "patches", "cells", "source-jpeg"] = "auto"
     patch_codec: Literal["auto", "none", "blosc-lz4", "zstd"] = "auto"
     compression_level: int = 1
 
@@ -143,10 +160,9 @@ class TilingParams:
                 f"patch_codec must be 'auto' or one of {PATCH_CODECS}, got "
                 f"{self.patch_codec!r}"
             )
-        if self.patch_layout not in ("auto", "patches", "cells"):
+        if self.patch_layout not in PATCH_LAYOUTS:
             raise ValueError(
-                "patch_layout must be 'auto', 'patches' or 'cells', got "
-                f"{self.patch_layout!r}"
+                f"patch_layout must be one of {PATCH_LAYOUTS}, got {self.patch_layout!r}"
             )
         if self.patch_layout == "cells" and cell_px(self.stride_px) is None:
             raise ValueError(
@@ -158,12 +174,33 @@ class TilingParams:
                 f"compression_level must be between 1 and 22, got {self.compression_level}"
             )
 
-    @property
-    def layout(self) -> Literal["patches", "cells"]:
-        """The layout ``patch_layout`` means for this stride (``auto`` resolved)."""
+    def layout_for(self, *, jpeg_tiles: bool) -> StoreLayout:
+        """The store layout ``patch_layout`` means (``auto`` resolved): the one choice.
+
+        ``jpeg_tiles``: whether the slide's pixels at the target resolution are its
+        read level's JPEG tiles as they are (a plain JPEG-tiled TIFF page decoded
+        directly, no resampling: ``Slide.jpeg_tiles`` of a direct read plan). A
+        ``source-jpeg`` store is only written then (:func:`tile_slide` refuses it
+        otherwise).
+
+        Examples
+        --------
+        >>> params = TilingParams()
+        >>> params.layout_for(jpeg_tiles=True), params.layout_for(jpeg_tiles=False)
+        ('source-jpeg', 'patches')
+        >>> TilingParams(stride_px=32).layout_for(jpeg_tiles=True)
+        'cells'
+        """
         if self.patch_layout != "auto":
             return self.patch_layout
+        if jpeg_tiles and self.stride_px == PATCH_PX:
+            return "source-jpeg"
         return "patches" if cell_px(self.stride_px) is None else "cells"
+
+    @property
+    def layout(self) -> StoreLayout:
+        """The layout on a slide whose JPEG tiles cannot be kept (``layout_for``)."""
+        return self.layout_for(jpeg_tiles=False)
 
     @property
     def codec(self) -> str:
@@ -274,10 +311,16 @@ def tile_slide(
             )
             _probe(slide)
             _check_grid(slide, grid)
-            pixel_grid = _pixel_grid(grid, tiling)
+            jpeg = source_tiles(
+                slide, grid, required=tiling.patch_layout == "source-jpeg"
+            )
+            store_layout = tiling.layout_for(jpeg_tiles=jpeg is not None)
+            pixel_grid = _pixel_grid(grid, store_layout)
             workers = _workers(tiling)  # for the mask's colour maps and the reads
             read_layout = _read_layout(pixel_grid, tiling)
-            settings = tiling_settings(slide, tiling, tissue, read_layout)
+            settings = tiling_settings(
+                slide, tiling, tissue, read_layout, layout=store_layout
+            )
             if not overwrite and is_store(store_path):
                 group = open_store(store_path, writable=True)
                 same = check_settings(
@@ -303,16 +346,13 @@ def tile_slide(
                 region=tiling.tissue_region,
             )
             _check_selection(slide, mask, rowcol, tiling)
-        stored = _stored_pixels(grid, pixel_grid, rowcol, tiling)
-        layout = BandLayout.build(
-            stored.positions, chunk_patches=stored.per_chunk, **read_layout
-        )
+        stored = _stored_pixels(grid, pixel_grid, rowcol, tiling, store_layout, jpeg)
         group, resumed = write_layout(
             store_path, slide, grid, mask, rowcol, settings, tiling, stored
         )
         done = chunk_flags(group, Arrays.TILED)
         todo = [int(k) for k in np.flatnonzero(~done)]
-        n_done = sum(layout.chunk_size(int(k)) for k in np.flatnonzero(done))
+        n_done = sum(stored.chunk_size(int(k)) for k in np.flatnonzero(done))
         if resumed:
             logger.info(
                 "%s: resuming, %d of %d chunks already written",
@@ -320,26 +360,30 @@ def tile_slide(
                 len(done) - len(todo),
                 len(done),
             )
-        per_task = math.ceil(len(todo) / (_TASKS_PER_WORKER * workers))
-        tasks = make_tasks(
-            layout,
-            todo,
-            per_task=max(1, min(_MAX_CHUNKS_PER_TASK, per_task)),
-            slide_path=str(slide_path.resolve()),
-            slide_mpp=mpp,
-            mpp_from_objective=mpp_from_objective,
-            store_path=str(store_path.resolve()),
-            grid_mpp=tiling.mpp,
-            stride_px=stored.grid.stride_px,
-            tile_px=stored.grid.tile_px,
-            pixels=stored.pixels_array,
-            positions=stored.positions_array,
-        )
         bar.start(len(rowcol), f"tiling {slide_path.name}")
         in_patches = _InPatches(bar, stored, n_patches=len(rowcol))
         try:
             in_patches(n_done)
-            run_tasks(tasks, workers=workers, on_done=in_patches)
+            if stored.jpeg is not None:
+                copy_tiles(group, stored, todo, on_done=in_patches)
+            else:
+                write_bands(
+                    stored.positions,
+                    todo,
+                    read_layout,
+                    per_chunk=stored.per_chunk,
+                    workers=workers,
+                    slide_path=slide_path,
+                    store_path=store_path,
+                    slide_mpp=mpp,
+                    mpp_from_objective=mpp_from_objective,
+                    grid_mpp=tiling.mpp,
+                    stride_px=stored.grid.stride_px,
+                    tile_px=stored.grid.tile_px,
+                    pixels=stored.pixels_array,
+                    positions=stored.positions_array,
+                    on_done=in_patches,
+                )
         finally:
             bar.close()
         if not chunk_flags(group, Arrays.TILED).all():  # pragma: no cover - defensive
@@ -381,10 +425,20 @@ def _stored_pixels(
     pixel_grid: TileGrid,
     rowcol: npt.NDArray[np.int64],
     tiling: TilingParams,
+    layout: StoreLayout,
+    jpeg: JpegTiles | None,
 ) -> StoredPixels:
-    """What the store will hold for patches ``rowcol``: them, or the cells they cover."""
-    if tiling.layout == "patches":
+    """What the store will hold for patches ``rowcol``: them, their cells or tiles."""
+    if layout == "patches":
         return StoredPixels(grid=grid, positions=rowcol, per_chunk=tiling.chunk_patches)
+    if layout == "source-jpeg":
+        assert jpeg is not None  # source_tiles checked it
+        tiles = tiles_under(
+            rowcol, stride_px=grid.stride_px, patch_px=grid.tile_px, codec=jpeg.codec
+        )
+        return StoredPixels(
+            grid=grid, positions=tiles, per_chunk=TILES_PER_CHUNK, jpeg=jpeg
+        )
     k = grid.tile_px // pixel_grid.tile_px
     cells, index = cells_of(rowcol, k=k)
     return StoredPixels(
@@ -438,9 +492,9 @@ def _check_selection(
         )
 
 
-def _pixel_grid(grid: TileGrid, tiling: TilingParams) -> TileGrid:
+def _pixel_grid(grid: TileGrid, layout: StoreLayout) -> TileGrid:
     """The grid of what the store holds: the patches, or the cells they cover."""
-    if tiling.layout == "patches":
+    if layout != "cells":
         return grid
     size = cell_px(grid.stride_px)
     assert size is not None  # TilingParams checked it

@@ -81,16 +81,17 @@ def test_a_store_resumes_with_the_codec_it_was_created_with(
     tiny_slide: SlideSpec, tmp_path: Path
 ) -> None:
     store = tmp_path / "s.zarr"
+    # Whole patches: the codec compresses decoded pixels (not a source-JPEG store).
     first = tile_slide(
         tiny_slide.path,
         store,
-        tiling=TilingParams(patch_codec="zstd"),
+        tiling=TilingParams(patch_codec="zstd", patch_layout="patches"),
         tissue=TissueParams(),
     )
     again = tile_slide(
         tiny_slide.path,
         store,
-        tiling=TilingParams(patch_codec="none"),
+        tiling=TilingParams(patch_codec="none", patch_layout="patches"),
         tissue=TissueParams(),
     )
     assert again.resumed
