@@ -28,7 +28,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from model.augment import AugmentParams
+from model.batchnorm import RECALIBRATION_PATCHES, SwapEMAWeightsRecalibrated
 from model.callbacks import BestCheckpoint, CurvesPlot, ResumableBackup, resume_epoch
 from model.data import PatchSet, open_patch_set, split_patch_set
 from model.dataset import make_dataset
@@ -65,7 +68,10 @@ class TrainConfig:
     ``lr_patience`` epochs; "cosine" decays it from ``learning_rate`` to
     ``COSINE_FLOOR`` times that over all ``epochs``. ``ema`` (a momentum such as 0.999)
     keeps an exponential moving average of the weights: validation, ``best.keras``
-    and the final model use the averaged weights, training steps the raw ones.
+    and the final model use the averaged weights, training steps the raw ones; their
+    BatchNorm statistics are recomputed for them on ``bn_recalibration`` fixed,
+    un-augmented training patches (0: keep the raw weights' statistics, as runs
+    before kd7 did; :mod:`model.batchnorm`).
 
     ``pretrained`` starts architectures whose ImageNet weights ship with the package
     (EfficientNet-Lite0) from them. ``teacher`` (a saved model) turns the run into
@@ -100,6 +106,7 @@ class TrainConfig:
     init_from: Path | None = None
     schedule: str = "plateau"
     ema: float | None = None
+    bn_recalibration: int = RECALIBRATION_PATCHES
     pretrained: bool = True
     teacher: Path | None = None
     label_weight: float = 0.0
@@ -123,6 +130,10 @@ class TrainConfig:
             )
         if self.ema is not None and not 0 < self.ema < 1:
             raise ValueError(f"ema must be between 0 and 1, got {self.ema}")
+        if self.bn_recalibration < 0:
+            raise ValueError(
+                f"bn_recalibration must be non-negative, got {self.bn_recalibration}"
+            )
         if not 0 <= self.label_weight <= 1:
             raise ValueError(
                 f"label_weight must be between 0 and 1, got {self.label_weight}"
@@ -257,7 +268,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         ),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
-        *_schedule_callbacks(config),
+        *_schedule_callbacks(config, train_set),
         keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=config.early_stopping_patience
         ),
@@ -333,7 +344,7 @@ def _optimizer(config: TrainConfig, steps: int) -> Any:
     return keras.optimizers.Adam(rate, use_ema=True, ema_momentum=config.ema)
 
 
-def _schedule_callbacks(config: TrainConfig) -> list[Any]:
+def _schedule_callbacks(config: TrainConfig, train_set: PatchSet) -> list[Any]:
     """Plateau halving, and the swap to averaged weights at each epoch's end.
 
     The swap comes after the backup in the callback list, so backups hold the raw
@@ -353,7 +364,12 @@ def _schedule_callbacks(config: TrainConfig) -> list[Any]:
                 min_lr=1e-6,
             )
         )
-    if config.ema is not None:
+    if config.ema is not None and config.bn_recalibration:
+        rng = np.random.default_rng(config.seed)
+        n = min(config.bn_recalibration, len(train_set))
+        picked = np.sort(rng.choice(len(train_set), n, replace=False))
+        found.append(SwapEMAWeightsRecalibrated(train_set.read(picked)))
+    elif config.ema is not None:
         found.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     return found
 

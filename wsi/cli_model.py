@@ -57,6 +57,13 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     help="Average the weights with this momentum (e.g. 0.999); validate and save "
     "the average.",
 )
+@click.option(
+    "--bn-recalibration",
+    type=click.IntRange(min=0),
+    help="With --ema: recompute the BatchNorm statistics for the averaged weights "
+    "on this many training patches (default: about a thousand; 0: keep the raw "
+    "weights' statistics).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--imagenet-weights",
@@ -128,6 +135,7 @@ def train_command(
     learning_rate: float,
     schedule: str,
     ema: float | None,
+    bn_recalibration: int | None,
     seed: int,
     imagenet_weights: Path | None,
     pretrained: bool,
@@ -141,32 +149,35 @@ def train_command(
     limit: int | None,
 ) -> None:
     """Train a patch classifier on TRAIN_DATA; rerun the same command to resume."""
+    from dataclasses import replace
+
     from model.augment import AugmentParams
     from model.train import TrainConfig, train
 
-    result = train(
-        TrainConfig(
-            train_data=train_data,
-            valid_data=valid_data,
-            out_dir=out_dir,
-            arch=arch,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            schedule=schedule,
-            ema=ema,
-            seed=seed,
-            imagenet_weights=imagenet_weights,
-            pretrained=pretrained,
-            teacher=teacher,
-            label_weight=label_weight,
-            mixup=mixup,
-            checkpoint_steps=checkpoint_steps,
-            init_from=init_from,
-            augment=AugmentParams(free_rotation=free_rotation, hed=hed),
-            limit_train=limit,
-        )
+    config = TrainConfig(
+        train_data=train_data,
+        valid_data=valid_data,
+        out_dir=out_dir,
+        arch=arch,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        schedule=schedule,
+        ema=ema,
+        seed=seed,
+        imagenet_weights=imagenet_weights,
+        pretrained=pretrained,
+        teacher=teacher,
+        label_weight=label_weight,
+        mixup=mixup,
+        checkpoint_steps=checkpoint_steps,
+        init_from=init_from,
+        augment=AugmentParams(free_rotation=free_rotation, hed=hed),
+        limit_train=limit,
     )
+    if bn_recalibration is not None:
+        config = replace(config, bn_recalibration=bn_recalibration)
+    result = train(config)
     click.echo(
         f"best validation AUC {result.best_val_auc:.4f}: {result.best_model} "
         f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min)"
