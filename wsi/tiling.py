@@ -315,6 +315,10 @@ def tile_slide(
                 slide, grid, required=tiling.patch_layout == "source-jpeg"
             )
             store_layout = tiling.layout_for(jpeg_tiles=jpeg is not None)
+            if tiling.patch_layout == "auto" and not overwrite:
+                store_layout = _kept_layout(
+                    store_path, store_layout, grid=grid, jpeg_tiles=jpeg is not None
+                )
             pixel_grid = _pixel_grid(grid, store_layout)
             workers = _workers(tiling)  # for the mask's colour maps and the reads
             read_layout = _read_layout(pixel_grid, tiling)
@@ -490,6 +494,29 @@ def _check_selection(
             f"its {tiling.tissue_region} ({100 * mask.tissue_fraction:.2f}% of the slide "
             "is tissue); lower --min-tissue or use a smaller --stride"
         )
+
+
+def _kept_layout(
+    store_path: Path, chosen: StoreLayout, *, grid: TileGrid, jpeg_tiles: bool
+) -> StoreLayout:
+    """``auto`` keeps an existing store's layout where it applies to this slide.
+
+    A store written before the layout ``auto`` picks now existed (a ``patches``
+    store of a JPEG-tiled slide, say) is then reused or resumed, not refused as
+    written with other settings: every layout gives the same patches.
+    """
+    if not is_store(store_path):
+        return chosen
+    settings = attrs_section(open_store(store_path), Attr.TILING).get("settings")
+    if not settings:
+        return chosen
+    old = settings.get("patch_layout", "patches")  # older stores do not name it
+    applies = {
+        "patches": True,
+        "cells": cell_px(grid.stride_px) is not None,
+        "source-jpeg": jpeg_tiles and grid.stride_px == PATCH_PX,
+    }
+    return old if applies.get(old, False) else chosen
 
 
 def _pixel_grid(grid: TileGrid, layout: StoreLayout) -> TileGrid:

@@ -224,6 +224,21 @@ def test_other_layout_is_refused_unless_overwrite(
     assert again.patches_written == 0
 
 
+def test_auto_reuses_a_store_of_an_older_layout(
+    jpeg_slide: SlideSpec, tmp_path: Path
+) -> None:
+    # A store tiled before source-jpeg was the default is kept, not refused.
+    store = tmp_path / "s.zarr"
+    _tile(jpeg_slide.path, store, patch_layout="patches")
+    again = _tile(jpeg_slide.path, store)
+    assert again.resumed
+    assert again.patches_written == 0
+    assert open_tile_store(store).layout == "patches"
+    # Forcing a layout still names the difference.
+    with pytest.raises(SettingsMismatchError, match="patch_layout"):
+        _tile(jpeg_slide.path, store, patch_layout="source-jpeg")
+
+
 def test_real_aperio_tiles_with_shared_jpeg_tables(
     fixture_slides: Path, tmp_path: Path
 ) -> None:
