@@ -218,7 +218,9 @@ def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     config = RunConfig(
         slides=(Path(args.slide),),
         out_dir=Path(args.run_dir),
-        tiling=TilingParams(chunk_patches=args.chunk_patches),
+        tiling=TilingParams(
+            chunk_patches=args.chunk_patches, patch_layout=args.patch_layout
+        ),
         scoring=ScoringParams(batch_size=args.batch_size, workers=args.workers),
         overwrite=True,
     )
@@ -283,6 +285,8 @@ def _run_child(
         str(args.batch_size),
         "--chunk-patches",
         str(args.chunk_patches),
+        "--patch-layout",
+        args.patch_layout,
         "--bare-patches",
         str(args.bare_patches),
     ]
@@ -450,6 +454,12 @@ def main(argv: list[str] | None = None) -> None:
         help="patches per zarr chunk (TilingParams.chunk_patches)",
     )
     parser.add_argument(
+        "--patch-layout",
+        choices=("auto", "patches", "source-jpeg"),
+        default="auto",
+        help="store layout (TilingParams.patch_layout)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         nargs="+",
@@ -520,6 +530,7 @@ def main(argv: list[str] | None = None) -> None:
         "runtimes": args.runtimes,
         "batch_size": args.batch_size,
         "chunk_patches": args.chunk_patches,
+        "patch_layout": args.patch_layout,
         "bare_patches": args.bare_patches,
         "repeat": args.repeat,
         "machine": machine | {"load_average_1min_end": os.getloadavg()[0]},
