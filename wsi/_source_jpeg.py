@@ -275,9 +275,13 @@ def _decoded(
             try:
                 return codec.decode(blob)
             except TileDecodeError as err:
+                # The bytes were copied from the slide undecoded: the slide itself
+                # may be corrupt there, which tiling again would not mend.
                 raise OutputError(
                     f"{path}: stored tile {where} does not decode ({err}); the "
-                    "store is damaged: tile the slide again with --overwrite"
+                    "slide's JPEG data is corrupt there or the store is damaged: "
+                    "check that the slide opens in a viewer, then tile it again "
+                    "with --overwrite"
                 ) from err
 
         found[where] = cache.get_or_decode(name, decode)

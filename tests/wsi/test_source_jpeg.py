@@ -19,7 +19,7 @@ import wsi._tiling_store
 from tests.fakes import ColourClassifier
 from tests.slides import Blob, SlideSpec, render_region, write_slide
 from wsi._tiffread import JpegTiles
-from wsi.errors import SettingsMismatchError, WsiError
+from wsi.errors import OutputError, SettingsMismatchError, WsiError
 from wsi.layout import Arrays, Attr, SlideOutputs
 from wsi.scoring import ScoringParams, score_store
 from wsi.store import array, open_tile_store
@@ -337,3 +337,25 @@ def test_the_cli_option_chooses_the_layout(
         )
     option = next(p for p in cli.commands["tile"].params if p.name == "patch_layout")
     assert tuple(option.type.choices) == PATCH_LAYOUTS  # type: ignore[attr-defined]
+
+
+def test_a_corrupt_slide_tile_is_named_when_read(tmp_path: Path) -> None:
+    # Tiling copies the tiles' bytes undecoded; the damage shows when they are read.
+    spec = write_slide(
+        tmp_path / "corrupt.tif", size_px=SIZE_PX, tile_px=TILE_PX, blobs=(BLOB,)
+    )
+    with tifffile.TiffFile(spec.path) as tif:
+        page = tif.pages[2]
+        across = -(-page.imagewidth // page.tilewidth)
+        index = ABSENT[0] * across + ABSENT[1]
+        offset, count = page.dataoffsets[index], page.databytecounts[index]
+    with open(spec.path, "r+b") as handle:
+        handle.seek(offset + 2)  # keep the start-of-image marker, break the rest
+        handle.write(b"\x00" * (count - 4))
+    store = tmp_path / "s.zarr"
+    _tile(spec.path, store)
+    assert open_tile_store(store).layout == "source-jpeg"
+    with pytest.raises(
+        OutputError, match=r"tile \(3, 4\) does not decode.*--overwrite"
+    ):
+        _patches(store)
