@@ -1,0 +1,62 @@
+"""Recompute a saved model's BatchNorm statistics on training patches; compare on valid.
+
+What ``train --ema`` now does at every epoch (``model.batchnorm``), applied after the
+fact to a saved model: prints the validation AUC before and after, and with ``--out``
+writes the recomputed model with its sidecar (the source's card, new sha256, the
+validation AUC after), ready for ``python -m model.export_fast`` or ``eval-patches``::
+
+    python scripts/recalibrate_bn.py runs/kd5/best.keras --patches 2048 --out kd5-bn.keras
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from model.batchnorm import recalibrate_batchnorm
+from model.card import file_sha256, read_card, write_card
+from model.data import open_patch_set
+from model.predict import load_classifier
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--train", type=Path, default=Path("../shared/data/pcam/train"))
+    parser.add_argument("--valid", type=Path, default=Path("../shared/data/pcam/valid"))
+    parser.add_argument("--patches", type=int, default=2048)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    from sklearn.metrics import roc_auc_score
+
+    model = load_classifier(args.model, batch_size=64).model
+    valid = open_patch_set(args.valid)
+    images = valid.read(np.arange(len(valid))).astype(np.float32)
+
+    def auc() -> float:
+        probs = model.predict(images, batch_size=64, verbose=0).reshape(-1)
+        return float(roc_auc_score(valid.labels, probs))
+
+    before = auc()
+    train = open_patch_set(args.train)
+    rng = np.random.default_rng(args.seed)
+    n = min(args.patches, len(train))
+    recalibrate_batchnorm(model, train.read(np.sort(rng.choice(len(train), n, False))))
+    after = auc()
+    print(f"{args.model}: validation AUC {before:.4f} -> {after:.4f} ({n} patches)")
+    if args.out is not None:
+        model.save(args.out)
+        card = dataclasses.replace(
+            read_card(args.model), weights_sha256=file_sha256(args.out), val_auc=after
+        )
+        write_card(args.out, card)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
