@@ -26,6 +26,7 @@ __all__ = [
     "SwapEMAWeightsRecalibrated",
     "batchnorm_layers",
     "recalibrate_batchnorm",
+    "recalibration_patches",
 ]
 
 #: Training patches the statistics are recomputed on (un-augmented, fixed).
@@ -55,6 +56,19 @@ def _restore(
     for layer, (mean, variance) in zip(layers, state, strict=True):
         layer.moving_mean.assign(mean)
         layer.moving_variance.assign(variance)
+
+
+def recalibration_patches(
+    patch_set: Any, n: int = RECALIBRATION_PATCHES, *, seed: int = 0
+) -> npt.NDArray[np.uint8]:
+    """``n`` patches of ``patch_set`` (a ``model.data.PatchSet``), fixed by ``seed``.
+
+    At most all of them, in the set's order, un-augmented.
+    """
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(patch_set), min(n, len(patch_set)), replace=False)
+    patches: npt.NDArray[np.uint8] = patch_set.read(np.sort(picked))
+    return patches
 
 
 def recalibrate_batchnorm(

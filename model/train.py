@@ -28,10 +28,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from model.augment import AugmentParams
-from model.batchnorm import RECALIBRATION_PATCHES, SwapEMAWeightsRecalibrated
+from model.batchnorm import (
+    RECALIBRATION_PATCHES,
+    SwapEMAWeightsRecalibrated,
+    recalibration_patches,
+)
 from model.callbacks import BestCheckpoint, CurvesPlot, ResumableBackup, resume_epoch
 from model.data import PatchSet, open_patch_set, split_patch_set
 from model.dataset import make_dataset
@@ -365,10 +367,10 @@ def _schedule_callbacks(config: TrainConfig, train_set: PatchSet) -> list[Any]:
             )
         )
     if config.ema is not None and config.bn_recalibration:
-        rng = np.random.default_rng(config.seed)
-        n = min(config.bn_recalibration, len(train_set))
-        picked = np.sort(rng.choice(len(train_set), n, replace=False))
-        found.append(SwapEMAWeightsRecalibrated(train_set.read(picked)))
+        patches = recalibration_patches(
+            train_set, config.bn_recalibration, seed=config.seed
+        )
+        found.append(SwapEMAWeightsRecalibrated(patches))
     elif config.ema is not None:
         found.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     return found

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.batchnorm import recalibrate_batchnorm
+from model.batchnorm import recalibrate_batchnorm, recalibration_patches
 from model.card import file_sha256, read_card, write_card
 from model.data import open_patch_set
 from model.predict import load_classifier
@@ -43,12 +43,15 @@ def main() -> None:
         return float(roc_auc_score(valid.labels, probs))
 
     before = auc()
-    train = open_patch_set(args.train)
-    rng = np.random.default_rng(args.seed)
-    n = min(args.patches, len(train))
-    recalibrate_batchnorm(model, train.read(np.sort(rng.choice(len(train), n, False))))
+    patches = recalibration_patches(
+        open_patch_set(args.train), args.patches, seed=args.seed
+    )
+    recalibrate_batchnorm(model, patches)
     after = auc()
-    print(f"{args.model}: validation AUC {before:.4f} -> {after:.4f} ({n} patches)")
+    print(
+        f"{args.model}: validation AUC {before:.4f} -> {after:.4f} "
+        f"({len(patches)} patches)"
+    )
     if args.out is not None:
         model.save(args.out)
         card = dataclasses.replace(

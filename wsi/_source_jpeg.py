@@ -214,12 +214,14 @@ def read_patches(
     """
     rowcol = np.asarray(rowcol, dtype=np.int64).reshape(-1, 2)
     out = np.empty((len(rowcol), patch_px, patch_px, 3), dtype=np.uint8)
+    across = -(-codec.size_px[0] // codec.tile_px[0])
+    stored = tile_grid[:, 0] * across + tile_grid[:, 1]  # row-major keys, once
     # A block at a time: the decoded tiles held at once stay few, however many
     # patches are asked for (patches are row-major, so a block's tiles are close).
     for lo in range(0, len(rowcol), _BLOCK_PATCHES):
         block = rowcol[lo : lo + _BLOCK_PATCHES]
         wanted = tiles_under(block, stride_px=stride_px, patch_px=patch_px, codec=codec)
-        decoded = _decoded(wanted, codec, tile_grid, tiles, cache_key, path)
+        decoded = _decoded(wanted, codec, stored, tiles, cache_key, path)
 
         def tile_at(
             col: int, row: int, found: _Decoded = decoded
@@ -243,14 +245,16 @@ def read_patches(
 def _decoded(
     wanted: npt.NDArray[np.int64],
     codec: JpegCodec,
-    tile_grid: npt.NDArray[np.int64],
+    stored: npt.NDArray[np.int64],
     tiles: zarr.Array[Any],
     cache_key: tuple[Any, ...],
     path: Path,
 ) -> _Decoded:
-    """Tiles ``wanted`` decoded (None: absent); only those not cached are read."""
+    """Tiles ``wanted`` decoded (None: absent); only those not cached are read.
+
+    ``stored`` are the store's tiles as row-major keys ``row * across + col``.
+    """
     across = -(-codec.size_px[0] // codec.tile_px[0])
-    stored = tile_grid[:, 0] * across + tile_grid[:, 1]
     keys = wanted[:, 0] * across + wanted[:, 1]
     index = np.minimum(np.searchsorted(stored, keys), max(len(stored) - 1, 0))
     if len(stored) == 0 or not np.array_equal(stored[index], keys):

@@ -174,14 +174,18 @@ class TilingParams:
                 f"compression_level must be between 1 and 22, got {self.compression_level}"
             )
 
-    def layout_for(self, *, jpeg_tiles: bool) -> StoreLayout:
+    def layout_for(
+        self, *, jpeg_tiles: bool, existing: str | None = None
+    ) -> StoreLayout:
         """The store layout ``patch_layout`` means (``auto`` resolved): the one choice.
 
         ``jpeg_tiles``: whether the slide's pixels at the target resolution are its
         read level's JPEG tiles as they are (a plain JPEG-tiled TIFF page decoded
         directly, no resampling: ``Slide.jpeg_tiles`` of a direct read plan). A
         ``source-jpeg`` store is only written then (:func:`tile_slide` refuses it
-        otherwise).
+        otherwise). ``existing``: the layout of a store already there; ``auto``
+        keeps it where it applies (every layout gives the same patches), so a store
+        written before the layout ``auto`` picks now existed is reused or resumed.
 
         Examples
         --------
@@ -190,12 +194,21 @@ class TilingParams:
         ('source-jpeg', 'patches')
         >>> TilingParams(stride_px=32).layout_for(jpeg_tiles=True)
         'cells'
+        >>> params.layout_for(jpeg_tiles=True, existing="patches")
+        'patches'
         """
         if self.patch_layout != "auto":
             return self.patch_layout
-        if jpeg_tiles and self.stride_px == PATCH_PX:
+        applies: dict[str, bool] = {
+            "patches": True,
+            "cells": cell_px(self.stride_px) is not None,
+            "source-jpeg": jpeg_tiles and self.stride_px == PATCH_PX,
+        }
+        if existing is not None and applies.get(existing, False):
+            return existing  # type: ignore[return-value]
+        if applies["source-jpeg"]:
             return "source-jpeg"
-        return "patches" if cell_px(self.stride_px) is None else "cells"
+        return "cells" if applies["cells"] else "patches"
 
     @property
     def layout(self) -> StoreLayout:
@@ -314,19 +327,21 @@ def tile_slide(
             jpeg = source_tiles(
                 slide, grid, required=tiling.patch_layout == "source-jpeg"
             )
-            store_layout = tiling.layout_for(jpeg_tiles=jpeg is not None)
-            if tiling.patch_layout == "auto" and not overwrite:
-                store_layout = _kept_layout(
-                    store_path, store_layout, grid=grid, jpeg_tiles=jpeg is not None
-                )
+            group = (
+                open_store(store_path, writable=True)
+                if not overwrite and is_store(store_path)
+                else None
+            )
+            store_layout = tiling.layout_for(
+                jpeg_tiles=jpeg is not None, existing=_layout_of(group)
+            )
             pixel_grid = _pixel_grid(grid, store_layout)
             workers = _workers(tiling)  # for the mask's colour maps and the reads
             read_layout = _read_layout(pixel_grid, tiling)
             settings = tiling_settings(
                 slide, tiling, tissue, read_layout, layout=store_layout
             )
-            if not overwrite and is_store(store_path):
-                group = open_store(store_path, writable=True)
+            if group is not None:
                 same = check_settings(
                     group, section=Attr.TILING, settings=settings, path=store_path
                 )
@@ -496,27 +511,14 @@ def _check_selection(
         )
 
 
-def _kept_layout(
-    store_path: Path, chosen: StoreLayout, *, grid: TileGrid, jpeg_tiles: bool
-) -> StoreLayout:
-    """``auto`` keeps an existing store's layout where it applies to this slide.
-
-    A store written before the layout ``auto`` picks now existed (a ``patches``
-    store of a JPEG-tiled slide, say) is then reused or resumed, not refused as
-    written with other settings: every layout gives the same patches.
-    """
-    if not is_store(store_path):
-        return chosen
-    settings = attrs_section(open_store(store_path), Attr.TILING).get("settings")
+def _layout_of(group: zarr.Group | None) -> str | None:
+    """The layout an existing store was written with (None: no tiles in it yet)."""
+    if group is None:
+        return None
+    settings = attrs_section(group, Attr.TILING).get("settings")
     if not settings:
-        return chosen
-    old = settings.get("patch_layout", "patches")  # older stores do not name it
-    applies = {
-        "patches": True,
-        "cells": cell_px(grid.stride_px) is not None,
-        "source-jpeg": jpeg_tiles and grid.stride_px == PATCH_PX,
-    }
-    return old if applies.get(old, False) else chosen
+        return None
+    return str(settings.get("patch_layout", "patches"))  # older stores do not name it
 
 
 def _pixel_grid(grid: TileGrid, layout: StoreLayout) -> TileGrid:
