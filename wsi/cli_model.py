@@ -264,6 +264,12 @@ def export_model_command(
     """Export a training run's best model (SOURCE: run folder or .keras) for shipping."""
     from model.export_bundle import export_bundle
 
+    if float16 and check_data is None:
+        raise click.UsageError(
+            "--float16 needs --check-data PATCHES (e.g. ../shared/data/pcam/valid): "
+            "the rounding is kept only if the AUC on them does not change"
+        )
+
     result = export_bundle(
         source, out=out, float16=float16, check_data=check_data, check_limit=check_limit
     )

@@ -67,6 +67,23 @@ def test_export_refuses_a_changed_auc_and_cleans_up(
         export_bundle(tmp_path / "missing-run", out=out)
 
 
+def test_export_command_asks_for_check_data_with_float16(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from wsi.cli import cli
+
+    out = tmp_path / "model.keras"
+    result = CliRunner().invoke(
+        cli, ["export-model", str(tiny_run), "--out", str(out), "--float16"]
+    )
+    assert result.exit_code == 2
+    assert "--float16 needs --check-data" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
 def test_mixed_precision_model_is_exported_as_float32(
     tmp_path: Path, card_saver: Callable[..., Path], fixture_patches: Patches
 ) -> None:

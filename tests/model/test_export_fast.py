@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,33 @@ def test_int8_export_falls_back_to_full_bias_correction_then_float32(
     assert json.loads((out / "fast.json").read_text()) == sidecar
     within = sidecar["check"]["int8"]["max_abs_diff"] <= export_fast.INT8_MAX_ABS_DIFF
     assert within == (precision == "int8")
+
+
+@pytest.mark.tf
+@needs_openvino
+def test_int8_export_keeps_the_head_after_the_last_convolution_in_float(
+    tmp_path: Path, card_saver: Callable[..., Path]
+) -> None:
+    import openvino as ov
+
+    from model.network import build_model
+
+    cnn = card_saver(
+        build_model("small-cnn", seed=0),
+        tmp_path / "cnn.keras",
+        architecture="small-cnn",
+    )
+    patches = export_fast.read_calibration()[:48]
+    sidecar = export_fast.export_fast_model(
+        cnn, tmp_path / "fast", calibration=patches, n_check=16
+    )
+    assert sidecar["precision"] == "int8"
+    ops = ov.Core().read_model(str(tmp_path / "fast" / "model.xml")).get_ordered_ops()
+    types = [op.get_type_name() for op in ops]
+    last_conv = max(i for i, t in enumerate(types) if t == "Convolution")
+    quantised = [i for i, t in enumerate(types) if t == "FakeQuantize"]
+    # The convolutions compute in int8; nothing after the last one is quantised.
+    assert quantised
+    assert max(quantised) < last_conv
+    assert "MatMul" in sidecar["float_tail_ops"]
+    assert "MatMul" in types[last_conv:]
