@@ -39,3 +39,21 @@ def test_bundled_model_loads_offline_and_separates_fixture_patches(
     assert np.all((probs >= 0) & (probs <= 1))
     # 24 real PCam validation patches: either shipped model ranks them well.
     assert roc_auc_score(labels, probs) > 0.85
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_bundled_model_ships_its_int8_cpu_model(name: str) -> None:
+    """A new install scores at int8 speed from its first slide, no export needed."""
+    import json
+
+    from model.card import file_sha256
+    from model.fast_runtime import shipped_fast_model_dir
+
+    path = resolve_model_path(name)
+    folder = shipped_fast_model_dir(file_sha256(path))
+    assert (folder / "model.xml").is_file(), (
+        f"{folder}: run python scripts/ship_fast_models.py"
+    )
+    sidecar = json.loads((folder / "fast.json").read_text())
+    assert sidecar["keras_sha256"] == file_sha256(path)
+    assert sidecar["precision"] == "int8", sidecar["check"]
