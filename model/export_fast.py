@@ -209,7 +209,11 @@ def export_fast_model(
         },
         "calibration_patches": len(calib) if precision == "int8" else 0,
         "bias_correction": bias_correction,
-        "float_tail_ops": _computing(fp32, float_tail(fp32)) if kept == "int8" else [],
+        "float_tail_ops": [
+            op.get_type_name()
+            for op in _tail(fp32)
+            if kept == "int8" and op.get_type_name() not in ("Constant", "Result")
+        ],
         "versions": {
             name: _version(name) for name in ("openvino", "nncf", "tensorflow", "keras")
         },
@@ -255,24 +259,18 @@ def float_tail(model: Any) -> list[str]:
     average on the check patches with them quantised, 0.073 and 0.014 with them in
     float (docs/TRAINING.md).
     """
-    ops = [op.get_friendly_name() for op in model.get_ordered_ops()]
-    types = [op.get_type_name() for op in model.get_ordered_ops()]
+    return [op.get_friendly_name() for op in _tail(model)]
+
+
+def _tail(model: Any) -> list[Any]:
+    """The ops of ``model`` after its last convolution, in topological order."""
+    ops = model.get_ordered_ops()
+    convolutions = ("Convolution", "GroupConvolution")
     last = max(
-        (i for i, t in enumerate(types) if t in ("Convolution", "GroupConvolution")),
+        (i for i, op in enumerate(ops) if op.get_type_name() in convolutions),
         default=len(ops) - 1,
     )
-    return ops[last + 1 :]
-
-
-def _computing(model: Any, names: list[str]) -> list[str]:
-    """The types of the ops named, constants and the result left out."""
-    wanted = set(names)
-    return [
-        op.get_type_name()
-        for op in model.get_ordered_ops()
-        if op.get_friendly_name() in wanted
-        and op.get_type_name() not in ("Constant", "Result")
-    ]
+    return list(ops[last + 1 :])
 
 
 def _quantize(

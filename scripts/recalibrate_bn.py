@@ -19,6 +19,7 @@ import numpy as np
 from model.batchnorm import recalibrate_batchnorm, recalibration_patches
 from model.card import file_sha256, read_card, write_card
 from model.data import open_patch_set
+from model.evaluate import roc_auc
 from model.predict import load_classifier
 
 
@@ -32,15 +33,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    from sklearn.metrics import roc_auc_score
-
     model = load_classifier(args.model, batch_size=64).model
     valid = open_patch_set(args.valid)
     images = valid.read(np.arange(len(valid))).astype(np.float32)
 
     def auc() -> float:
         probs = model.predict(images, batch_size=64, verbose=0).reshape(-1)
-        return float(roc_auc_score(valid.labels, probs))
+        return roc_auc(valid.labels, probs)
 
     before = auc()
     patches = recalibration_patches(

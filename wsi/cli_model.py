@@ -266,7 +266,7 @@ def export_model_command(
 
     if float16 and check_data is None:
         raise click.UsageError(
-            "--float16 needs --check-data PATCHES (e.g. ../shared/data/pcam/valid): "
+            "--float16 needs --check-data PATCHES (labelled patches, e.g. PCam valid/): "
             "the rounding is kept only if the AUC on them does not change"
         )
 
