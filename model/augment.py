@@ -3,7 +3,9 @@
 Every geometric transform keeps the centre 32x32 in place, so the label stays true:
 the 8 symmetries of the square, and optional free rotations about the centre with
 reflection padding. Colour jitter (brightness, contrast, saturation, hue) and HED
-stain jitter are mild, optional and drawn per image.
+stain jitter are mild, optional and drawn per image. One transform does not keep the
+label, and is for distillation only, where a teacher labels the very view the student
+sees: ``shift``, a random translation by whole pixels.
 
 Notes
 -----
@@ -13,7 +15,11 @@ Notes
    corner of the centre cell can leave it. PCam labels a patch by *any* tumour pixel
    in the centre, so this is a small label noise; keep ``free_rotation`` off when it
    matters.
-3. HED jitter follows Tellez et al. (2018): optical density ``-ln(rgb)`` is split
+3. ``shift`` moves the patch by up to ``shift`` whole pixels in each direction
+   (reflecting at the edges, no interpolation), so the centre 32x32 shows other cells
+   than the labelled ones: the true label no longer holds, the teacher's score of the
+   shifted view does. ``model.train`` refuses it without a teacher.
+4. HED jitter follows Tellez et al. (2018): optical density ``-ln(rgb)`` is split
    into haematoxylin, eosin and DAB concentrations with the Ruifrok-Johnston matrix
    (as in ``skimage.color.rgb2hed``), each scaled by ``U(1 - s, 1 + s)`` and shifted
    by ``U(-s, s)``, and recombined.
@@ -55,6 +61,9 @@ class AugmentParams:
         Largest hue rotation, as a fraction of the colour circle (0 = off).
     hed
         Strength ``s`` of the HED stain jitter (0 = off; 0.05 is mild).
+    shift
+        Largest translation in whole pixels along each axis (0 = off); does not
+        keep the label (see the notes).
     """
 
     dihedral: bool = True
@@ -64,6 +73,7 @@ class AugmentParams:
     saturation: float = 0.1
     hue: float = 0.02
     hed: float = 0.0
+    shift: int = 0
 
     def __post_init__(self) -> None:
         for name in ("brightness", "contrast", "saturation", "hed"):
@@ -72,6 +82,8 @@ class AugmentParams:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
         if not 0 <= self.hue <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
+        if not 0 <= self.shift < 48:
+            raise ValueError(f"shift must be in [0, 48) px, got {self.shift}")
 
 
 def augment_batch(images: Any, params: AugmentParams, seed: Any) -> Any:
@@ -89,6 +101,8 @@ def augment_batch(images: Any, params: AugmentParams, seed: Any) -> Any:
         x = dihedral_random(x, seeds[0])
     if params.free_rotation:
         x = _free_rotation(x, seeds[1])
+    if params.shift:
+        x = _shift(x, params.shift, seeds[7])
     colour = (
         params.brightness,
         params.contrast,
@@ -160,6 +174,28 @@ def _free_rotation(images: Any, seed: Any) -> Any:
         output_shape=tf.shape(images)[1:3],
         fill_value=0.0,
         interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
+
+
+def _shift(images: Any, largest: int, seed: Any) -> Any:
+    """Translate each image by whole pixels in ``[-largest, largest]``, reflecting."""
+    import tensorflow as tf
+
+    batch = tf.shape(images)[0]
+    offsets = tf.random.stateless_uniform(
+        [batch, 2], seed, -largest, largest + 1, dtype=tf.int32
+    )
+    dx, dy = tf.unstack(tf.cast(offsets, tf.float32), axis=1)
+    ones, zeros = tf.ones_like(dx), tf.zeros_like(dx)
+    # Output (x, y) reads input (x + dx, y + dy): an exact shift with NEAREST.
+    transforms = tf.stack([ones, zeros, dx, zeros, ones, dy, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="NEAREST",
         fill_mode="REFLECT",
     )
 

@@ -80,7 +80,8 @@ class TrainConfig:
     distillation: the target of every training patch is
     ``label_weight * label + (1 - label_weight) * teacher(view)``, the teacher seeing
     exactly the augmented (and, with ``mixup`` > 0, mixed) view the student sees.
-    ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
+    ``augment.shift`` (translations that do not keep the true label) needs a
+    teacher. ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
     of itself (0: off). With soft targets (a teacher, or mixup) the loss trains on
     them, while the training ``auc`` and ``accuracy`` of ``log.csv`` still compare
     the predictions with the true 0/1 labels (under mixup, the label of the patch
@@ -142,6 +143,11 @@ class TrainConfig:
             )
         if self.mixup < 0:
             raise ValueError(f"mixup must be non-negative, got {self.mixup}")
+        if self.augment.shift and self.teacher is None:
+            raise ValueError(
+                "shift moves the labelled centre 32x32 off the patch's centre; "
+                "use it with a teacher, which scores the shifted view"
+            )
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(
                 f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}"

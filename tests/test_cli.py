@@ -175,3 +175,13 @@ def test_issue_11_quiet_hides_progress_bars(
         _main(["tile", str(tmp_path / "missing.svs"), "--out", str(tmp_path)], capsys)
     # -q: no bars at all; otherwise tqdm decides (None: no bars unless a terminal).
     assert seen == [True, None]
+
+
+def test_train_shift_without_teacher_is_a_usage_error(tmp_path: Path) -> None:
+    data = Path(__file__).parent / "fixtures" / "pcam"
+    result = CliRunner().invoke(
+        cli, ["train", str(data), "--out", str(tmp_path / "run"), "--shift", "8"]
+    )
+    assert result.exit_code == 2
+    assert "--shift needs --teacher" in result.output
+    assert not (tmp_path / "run").exists()

@@ -110,6 +110,14 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     help="HED stain jitter strength (0 = off).",
 )
 @click.option(
+    "--shift",
+    type=click.IntRange(0, 47),
+    default=0,
+    show_default=True,
+    help="With --teacher: translate each view by up to N whole pixels "
+    "(reflecting); the teacher scores the shifted view.",
+)
+@click.option(
     "--checkpoint-steps",
     type=click.IntRange(min=1),
     default=200,
@@ -144,6 +152,7 @@ def train_command(
     mixup: float,
     free_rotation: bool,
     hed: float,
+    shift: int,
     checkpoint_steps: int,
     init_from: Path | None,
     limit: int | None,
@@ -154,6 +163,11 @@ def train_command(
     from model.augment import AugmentParams
     from model.train import TrainConfig, train
 
+    if shift and teacher is None:
+        raise click.UsageError(
+            "--shift needs --teacher: a shifted view no longer matches its true "
+            "label, only a teacher can score it"
+        )
     config = TrainConfig(
         train_data=train_data,
         valid_data=valid_data,
@@ -172,7 +186,7 @@ def train_command(
         mixup=mixup,
         checkpoint_steps=checkpoint_steps,
         init_from=init_from,
-        augment=AugmentParams(free_rotation=free_rotation, hed=hed),
+        augment=AugmentParams(free_rotation=free_rotation, hed=hed, shift=shift),
         limit_train=limit,
     )
     if bn_recalibration is not None:

@@ -130,3 +130,49 @@ def test_bad_params() -> None:
         AugmentParams(brightness=2.0)
     with pytest.raises(ValueError, match="hue must be in"):
         AugmentParams(hue=0.7)
+    with pytest.raises(ValueError, match="shift must be in"):
+        AugmentParams(shift=48)
+
+
+def _shifted(
+    images: npt.NDArray[np.float32], largest: int, seed: tuple[int, int] = (0, 1)
+) -> npt.NDArray[np.float32]:
+    import tensorflow as tf
+
+    from model.augment import AugmentParams, augment_batch
+
+    params = AugmentParams(dihedral=False, shift=largest, **NO_COLOUR)
+    return np.asarray(
+        augment_batch(tf.constant(images), params, tf.constant(seed, tf.int64))
+    )
+
+
+def test_shift_translates_by_whole_pixels_reflecting_at_the_edges(
+    batch: npt.NDArray[np.float32],
+) -> None:
+    largest = 8
+    out = _shifted(batch, largest)
+    padded = np.pad(
+        batch, ((0, 0), (largest, largest), (largest, largest), (0, 0)), "symmetric"
+    )
+    offsets = set()
+    for before, after in zip(padded, out, strict=True):
+        found = [
+            (dy, dx)
+            for dy in range(-largest, largest + 1)
+            for dx in range(-largest, largest + 1)
+            if np.array_equal(
+                before[
+                    largest + dy : largest + dy + 96, largest + dx : largest + dx + 96
+                ],
+                after,
+            )
+        ]
+        assert len(found) == 1  # an exact copy of the patch moved by whole pixels
+        offsets.add(found[0])
+    assert len(offsets) > 32  # drawn per image
+    assert max(abs(d) for offset in offsets for d in offset) == largest
+
+
+def test_shift_zero_is_identity(batch: npt.NDArray[np.float32]) -> None:
+    np.testing.assert_array_equal(_shifted(batch[:4], 0), batch[:4])

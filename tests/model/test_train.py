@@ -134,6 +134,7 @@ def test_bad_data_fails_before_training(tmp_path: Path, pcam_dir: Path) -> None:
 
 
 def test_config_is_validated(tmp_path: Path) -> None:
+    from model.augment import AugmentParams
     from model.train import TrainConfig
 
     config = partial(
@@ -151,6 +152,9 @@ def test_config_is_validated(tmp_path: Path) -> None:
         config(label_weight=1.5)
     with pytest.raises(ValueError, match="mixup must be non-negative"):
         config(mixup=-0.1)
+    with pytest.raises(ValueError, match="use it with a teacher"):
+        config(augment=AugmentParams(shift=8))
+    config(augment=AugmentParams(shift=8), teacher=tmp_path / "teacher.keras")
 
 
 @pytest.mark.tf
