@@ -37,7 +37,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 _SLIDES = 30
-_PER_SLIDE = 100
 #: Normal / tumour patches per slide of the skewed layout, 10 slides each.
 _SKEWED = ((95, 5), (50, 50), (5, 95))
 
@@ -123,10 +122,10 @@ def main(argv: list[str] | None = None) -> None:
             started = time.perf_counter()
             views = {name: np.empty_like(images) for name in methods}
             for k, group in enumerate(groups):
-                slide = mosaic(images[group])
-                shifted = restain(slide[None], strength, args.seed * 1000 + k)[0]
+                patches = images[group]
+                slide = restain(mosaic(patches)[None], strength, args.seed * 1000 + k)
                 for name, method in methods.items():
-                    views[name][group] = method(shifted).reshape(images[group].shape)
+                    views[name][group] = method(slide[0]).reshape(patches.shape)
             aucs = {
                 name: float(roc_auc_score(labels, classifier(view)))
                 for name, view in views.items()

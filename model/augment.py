@@ -168,14 +168,7 @@ def _free_rotation(images: Any, seed: Any) -> Any:
     b2 = centre - sin * centre - cos * centre
     zeros = tf.zeros_like(cos)
     transforms = tf.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=transforms,
-        output_shape=tf.shape(images)[1:3],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="REFLECT",
-    )
+    return _transform(images, transforms, "BILINEAR")
 
 
 def _shift(images: Any, largest: int, seed: Any) -> Any:
@@ -190,12 +183,19 @@ def _shift(images: Any, largest: int, seed: Any) -> Any:
     ones, zeros = tf.ones_like(dx), tf.zeros_like(dx)
     # Output (x, y) reads input (x + dx, y + dy): an exact shift with NEAREST.
     transforms = tf.stack([ones, zeros, dx, zeros, ones, dy, zeros, zeros], axis=1)
+    return _transform(images, transforms, "NEAREST")
+
+
+def _transform(images: Any, transforms: Any, interpolation: str) -> Any:
+    """Warp each image by its projective transform (output -> input), reflecting."""
+    import tensorflow as tf
+
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
         transforms=transforms,
         output_shape=tf.shape(images)[1:3],
         fill_value=0.0,
-        interpolation="NEAREST",
+        interpolation=interpolation,
         fill_mode="REFLECT",
     )
 
