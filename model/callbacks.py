@@ -76,7 +76,9 @@ class BestCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
         self.best = auc
         path = self.out / "best.keras"
         tmp = self.out / "best.tmp.keras"
-        self.model.save(tmp)
+        # A training wrapper (feature matching) saves the classifier it trains.
+        saved: Any = getattr(self.model, "student", self.model)
+        saved.save(tmp)
         tmp.replace(path)
         write_card(
             path,

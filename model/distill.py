@@ -95,6 +95,7 @@ def distillation_targets(
     mixup: float = 0.0,
     seed: int = 0,
     start_batch: int = 0,
+    features: bool = False,
 ) -> Any:
     """Map ``(views, labels)`` batches to ``(views', [targets, hard labels])``.
 
@@ -113,16 +114,25 @@ def distillation_targets(
     seed, start_batch
         Seed of the mixing draws, and the batch index the stream starts at (so a
         resumed run mixes as an uninterrupted one would).
+    features
+        Append the teacher's normalised last feature map of each view to its labels
+        (``model.feature_distill.teacher_targets``), for feature matching.
 
     Returns
     -------
     tf.data.Dataset
         Batches of the views the student trains on and ``float32[B, 2]`` labels:
         column ``TARGET`` the target in [0, 1], column ``HARD_LABEL`` the true 0/1
-        label of the patch (under mixup, of the patch with the larger share).
+        label of the patch (under mixup, of the patch with the larger share); with
+        ``features``, the teacher's flattened features follow in further columns.
     """
     import tensorflow as tf
 
+    scorer = teacher
+    if features:
+        from model.feature_distill import teacher_targets
+
+        scorer = teacher_targets(teacher)
     counter = tf.data.Dataset.counter(start=start_batch)
 
     def targets(xy: Any, i: Any) -> tuple[Any, Any]:
@@ -132,12 +142,17 @@ def distillation_targets(
             key = tf.stack([tf.constant(seed + 7919, tf.int64), i])
             images, labels, hard = mix_batch(images, labels, mixup, key)
         target = labels
-        if teacher is not None:
-            soft = tf.reshape(teacher(images, training=False), [-1])
+        extra = []
+        if scorer is not None:
+            scored = scorer(images, training=False)
+            if features:
+                scored, flat = scored
+                extra = [tf.cast(flat, tf.float32)]
+            soft = tf.reshape(scored, [-1])
             target = label_weight * labels + (1 - label_weight) * tf.cast(
                 soft, tf.float32
             )
-        return images, tf.stack([target, hard], axis=-1)
+        return images, tf.concat([tf.stack([target, hard], axis=-1), *extra], axis=-1)
 
     return tf.data.Dataset.zip((dataset, counter)).map(targets).prefetch(2)
 

@@ -81,7 +81,8 @@ class TrainConfig:
     ``label_weight * label + (1 - label_weight) * teacher(view)``, the teacher seeing
     exactly the augmented (and, with ``mixup`` > 0, mixed) view the student sees.
     ``augment.shift`` (translations that do not keep the true label) needs a
-    teacher. ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
+    teacher. ``feature_weight`` > 0 adds matching the teacher's last feature map
+    (:mod:`model.feature_distill`) to the loss, with that weight. ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
     of itself (0: off). With soft targets (a teacher, or mixup) the loss trains on
     them, while the training ``auc`` and ``accuracy`` of ``log.csv`` still compare
     the predictions with the true 0/1 labels (under mixup, the label of the patch
@@ -114,6 +115,7 @@ class TrainConfig:
     teacher: Path | None = None
     label_weight: float = 0.0
     mixup: float = 0.0
+    feature_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -143,6 +145,15 @@ class TrainConfig:
             )
         if self.mixup < 0:
             raise ValueError(f"mixup must be non-negative, got {self.mixup}")
+        if self.feature_weight < 0:
+            raise ValueError(
+                f"feature_weight must be non-negative, got {self.feature_weight}"
+            )
+        if self.feature_weight and self.teacher is None:
+            raise ValueError(
+                "feature_weight matches the student's features to a teacher's; "
+                "give a teacher"
+            )
         if self.augment.shift and self.teacher is None:
             raise ValueError(
                 "shift moves the labelled centre 32x32 off the patch's centre; "
@@ -237,6 +248,13 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         )
         if config.init_from is not None and not resume_epoch(out / "backup"):
             _init_weights(model, config.init_from, arch=config.arch)
+        teacher = None
+        if config.teacher is not None:
+            from model.distill import load_teacher
+
+            teacher = load_teacher(config.teacher)
+        if config.feature_weight:
+            model = _feature_matching(model, teacher, config.feature_weight)
         model.compile(optimizer=_optimizer(config, steps), **_loss_and_metrics(config))
     first_epoch = resume_epoch(out / "backup")
     if first_epoch:
@@ -251,9 +269,8 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     )
     valid_ds = make_dataset(valid_set, batch_size=256, training=False)
     if _soft_targets(config):
-        from model.distill import distillation_targets, load_teacher, paired_labels
+        from model.distill import distillation_targets, paired_labels
 
-        teacher = load_teacher(config.teacher) if config.teacher is not None else None
         train_ds = distillation_targets(
             train_ds,
             teacher,
@@ -261,6 +278,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
             mixup=config.mixup,
             seed=config.seed,
             start_batch=first_epoch * steps,
+            features=bool(config.feature_weight),
         )
         valid_ds = paired_labels(valid_ds)
     recipe = _recipe(config, train_set)
@@ -311,6 +329,17 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
 def _soft_targets(config: TrainConfig) -> bool:
     """Whether the run trains on soft targets (distillation or mixup)."""
     return config.teacher is not None or config.mixup > 0
+
+
+def _feature_matching(student: Any, teacher: Any, weight: float) -> Any:
+    """Wrap ``student`` to train on the teacher's last feature map as well."""
+    from model.feature_distill import FeatureMatching, feature_map
+
+    shape = tuple(int(n) for n in feature_map(teacher).shape[1:])
+    logger.info(
+        "feature matching: the teacher's %s feature map, weight %g", shape, weight
+    )
+    return FeatureMatching(student, teacher_shape=shape, weight=weight)  # type: ignore[arg-type]
 
 
 def _loss_and_metrics(config: TrainConfig) -> dict[str, Any]:

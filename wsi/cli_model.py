@@ -90,6 +90,14 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     help="With --teacher: weight of the true label in the target.",
 )
 @click.option(
+    "--feature-weight",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="With --teacher: also match the teacher's last feature map, with this "
+    "weight in the loss (0 = off).",
+)
+@click.option(
     "--mixup",
     type=click.FloatRange(min=0),
     default=0.0,
@@ -149,6 +157,7 @@ def train_command(
     pretrained: bool,
     teacher: Path | None,
     label_weight: float,
+    feature_weight: float,
     mixup: float,
     free_rotation: bool,
     hed: float,
@@ -168,6 +177,11 @@ def train_command(
             "--shift needs --teacher: a shifted view no longer matches its true "
             "label, only a teacher can score it"
         )
+    if feature_weight and teacher is None:
+        raise click.UsageError(
+            "--feature-weight needs --teacher: it matches the student's features "
+            "to the teacher's"
+        )
     config = TrainConfig(
         train_data=train_data,
         valid_data=valid_data,
@@ -183,6 +197,7 @@ def train_command(
         pretrained=pretrained,
         teacher=teacher,
         label_weight=label_weight,
+        feature_weight=feature_weight,
         mixup=mixup,
         checkpoint_steps=checkpoint_steps,
         init_from=init_from,
