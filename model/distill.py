@@ -26,6 +26,7 @@ __all__ = [
     "TARGET",
     "HardLabelAUC",
     "HardLabelAccuracy",
+    "dihedral_mean",
     "distillation_targets",
     "load_teacher",
     "mix_batch",
@@ -87,6 +88,20 @@ def mix_batch(
     return mixed, lam * labels + (1 - lam) * partner, hard
 
 
+def dihedral_mean(scorer: Any, images: Any) -> Any:
+    """``scorer``'s mean probability over the 8 symmetries of each image, ``[B]``.
+
+    The teacher's test-time augmentation (``model.tta``, mode ``dihedral``) as one
+    batch of ``8 B`` views; every symmetry keeps the labelled centre 32x32 in place.
+    """
+    import tensorflow as tf
+
+    turns = [tf.image.rot90(images, k) for k in range(4)]
+    views = tf.concat([*turns, *(tf.transpose(t, [0, 2, 1, 3]) for t in turns)], 0)
+    scored = tf.cast(tf.reshape(scorer(views, training=False), [8, -1]), tf.float32)
+    return tf.reduce_mean(scored, axis=0)
+
+
 def distillation_targets(
     dataset: Any,
     teacher: Any | None,
@@ -96,6 +111,7 @@ def distillation_targets(
     seed: int = 0,
     start_batch: int = 0,
     features: bool = False,
+    teacher_tta: bool = False,
 ) -> Any:
     """Map ``(views, labels)`` batches to ``(views', [targets, hard labels])``.
 
@@ -117,6 +133,10 @@ def distillation_targets(
     features
         Append the teacher's normalised last feature map of each view to its labels
         (``model.feature_distill.teacher_targets``), for feature matching.
+    teacher_tta
+        Target the teacher's mean over the 8 symmetries of each view
+        (``dihedral_mean``; 8 times the teacher's cost) instead of its score of the
+        view alone. Not with ``features`` (a feature map is not symmetric).
 
     Returns
     -------
@@ -128,6 +148,8 @@ def distillation_targets(
     """
     import tensorflow as tf
 
+    if features and teacher_tta:
+        raise ValueError("teacher_tta averages probabilities only; not with features")
     scorer = teacher
     if features:
         from model.feature_distill import teacher_targets
@@ -143,7 +165,10 @@ def distillation_targets(
             images, labels, hard = mix_batch(images, labels, mixup, key)
         target = labels
         extra = []
-        if scorer is not None:
+        if scorer is not None and teacher_tta:
+            soft = dihedral_mean(scorer, images)
+            target = label_weight * labels + (1 - label_weight) * soft
+        elif scorer is not None:
             scored = scorer(images, training=False)
             if features:
                 scored, flat = scored

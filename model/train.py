@@ -82,7 +82,8 @@ class TrainConfig:
     exactly the augmented (and, with ``mixup`` > 0, mixed) view the student sees.
     ``augment.shift`` (translations that do not keep the true label) needs a
     teacher. ``feature_weight`` > 0 adds matching the teacher's last feature map
-    (:mod:`model.feature_distill`) to the loss, with that weight. ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
+    (:mod:`model.feature_distill`) to the loss, with that weight; ``teacher_tta``
+    targets the teacher's mean over the 8 symmetries of each view instead. ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
     of itself (0: off). With soft targets (a teacher, or mixup) the loss trains on
     them, while the training ``auc`` and ``accuracy`` of ``log.csv`` still compare
     the predictions with the true 0/1 labels (under mixup, the label of the patch
@@ -116,6 +117,7 @@ class TrainConfig:
     label_weight: float = 0.0
     mixup: float = 0.0
     feature_weight: float = 0.0
+    teacher_tta: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -153,6 +155,11 @@ class TrainConfig:
             raise ValueError(
                 "feature_weight matches the student's features to a teacher's; "
                 "give a teacher"
+            )
+        if self.teacher_tta and (self.teacher is None or self.feature_weight):
+            raise ValueError(
+                "teacher_tta averages a teacher's probabilities over the 8 "
+                "symmetries; give a teacher, and no feature_weight"
             )
         if self.augment.shift and self.teacher is None:
             raise ValueError(
@@ -279,6 +286,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
             seed=config.seed,
             start_batch=first_epoch * steps,
             features=bool(config.feature_weight),
+            teacher_tta=config.teacher_tta,
         )
         valid_ds = paired_labels(valid_ds)
     recipe = _recipe(config, train_set)

@@ -194,3 +194,12 @@ def test_train_feature_weight_without_teacher_is_a_usage_error(tmp_path: Path) -
     assert result.exit_code == 2
     assert "--feature-weight needs --teacher" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_train_teacher_tta_without_teacher_is_a_usage_error(tmp_path: Path) -> None:
+    data = Path(__file__).parent / "fixtures" / "pcam"
+    args = ["train", str(data), "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(cli, [*args, "--teacher-tta"])
+    assert result.exit_code == 2
+    assert "--teacher-tta needs --teacher" in result.output
+    assert not (tmp_path / "run").exists()

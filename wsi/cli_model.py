@@ -98,6 +98,13 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     "weight in the loss (0 = off).",
 )
 @click.option(
+    "--teacher-tta/--no-teacher-tta",
+    default=False,
+    show_default=True,
+    help="With --teacher: target the teacher's mean over the 8 symmetries of "
+    "each view (8x the teacher's cost).",
+)
+@click.option(
     "--mixup",
     type=click.FloatRange(min=0),
     default=0.0,
@@ -158,6 +165,7 @@ def train_command(
     teacher: Path | None,
     label_weight: float,
     feature_weight: float,
+    teacher_tta: bool,
     mixup: float,
     free_rotation: bool,
     hed: float,
@@ -176,6 +184,11 @@ def train_command(
         raise click.UsageError(
             "--shift needs --teacher: a shifted view no longer matches its true "
             "label, only a teacher can score it"
+        )
+    if teacher_tta and (teacher is None or feature_weight):
+        raise click.UsageError(
+            "--teacher-tta needs --teacher and no --feature-weight: it averages "
+            "the teacher's probabilities over the 8 symmetries of each view"
         )
     if feature_weight and teacher is None:
         raise click.UsageError(
@@ -198,6 +211,7 @@ def train_command(
         teacher=teacher,
         label_weight=label_weight,
         feature_weight=feature_weight,
+        teacher_tta=teacher_tta,
         mixup=mixup,
         checkpoint_steps=checkpoint_steps,
         init_from=init_from,

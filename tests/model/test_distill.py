@@ -174,3 +174,64 @@ def test_training_metrics_of_a_distillation_run_use_the_true_labels(
     assert float(row["val_auc"]) > 0.5
     student = load_classifier(out / "best.keras")
     assert student(images).shape == (24,)
+
+
+def _asymmetric_teacher() -> Any:
+    """A fixed random model that scores a patch and its mirror image differently."""
+    import keras
+
+    inputs = keras.Input((96, 96, 3))
+    x = keras.layers.Flatten()(keras.layers.AveragePooling2D(16)(inputs))
+    out = keras.layers.Dense(
+        1,
+        activation="sigmoid",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=2),
+        bias_initializer=keras.initializers.Constant(-1.0),
+    )(x)
+    return keras.Model(inputs, out)
+
+
+def test_teacher_tta_targets_are_the_teachers_dihedral_mean(pcam_dir: Path) -> None:
+    from model.tta import combine, tta_views
+
+    teacher = _asymmetric_teacher()
+    views, targets = next(
+        iter(
+            distillation_targets(
+                _batches(pcam_dir), teacher, label_weight=0.25, teacher_tta=True
+            )
+        )
+    )
+    x = views.numpy()
+    single = teacher(x, training=False).numpy()[:, 0]
+    by_view = [
+        teacher(v.copy(), training=False).numpy()[:, 0]
+        for v in tta_views(x, "dihedral")
+    ]
+    mean = combine(by_view)
+    assert np.abs(single - mean).max() > 1e-3  # the symmetries do change the score
+    hard = targets.numpy()[:, HARD_LABEL]
+    np.testing.assert_allclose(
+        targets.numpy()[:, TARGET], 0.25 * hard + 0.75 * mean, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="not with features"):
+        distillation_targets(
+            _batches(pcam_dir),
+            teacher,
+            label_weight=0.25,
+            teacher_tta=True,
+            features=True,
+        )
+
+
+def test_teacher_tta_needs_a_teacher_and_no_feature_matching(
+    tmp_path: Path, pcam_dir: Path, tiny_model: Path
+) -> None:
+    from model.train import TrainConfig
+
+    base = {"train_data": pcam_dir, "valid_data": None, "out_dir": tmp_path}
+    with pytest.raises(ValueError, match="give a teacher"):
+        TrainConfig(**base, teacher_tta=True)
+    with pytest.raises(ValueError, match="no feature_weight"):
+        TrainConfig(**base, teacher=tiny_model, teacher_tta=True, feature_weight=1.0)
+    assert TrainConfig(**base, teacher=tiny_model, teacher_tta=True).teacher_tta
