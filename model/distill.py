@@ -165,18 +165,16 @@ def distillation_targets(
             images, labels, hard = mix_batch(images, labels, mixup, key)
         target = labels
         extra = []
-        if scorer is not None and teacher_tta:
-            soft = dihedral_mean(scorer, images)
+        if scorer is not None:
+            if teacher_tta:
+                soft = dihedral_mean(scorer, images)
+            else:
+                scored = scorer(images, training=False)
+                if features:
+                    scored, flat = scored
+                    extra = [tf.cast(flat, tf.float32)]
+                soft = tf.cast(tf.reshape(scored, [-1]), tf.float32)
             target = label_weight * labels + (1 - label_weight) * soft
-        elif scorer is not None:
-            scored = scorer(images, training=False)
-            if features:
-                scored, flat = scored
-                extra = [tf.cast(flat, tf.float32)]
-            soft = tf.reshape(scored, [-1])
-            target = label_weight * labels + (1 - label_weight) * tf.cast(
-                soft, tf.float32
-            )
         return images, tf.concat([tf.stack([target, hard], axis=-1), *extra], axis=-1)
 
     return tf.data.Dataset.zip((dataset, counter)).map(targets).prefetch(2)

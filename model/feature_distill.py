@@ -26,6 +26,8 @@ from typing import Any, Final
 
 import keras
 
+from model.distill import HARD_LABEL, TARGET
+
 __all__ = [
     "FEATURE_COLUMNS",
     "FeatureMatching",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 #: Label columns before the flattened teacher features (target, true label).
-FEATURE_COLUMNS: Final = 2
+FEATURE_COLUMNS: Final = max(TARGET, HARD_LABEL) + 1
 
 _POOLING_LAYER: Final = "gap"
 """Every convolutional model of ``model.network`` pools its last feature map here."""
@@ -114,7 +116,6 @@ class FeatureMatching(keras.Model):  # type: ignore[misc]
         )
         # Built now, so a backup restores it before the first step.
         self.projector.build(tuple(own.shape))
-        self.teacher_shape = tuple(teacher_shape)
         self.weight = float(weight)
         self.feature_tracker = keras.metrics.Mean(name="feature_loss")
         # Every part is built, and BackupAndRestore needs a built model.

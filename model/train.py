@@ -83,7 +83,8 @@ class TrainConfig:
     ``augment.shift`` (translations that do not keep the true label) needs a
     teacher. ``feature_weight`` > 0 adds matching the teacher's last feature map
     (:mod:`model.feature_distill`) to the loss, with that weight; ``teacher_tta``
-    targets the teacher's mean over the 8 symmetries of each view instead. ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
+    targets the teacher's mean over the 8 symmetries of each view instead.
+    ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
     of itself (0: off). With soft targets (a teacher, or mixup) the loss trains on
     them, while the training ``auc`` and ``accuracy`` of ``log.csv`` still compare
     the predictions with the true 0/1 labels (under mixup, the label of the patch

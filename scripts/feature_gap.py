@@ -21,11 +21,6 @@ import numpy as np
 _FIT, _HELD = 2048, 1024
 
 
-def _features(model: object, x: np.ndarray) -> np.ndarray:
-    batches = [model.predict(x[i : i + 256], verbose=0) for i in range(0, len(x), 256)]  # type: ignore[attr-defined]
-    return np.concatenate(batches)
-
-
 def main() -> None:
     """Print the probe's errors for each ridge strength."""
     import keras
@@ -34,6 +29,7 @@ def main() -> None:
     from model.data import open_patch_set
     from model.distill import load_teacher
     from model.feature_distill import feature_map, teacher_targets
+    from model.predict import load_classifier
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("train_data", type=Path)
@@ -44,15 +40,14 @@ def main() -> None:
     patches = open_patch_set(args.train_data, split="train")
     x = recalibration_patches(patches, _FIT + _HELD, seed=11).astype(np.float32)
     teacher = teacher_targets(load_teacher(args.teacher))
-    student = load_teacher(args.student)
+    student = load_classifier(args.student).model
     own = keras.Model(student.input, feature_map(student))
-    wanted = np.concatenate(
-        [teacher.predict(x[i : i + 256], verbose=0)[1] for i in range(0, len(x), 256)]
-    )
-    wanted = wanted.reshape(-1, int(teacher.outputs[1].shape[-1]) // 9)
-    found = _features(own, x)
+    _, wanted = teacher.predict(x, batch_size=256, verbose=0)
+    found = own.predict(x, batch_size=256, verbose=0)
+    positions = found.shape[1] * found.shape[2]  # of a patch's feature map
     found = found.reshape(-1, found.shape[-1])
-    n = _FIT * 9  # 3x3 positions a patch
+    wanted = wanted.reshape(len(found), -1)
+    n = _FIT * positions
     x_mean, y_mean = found[:n].mean(0), wanted[:n].mean(0)
     xc, yc = found[:n] - x_mean, wanted[:n] - y_mean
     baseline = ((wanted[n:] - y_mean) ** 2).mean()

@@ -177,29 +177,20 @@ def test_issue_11_quiet_hides_progress_bars(
     assert seen == [True, None]
 
 
-def test_train_shift_without_teacher_is_a_usage_error(tmp_path: Path) -> None:
-    data = Path(__file__).parent / "fixtures" / "pcam"
-    result = CliRunner().invoke(
-        cli, ["train", str(data), "--out", str(tmp_path / "run"), "--shift", "8"]
-    )
-    assert result.exit_code == 2
-    assert "--shift needs --teacher" in result.output
-    assert not (tmp_path / "run").exists()
-
-
-def test_train_feature_weight_without_teacher_is_a_usage_error(tmp_path: Path) -> None:
-    data = Path(__file__).parent / "fixtures" / "pcam"
-    args = ["train", str(data), "--out", str(tmp_path / "run")]
-    result = CliRunner().invoke(cli, [*args, "--feature-weight", "1"])
-    assert result.exit_code == 2
-    assert "--feature-weight needs --teacher" in result.output
-    assert not (tmp_path / "run").exists()
-
-
-def test_train_teacher_tta_without_teacher_is_a_usage_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--shift", "8"], "--shift needs --teacher"),
+        (["--feature-weight", "1"], "--feature-weight needs --teacher"),
+        (["--teacher-tta"], "--teacher-tta needs --teacher"),
+    ],
+)
+def test_train_teacher_options_without_teacher_are_usage_errors(
+    tmp_path: Path, option: list[str], message: str
+) -> None:
     data = Path(__file__).parent / "fixtures" / "pcam"
     args = ["train", str(data), "--out", str(tmp_path / "run")]
-    result = CliRunner().invoke(cli, [*args, "--teacher-tta"])
+    result = CliRunner().invoke(cli, [*args, *option])
     assert result.exit_code == 2
-    assert "--teacher-tta needs --teacher" in result.output
+    assert message in result.output
     assert not (tmp_path / "run").exists()
