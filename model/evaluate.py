@@ -24,6 +24,7 @@ from wsi.provenance import software_versions
 __all__ = [
     "EvalReport",
     "eval_patches",
+    "keras_model_auc",
     "log_loss",
     "most_wrong",
     "plot_roc",
@@ -206,6 +207,22 @@ def score_patch_set(
     finally:
         bar.close()
     return scores
+
+
+def keras_model_auc(model: Any, patches: PatchSet, *, batch_size: int = 64) -> float:
+    """ROC AUC of a bare Keras model (``uint8`` patches in, probabilities out) on a set.
+
+    No sidecar, no TTA: for comparing weights in memory, e.g. before and after
+    recomputing BatchNorm statistics or averaging weights.
+    """
+
+    def classify(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        probs = model.predict(
+            images.astype(np.float32), batch_size=batch_size, verbose=0
+        )
+        return np.asarray(probs, dtype=np.float32).reshape(-1)
+
+    return roc_auc(patches.labels, score_patch_set(classify, patches))
 
 
 def _check_scored(

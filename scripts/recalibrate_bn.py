@@ -14,12 +14,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from model.batchnorm import recalibrate_batchnorm, recalibration_patches
 from model.card import file_sha256, read_card, write_card
 from model.data import open_patch_set
-from model.evaluate import roc_auc
+from model.evaluate import keras_model_auc
 from model.predict import load_classifier
 
 
@@ -35,18 +33,12 @@ def main() -> None:
 
     model = load_classifier(args.model, batch_size=64).model
     valid = open_patch_set(args.valid)
-    images = valid.read(np.arange(len(valid))).astype(np.float32)
-
-    def auc() -> float:
-        probs = model.predict(images, batch_size=64, verbose=0).reshape(-1)
-        return roc_auc(valid.labels, probs)
-
-    before = auc()
+    before = keras_model_auc(model, valid)
     patches = recalibration_patches(
         open_patch_set(args.train), args.patches, seed=args.seed
     )
     recalibrate_batchnorm(model, patches)
-    after = auc()
+    after = keras_model_auc(model, valid)
     print(
         f"{args.model}: validation AUC {before:.4f} -> {after:.4f} "
         f"({len(patches)} patches)"
