@@ -17,6 +17,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from recalibrate_bn import add_recalibration_arguments  # this folder
+
 from model.batchnorm import recalibrate_batchnorm, recalibration_patches
 from model.card import file_sha256, read_card, write_card
 from model.data import open_patch_set
@@ -29,11 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--mixing", type=float, nargs="+", help="default: equal")
-    parser.add_argument("--train", type=Path, default=Path("../shared/data/pcam/train"))
-    parser.add_argument("--valid", type=Path, default=Path("../shared/data/pcam/valid"))
-    parser.add_argument("--patches", type=int, default=2048)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path)
+    add_recalibration_arguments(parser)
     args = parser.parse_args()
 
     valid = open_patch_set(args.valid)

@@ -21,14 +21,19 @@ from model.evaluate import keras_model_auc
 from model.predict import load_classifier
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path)
+def add_recalibration_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options this script shares with ``average_models.py``."""
     parser.add_argument("--train", type=Path, default=Path("../shared/data/pcam/train"))
     parser.add_argument("--valid", type=Path, default=Path("../shared/data/pcam/valid"))
     parser.add_argument("--patches", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    add_recalibration_arguments(parser)
     args = parser.parse_args()
 
     model = load_classifier(args.model, batch_size=64).model
