@@ -2,7 +2,7 @@
 # Patient distillation of the NASNetMobile student on a machine with a GPU, in one
 # command (issue 9: the lever the 2-core CPU cannot pull):
 #
-#   scripts/gpu_distil_student.sh PCAM_DIR OUT_DIR [EPOCHS] [INIT]
+#   scripts/gpu_distil_student.sh PCAM_DIR OUT_DIR [EPOCHS] [INIT] [TRAIN OPTIONS...]
 #
 # The student learns the bundled EfficientNet-Lite0 teacher's probabilities on the very
 # augmented, mixed-up view it sees (function matching, Beyer et al. 2022: long
@@ -12,6 +12,9 @@
 # Batch 256, learning rate scaled by the linear rule from the CPU runs' 2e-4 at batch
 # 32, cosine decay, weight average, HED jitter. Needs the package installed with
 # TensorFlow's GPU build; rerun the same command to resume after a kill. Bring
+# Options after INIT go to `wsi-heatmap train` as they are, after the defaults here, so
+# they add to or override them, e.g. `... 200 none --feature-weight 1` or `--shift 4`
+# or `--teacher-tta` (see docs/TRAINING.md for what each measured on the CPU). Bring
 # OUT_DIR/best.keras and best.json back, check them with
 #   wsi-heatmap eval-patches PCAM_DIR/valid --model OUT_DIR/best.keras --tta dihedral
 # and export with
@@ -20,6 +23,7 @@
 set -euo pipefail
 data=${1:?PCAM_DIR}; out=${2:?OUT_DIR}; epochs=${3:-200}
 init=${4:-model/weights/pcam-nasnet-mobile.keras}
+shift $(( $# < 4 ? $# : 4 ))
 python - <<'PY'
 import tensorflow as tf
 gpus = tf.config.list_physical_devices("GPU")
@@ -33,4 +37,4 @@ exec wsi-heatmap train "$data/train" --valid "$data/valid" --out "$out" \
     --arch nasnet-mobile "${init_args[@]}" \
     --teacher model/weights/pcam-efficientnet-lite0.keras --label-weight 0.1 --mixup 0.2 \
     --batch-size 256 --lr 1.6e-3 --schedule cosine --ema 0.999 --hed 0.05 \
-    --epochs "$epochs" --checkpoint-steps 100
+    --epochs "$epochs" --checkpoint-steps 100 "$@"
