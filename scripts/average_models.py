@@ -38,23 +38,22 @@ def main() -> None:
     models = [load_classifier(path, batch_size=64).model for path in args.models]
     for path, model in zip(args.models, models, strict=True):
         print(f"{path}: validation AUC {keras_model_auc(model, valid):.4f}")
+    shares = args.mixing or [1.0] * len(models)
     soup = models[0]
-    soup.set_weights(average_weights(models, args.mixing))
+    soup.set_weights(average_weights(models, shares))
     patches = recalibration_patches(
         open_patch_set(args.train), args.patches, seed=args.seed
     )
     recalibrate_batchnorm(soup, patches)
     auc = keras_model_auc(soup, valid)
-    print(f"average (mixing {args.mixing or 'equal'}): validation AUC {auc:.4f}")
+    print(f"average (mixing {shares}): validation AUC {auc:.4f}")
     if args.out is not None:
         soup.save(args.out)
         first = read_card(args.models[0])
         recipe = first.recipe | {
             "averaged_from": [
                 {"model": str(path), "sha256": file_sha256(path), "share": share}
-                for path, share in zip(
-                    args.models, args.mixing or [1.0] * len(models), strict=True
-                )
+                for path, share in zip(args.models, shares, strict=True)
             ],
             "bn_recalibration_patches": len(patches),
         }

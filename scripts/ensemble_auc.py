@@ -4,7 +4,7 @@ Scores ``valid/`` once per model (with test-time augmentation), then prints the 
 every combination of two or more models averaged. Issue 9's question: do several
 NASNet students, fine-tuned from one another, gain by averaging their predictions?
 
-    WSI_SCORING_RUNTIME=keras python scripts/ensemble_auc.py \\
+    python scripts/ensemble_auc.py \\
         model/weights/pcam-nasnet-mobile.keras runs/s1/best.keras runs/kd17/best.keras
 """
 
@@ -36,7 +36,7 @@ def main() -> None:
         parser.error("give at least two models to average")
 
     valid = open_patch_set(args.valid)
-    labels = np.asarray(valid.labels)
+    labels = valid.labels
     scores: dict[str, np.ndarray] = {}
     for path in args.models:
         start = time.monotonic()

@@ -11,7 +11,7 @@
 # an epoch); INIT defaults to the bundled student, "none" starts from random weights.
 # Batch 256, learning rate scaled by the linear rule from the CPU runs' 2e-4 at batch
 # 32, cosine decay, weight average, HED jitter. Needs the package installed with
-# TensorFlow's GPU build; rerun the same command to resume after a kill. Bring
+# TensorFlow's GPU build; rerun the same command to resume after a kill.
 # Options after INIT go to `wsi-heatmap train` as they are, after the defaults here, so
 # they add to or override them, e.g. `... 200 none --feature-weight 1` or `--shift 4`
 # or `--teacher-tta` (see docs/TRAINING.md for what each measured on the CPU). Bring
