@@ -22,6 +22,7 @@ def make_dataset(
     augment: AugmentParams | None = None,
     seed: int = 0,
     start_batch: int = 0,
+    groups: npt.ArrayLike | None = None,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(float32[B, 96, 96, 3] in 0..255, float32[B])``.
 
@@ -44,6 +45,9 @@ def make_dataset(
     start_batch
         Skip this many training batches first (cheaply, before any patch is read),
         so a resumed run sees the batches an uninterrupted run would have seen.
+    groups
+        One integer per patch (e.g. its fold, ``model.data.fold_ids``): each batch
+        then carries a third element, ``int64[B]``, the group of each patch.
     """
     import tensorflow as tf
 
@@ -58,19 +62,24 @@ def make_dataset(
             "lower the batch size or add data"
         )
     labels = patches.labels.astype(np.float32)
-
-    def read(
-        indices: npt.NDArray[np.int64],
-    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
-        idx = np.asarray(indices, dtype=np.int64)
-        return patches.read(idx), labels[idx]
-
-    def load(indices: Any) -> tuple[Any, Any]:
-        images, y = tf.numpy_function(
-            read, [indices], (tf.uint8, tf.float32), stateful=False
+    group_of = None if groups is None else np.asarray(groups, dtype=np.int64)
+    if group_of is not None and group_of.shape != (n,):
+        raise ValueError(
+            f"groups must hold one integer per patch ({n}), got shape {group_of.shape}"
         )
+
+    def read(indices: npt.NDArray[np.int64]) -> tuple[npt.NDArray[Any], ...]:
+        idx = np.asarray(indices, dtype=np.int64)
+        if group_of is None:
+            return patches.read(idx), labels[idx]
+        return patches.read(idx), labels[idx], group_of[idx]
+
+    def load(indices: Any) -> tuple[Any, ...]:
+        types = (tf.uint8, tf.float32) + (() if group_of is None else (tf.int64,))
+        images, y, *rest = tf.numpy_function(read, [indices], types, stateful=False)
         images = tf.ensure_shape(images, [None, PATCH_PX, PATCH_PX, 3])
-        return tf.cast(images, tf.float32), tf.ensure_shape(y, [None])
+        extra = tuple(tf.ensure_shape(g, [None]) for g in rest)
+        return (tf.cast(images, tf.float32), tf.ensure_shape(y, [None]), *extra)
 
     ds = tf.data.Dataset.range(n)
     if training:
@@ -87,7 +96,7 @@ def make_dataset(
                 augment_batch(
                     xy[0], params, tf.stack([tf.constant(seed, tf.int64), i])
                 ),
-                xy[1],
+                *xy[1:],
             ),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,

@@ -35,7 +35,14 @@ from model.batchnorm import (
     recalibration_patches,
 )
 from model.callbacks import BestCheckpoint, CurvesPlot, ResumableBackup, resume_epoch
-from model.data import PatchSet, open_patch_set, split_patch_set
+from model.data import (
+    IndexedPatchSet,
+    PatchSet,
+    fold_ids,
+    open_patch_set,
+    split_patch_set,
+    without_fold,
+)
 from model.dataset import make_dataset
 from model.network import (
     ARCHITECTURES,
@@ -84,6 +91,9 @@ class TrainConfig:
     teacher. ``feature_weight`` > 0 adds matching the teacher's last feature map
     (:mod:`model.feature_distill`) to the loss, with that weight; ``teacher_tta``
     targets the teacher's mean over the 8 symmetries of each view instead.
+    ``folds`` with ``holdout_fold`` trains without that fold (``model.data.fold_ids``):
+    a cross-fitted teacher. ``fold_teachers`` (one per fold, instead of ``teacher``)
+    gives each patch's views the target of the teacher that never saw the patch.
     ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
     of itself (0: off). With soft targets (a teacher, or mixup) the loss trains on
     them, while the training ``auc`` and ``accuracy`` of ``log.csv`` still compare
@@ -119,6 +129,9 @@ class TrainConfig:
     mixup: float = 0.0
     feature_weight: float = 0.0
     teacher_tta: bool = False
+    folds: int = 1
+    holdout_fold: int | None = None
+    fold_teachers: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -152,6 +165,19 @@ class TrainConfig:
             raise ValueError(
                 f"feature_weight must be non-negative, got {self.feature_weight}"
             )
+        if self.fold_teachers and (
+            self.teacher is not None
+            or self.mixup
+            or self.feature_weight
+            or self.teacher_tta
+            or self.holdout_fold is not None
+            or len(self.fold_teachers) < 2
+        ):
+            raise ValueError(
+                "fold_teachers (at least 2, one per fold) replace the teacher; "
+                "not with teacher, mixup (a mixed view holds two folds' patches), "
+                "feature_weight, teacher_tta or holdout_fold"
+            )
         if self.feature_weight and self.teacher is None:
             raise ValueError(
                 "feature_weight matches the student's features to a teacher's; "
@@ -162,10 +188,17 @@ class TrainConfig:
                 "teacher_tta averages a teacher's probabilities over the 8 "
                 "symmetries; give a teacher, and no feature_weight"
             )
-        if self.augment.shift and self.teacher is None:
+        if self.augment.shift and self.teacher is None and not self.fold_teachers:
             raise ValueError(
                 "shift moves the labelled centre 32x32 off the patch's centre; "
                 "use it with a teacher, which scores the shifted view"
+            )
+        if self.folds < 1:
+            raise ValueError(f"folds must be at least 1, got {self.folds}")
+        if self.holdout_fold is not None and not 0 <= self.holdout_fold < self.folds:
+            raise ValueError(
+                f"holdout_fold must lie in [0, {self.folds}) with {self.folds} "
+                f"folds, got {self.holdout_fold}"
             )
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(
@@ -207,6 +240,18 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     train_set: PatchSet = open_patch_set(
         config.train_data, split="train", limit=config.limit_train
     )
+    source_hash = train_set.fingerprint()
+    source = train_set
+    if config.holdout_fold is not None:
+        train_set = without_fold(
+            train_set, folds=config.folds, holdout=config.holdout_fold
+        )
+        logger.info(
+            "training without fold %d of %d: %d patches",
+            config.holdout_fold,
+            config.folds,
+            len(train_set),
+        )
     if config.valid_data is None:
         train_set, valid_set = split_patch_set(
             train_set, valid_fraction=config.valid_fraction, seed=config.seed
@@ -261,6 +306,13 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
             from model.distill import load_teacher
 
             teacher = load_teacher(config.teacher)
+        fold_models: list[Any] = []
+        if config.fold_teachers:
+            from model.distill import load_fold_teachers
+
+            fold_models = load_fold_teachers(
+                config.fold_teachers, source_hash=source_hash
+            )
         if config.feature_weight:
             model = _feature_matching(model, teacher, config.feature_weight)
         model.compile(optimizer=_optimizer(config, steps), **_loss_and_metrics(config))
@@ -274,6 +326,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         augment=config.augment,
         seed=config.seed,
         start_batch=first_epoch * steps,
+        groups=_folds_of(train_set, source, len(fold_models)) if fold_models else None,
     )
     valid_ds = make_dataset(valid_set, batch_size=256, training=False)
     if _soft_targets(config):
@@ -282,15 +335,18 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         train_ds = distillation_targets(
             train_ds,
             teacher,
-            label_weight=1.0 if teacher is None else config.label_weight,
+            label_weight=(
+                1.0 if teacher is None and not fold_models else config.label_weight
+            ),
             mixup=config.mixup,
             seed=config.seed,
             start_batch=first_epoch * steps,
             features=bool(config.feature_weight),
             teacher_tta=config.teacher_tta,
+            fold_teachers=fold_models,
         )
         valid_ds = paired_labels(valid_ds)
-    recipe = _recipe(config, train_set)
+    recipe = _recipe(config, train_set, source_hash=source_hash)
     (out / "config.json").write_text(json.dumps(recipe, indent=2, default=str) + "\n")
 
     best = BestCheckpoint(out, recipe=recipe)
@@ -337,7 +393,21 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
 
 def _soft_targets(config: TrainConfig) -> bool:
     """Whether the run trains on soft targets (distillation or mixup)."""
-    return config.teacher is not None or config.mixup > 0
+    return config.teacher is not None or bool(config.fold_teachers) or config.mixup > 0
+
+
+def _folds_of(train_set: PatchSet, source: PatchSet, folds: int) -> Any:
+    """The fold of each training patch, by its position in ``source``, the set opened.
+
+    ``train_set`` is ``source`` itself, or its training part when no validation set
+    was given (``split_patch_set``).
+    """
+    found = fold_ids(len(source), folds)
+    if train_set is source:
+        return found
+    if not (isinstance(train_set, IndexedPatchSet) and train_set.base is source):
+        raise TypeError(f"{train_set.name} is not a part of {source.name}")
+    return found[train_set.indices]
 
 
 def _feature_matching(student: Any, teacher: Any, weight: float) -> Any:
@@ -420,14 +490,20 @@ def _schedule_callbacks(config: TrainConfig, train_set: PatchSet) -> list[Any]:
     return found
 
 
-def _recipe(config: TrainConfig, train_set: PatchSet) -> dict[str, Any]:
+def _recipe(
+    config: TrainConfig, train_set: PatchSet, *, source_hash: str
+) -> dict[str, Any]:
     recipe = asdict(config)
     recipe["augment"] = asdict(config.augment)
     recipe["train_data_hash"] = train_set.fingerprint()
+    # The whole training set's, before a fold was held out: what out-of-fold
+    # teachers (--fold-teacher) are matched against.
+    recipe["fold_source_hash"] = source_hash
     recipe["imagenet_init"] = bool(config.imagenet_weights) or (
         config.pretrained and config.arch in PRETRAINED_SHIPPED
     )
     recipe["n_train"] = len(train_set)
+    recipe["fold_teachers"] = [str(path) for path in config.fold_teachers]
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in recipe.items()}
 
 
