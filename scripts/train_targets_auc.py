@@ -1,0 +1,76 @@
+"""How well models score the training patches: memory against out-of-fold scores.
+
+A teacher fine-tuned on the training set scores those very patches from memory, so its
+distillation targets there are close to the true labels and carry little of what it
+would say about a patch it has never seen. This prints the AUC against the true labels
+on a fixed sample of training patches of each ``--model`` (no augmentation, no TTA)
+and, given cross-fitted teachers (``wsi-heatmap train --folds K --holdout-fold I``),
+of their out-of-fold scores: each patch scored by the teacher that never saw it (the
+targets ``--fold-teacher`` trains on).
+
+    python scripts/train_targets_auc.py ../shared/data/pcam/train \\
+        --model model/weights/pcam-efficientnet-lite0.keras \\
+        --model model/weights/pcam-nasnet-mobile.keras \\
+        --fold-teacher runs/t-fold0/best.keras --fold-teacher runs/t-fold1/best.keras
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from model.data import fold_ids, open_patch_set
+from model.evaluate import roc_auc
+from model.predict import load_classifier
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("train", type=Path, help="the training set (any layout)")
+    parser.add_argument("--model", type=Path, action="append", default=[])
+    parser.add_argument(
+        "--fold-teacher",
+        type=Path,
+        action="append",
+        default=[],
+        help="cross-fitted teachers, one per fold (their recipes say which)",
+    )
+    parser.add_argument("--sample", type=int, default=2000, help="patches scored")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not args.model and not args.fold_teacher:
+        parser.error("give --model or --fold-teacher")
+
+    patches = open_patch_set(args.train)
+    rng = np.random.default_rng(args.seed)
+    n = min(args.sample, len(patches))
+    index = np.sort(rng.choice(len(patches), n, replace=False))
+    images, labels = patches.read(index), patches.labels[index]
+    print(f"{args.train}: {n} of {len(patches)} training patches (seed {args.seed})")
+    for path in args.model:
+        scores = load_classifier(path)(images)
+        print(f"{path}: training AUC {roc_auc(labels, scores):.4f}")
+    if args.fold_teacher:
+        folds = fold_ids(len(patches), len(args.fold_teacher))[index]
+        oof = np.empty(n, np.float32)
+        for path in args.fold_teacher:
+            teacher = load_classifier(path)
+            held_out = teacher.card.recipe.get("holdout_fold")
+            if teacher.card.recipe.get("folds") != len(args.fold_teacher):
+                parser.error(
+                    f"{path}: not one of {len(args.fold_teacher)} fold teachers"
+                )
+            mine = folds == held_out
+            oof[mine] = teacher(images[mine])
+            print(
+                f"{path}: held-out fold {held_out}, training AUC on its own folds "
+                f"{roc_auc(labels[~mine], teacher(images[~mine])):.4f}, on the "
+                f"held-out fold {roc_auc(labels[mine], oof[mine]):.4f}"
+            )
+        print(f"out-of-fold scores: training AUC {roc_auc(labels, oof):.4f}")
+
+
+if __name__ == "__main__":
+    main()
