@@ -14,7 +14,10 @@
 # TensorFlow's GPU build; rerun the same command to resume after a kill.
 # Options after INIT go to `wsi-heatmap train` as they are, after the defaults here, so
 # they add to or override them, e.g. `... 200 none --feature-weight 1` or `--shift 4`
-# or `--teacher-tta` (see docs/TRAINING.md for what each measured on the CPU). Bring
+# or `--teacher-tta` (see docs/TRAINING.md for what each measured on the CPU). With
+# `--fold-teacher T0 --fold-teacher T1 ...` (cross-fitted teachers, e.g. from
+# scripts/gpu_train_teacher.sh with --folds K --holdout-fold I) the bundled teacher and
+# mixup are left out: fold teachers replace the one teacher and refuse mixup. Bring
 # OUT_DIR/best.keras and best.json back, check them with
 #   wsi-heatmap eval-patches PCAM_DIR/valid --model OUT_DIR/best.keras --tta dihedral
 # and export with
@@ -33,8 +36,11 @@ if not gpus:
 PY
 init_args=()
 if [ "$init" != none ]; then init_args=(--init-from "$init"); fi
+teacher_args=(--teacher model/weights/pcam-efficientnet-lite0.keras --mixup 0.2)
+for arg in "$@"; do
+    if [ "$arg" = --fold-teacher ]; then teacher_args=(); fi
+done
 exec wsi-heatmap train "$data/train" --valid "$data/valid" --out "$out" \
-    --arch nasnet-mobile "${init_args[@]}" \
-    --teacher model/weights/pcam-efficientnet-lite0.keras --label-weight 0.1 --mixup 0.2 \
+    --arch nasnet-mobile "${init_args[@]}" "${teacher_args[@]}" --label-weight 0.1 \
     --batch-size 256 --lr 1.6e-3 --schedule cosine --ema 0.999 --hed 0.05 \
     --epochs "$epochs" --checkpoint-steps 100 "$@"
