@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from model.data import fold_ids, open_patch_set
+from model.distill import load_fold_teachers
 from model.evaluate import roc_auc
 from model.predict import load_classifier
 
@@ -53,21 +54,20 @@ def main() -> None:
         scores = load_classifier(path)(images)
         print(f"{path}: training AUC {roc_auc(labels, scores):.4f}")
     if args.fold_teacher:
-        folds = fold_ids(len(patches), len(args.fold_teacher))[index]
+        # Checked and put in fold order as `wsi-heatmap train --fold-teacher` does.
+        teachers = load_fold_teachers(
+            args.fold_teacher, source_hash=patches.fingerprint()
+        )
+        folds = fold_ids(len(patches), len(teachers))[index]
         oof = np.empty(n, np.float32)
-        for path in args.fold_teacher:
-            teacher = load_classifier(path)
-            held_out = teacher.card.recipe.get("holdout_fold")
-            if teacher.card.recipe.get("folds") != len(args.fold_teacher):
-                parser.error(
-                    f"{path}: not one of {len(args.fold_teacher)} fold teachers"
-                )
-            mine = folds == held_out
-            oof[mine] = teacher(images[mine])
+        for fold, teacher in enumerate(teachers):
+            scores = teacher.predict(images, batch_size=256, verbose=0).reshape(-1)
+            mine = folds == fold
+            oof[mine] = scores[mine]
             print(
-                f"{path}: held-out fold {held_out}, training AUC on its own folds "
-                f"{roc_auc(labels[~mine], teacher(images[~mine])):.4f}, on the "
-                f"held-out fold {roc_auc(labels[mine], oof[mine]):.4f}"
+                f"teacher without fold {fold}: training AUC on its own folds "
+                f"{roc_auc(labels[~mine], scores[~mine]):.4f}, on the held-out fold "
+                f"{roc_auc(labels[mine], scores[mine]):.4f}"
             )
         print(f"out-of-fold scores: training AUC {roc_auc(labels, oof):.4f}")
 
