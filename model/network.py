@@ -64,6 +64,7 @@ def build_model(
     dropout: float | None = None,
     bn_momentum: float = DEFAULT_BN_MOMENTUM,
     seed: int = 0,
+    internal_px: int = PATCH_PX,
 ) -> Any:
     """Build an uncompiled Keras model.
 
@@ -84,9 +85,25 @@ def build_model(
         Moving-average momentum of every batch-norm layer.
     seed
         Seed for weight initialisation.
+    internal_px
+        NASNetMobile only: resample the 96x96 patch to this size inside the model
+        (bilinear) before the trunk, so that its deeper cells keep more of the
+        patch's detail. The model still takes the same 96x96 patch (the PCam
+        geometry is unchanged), and the trunk's last map is average-pooled back to
+        its 96-px size, so every weight has the shape it has at 96 px and weights
+        move freely between the two (``--init-from``).
     """
     import keras
 
+    if internal_px != PATCH_PX and arch != "nasnet-mobile":
+        raise ValueError(
+            f"internal_px applies to nasnet-mobile only, not {arch!r}; leave it at "
+            f"{PATCH_PX}"
+        )
+    if internal_px < PATCH_PX:
+        raise ValueError(
+            f"internal_px must be at least the patch size {PATCH_PX}, got {internal_px}"
+        )
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((PATCH_PX, PATCH_PX, 3), name="rgb")
     if arch == "efficientnet-lite0":
@@ -104,7 +121,7 @@ def build_model(
         )
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
     if arch == "nasnet-mobile":
-        features = _nasnet_trunk(x, imagenet_weights)
+        features = _nasnet_trunk(x, imagenet_weights, internal_px=internal_px)
     elif arch == "small-cnn":
         features = _small_cnn(x)
     elif arch == "logreg":
@@ -171,11 +188,17 @@ def _lite0_weights(path: Path | None) -> Path:
     return found
 
 
-def _nasnet_trunk(x: Any, imagenet_weights: Path | None) -> Any:
+def _nasnet_trunk(
+    x: Any, imagenet_weights: Path | None, *, internal_px: int = PATCH_PX
+) -> Any:
     import keras
 
+    if internal_px != PATCH_PX:
+        x = keras.layers.Resizing(
+            internal_px, internal_px, interpolation="bilinear", name="upsample"
+        )(x)
     trunk = keras.applications.NASNetMobile(
-        input_shape=(PATCH_PX, PATCH_PX, 3), include_top=False, weights=None
+        input_shape=(internal_px, internal_px, 3), include_top=False, weights=None
     )
     if imagenet_weights is not None:
         path = Path(imagenet_weights)
@@ -190,7 +213,22 @@ def _nasnet_trunk(x: Any, imagenet_weights: Path | None) -> Any:
         logger.warning(
             "NASNetMobile trunk starts from random weights (no ImageNet file)"
         )
-    return trunk(x)
+    features = trunk(x)
+    if internal_px != PATCH_PX:
+        side = _nasnet_map_side(PATCH_PX)
+        pool = int(features.shape[1]) - side + 1
+        features = keras.layers.AveragePooling2D(
+            pool, strides=1, padding="valid", name="pool_to_patch_map"
+        )(features)
+    return features
+
+
+def _nasnet_map_side(px: int) -> int:
+    """Side of NASNetMobile's last feature map for a px x px input (3 at 96 px)."""
+    side = (px - 3) // 2 + 1  # the stem's valid 3x3 convolution, stride 2
+    for _ in range(4):  # two stem reductions, two reduction cells: "same", stride 2
+        side = -(-side // 2)
+    return side
 
 
 def _small_cnn(x: Any) -> Any:

@@ -50,6 +50,7 @@ from model.network import (
     build_model,
     cached_imagenet_weights,
 )
+from wsi.geometry import PATCH_PX
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
@@ -132,6 +133,7 @@ class TrainConfig:
     folds: int = 1
     holdout_fold: int | None = None
     fold_teachers: tuple[Path, ...] = ()
+    internal_px: int = PATCH_PX
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -192,6 +194,13 @@ class TrainConfig:
             raise ValueError(
                 "shift moves the labelled centre 32x32 off the patch's centre; "
                 "use it with a teacher, which scores the shifted view"
+            )
+        if self.internal_px != PATCH_PX and (
+            self.arch != "nasnet-mobile" or self.internal_px < PATCH_PX
+        ):
+            raise ValueError(
+                f"internal_px (here {self.internal_px}) resamples the {PATCH_PX}-px "
+                f"patch inside nasnet-mobile only, to at least {PATCH_PX} px"
             )
         if self.folds < 1:
             raise ValueError(f"folds must be at least 1, got {self.folds}")
@@ -298,6 +307,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
             imagenet_weights=config.imagenet_weights,
             pretrained=config.pretrained,
             seed=config.seed,
+            internal_px=config.internal_px,
         )
         if config.init_from is not None and not resume_epoch(out / "backup"):
             _init_weights(model, config.init_from, arch=config.arch)
