@@ -19,6 +19,7 @@ __all__ = [
     "PRETRAINED_SHIPPED",
     "build_model",
     "cached_imagenet_weights",
+    "check_internal_px",
     "preprocessing_for",
 ]
 
@@ -54,6 +55,15 @@ def cached_imagenet_weights() -> Path | None:
             if path.is_file():
                 return path
     return None
+
+
+def check_internal_px(arch: str, internal_px: int) -> None:
+    """Raise ValueError unless ``internal_px`` suits ``arch`` (see ``build_model``)."""
+    if internal_px != PATCH_PX and (arch != "nasnet-mobile" or internal_px < PATCH_PX):
+        raise ValueError(
+            f"internal_px (here {internal_px}, arch {arch!r}) resamples the patch "
+            f"inside nasnet-mobile only, to at least the patch size {PATCH_PX} px"
+        )
 
 
 def build_model(
@@ -95,15 +105,7 @@ def build_model(
     """
     import keras
 
-    if internal_px != PATCH_PX and arch != "nasnet-mobile":
-        raise ValueError(
-            f"internal_px applies to nasnet-mobile only, not {arch!r}; leave it at "
-            f"{PATCH_PX}"
-        )
-    if internal_px < PATCH_PX:
-        raise ValueError(
-            f"internal_px must be at least the patch size {PATCH_PX}, got {internal_px}"
-        )
+    check_internal_px(arch, internal_px)
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((PATCH_PX, PATCH_PX, 3), name="rgb")
     if arch == "efficientnet-lite0":

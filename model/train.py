@@ -49,6 +49,7 @@ from model.network import (
     PRETRAINED_SHIPPED,
     build_model,
     cached_imagenet_weights,
+    check_internal_px,
 )
 from wsi.geometry import PATCH_PX
 
@@ -195,13 +196,7 @@ class TrainConfig:
                 "shift moves the labelled centre 32x32 off the patch's centre; "
                 "use it with a teacher, which scores the shifted view"
             )
-        if self.internal_px != PATCH_PX and (
-            self.arch != "nasnet-mobile" or self.internal_px < PATCH_PX
-        ):
-            raise ValueError(
-                f"internal_px (here {self.internal_px}) resamples the {PATCH_PX}-px "
-                f"patch inside nasnet-mobile only, to at least {PATCH_PX} px"
-            )
+        check_internal_px(self.arch, self.internal_px)
         if self.folds < 1:
             raise ValueError(f"folds must be at least 1, got {self.folds}")
         if self.holdout_fold is not None and not 0 <= self.holdout_fold < self.folds:
