@@ -93,6 +93,9 @@ class TrainConfig:
     teacher. ``feature_weight`` > 0 adds matching the teacher's last feature map
     (:mod:`model.feature_distill`) to the loss, with that weight; ``teacher_tta``
     targets the teacher's mean over the 8 symmetries of each view instead.
+    ``temperature`` > 1 compares target and prediction as softened logits
+    (``model.distill.TemperedCrossentropy``), so the student also matches how sure
+    the teacher is where it is sure.
     ``folds`` with ``holdout_fold`` trains without that fold (``model.data.fold_ids``):
     a cross-fitted teacher. ``fold_teachers`` (one per fold, instead of ``teacher``)
     gives each patch's views the target of the teacher that never saw the patch.
@@ -135,6 +138,7 @@ class TrainConfig:
     holdout_fold: int | None = None
     fold_teachers: tuple[Path, ...] = ()
     internal_px: int = PATCH_PX
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -197,6 +201,10 @@ class TrainConfig:
                 "use it with a teacher, which scores the shifted view"
             )
         check_internal_px(self.arch, self.internal_px)
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.temperature != 1 and self.teacher is None and not self.fold_teachers:
+            raise ValueError("temperature softens a teacher's targets; give a teacher")
         if self.folds < 1:
             raise ValueError(f"folds must be at least 1, got {self.folds}")
         if self.holdout_fold is not None and not 0 <= self.holdout_fold < self.folds:
@@ -440,10 +448,10 @@ def _loss_and_metrics(config: TrainConfig) -> dict[str, Any]:
             "loss": "binary_crossentropy",
             "metrics": [keras.metrics.AUC(name="auc", num_thresholds=1000), "accuracy"],
         }
-    from model.distill import HardLabelAccuracy, HardLabelAUC, target_crossentropy
+    from model.distill import HardLabelAccuracy, HardLabelAUC, tempered_crossentropy
 
     return {
-        "loss": target_crossentropy,
+        "loss": tempered_crossentropy(config.temperature),
         "metrics": [
             HardLabelAUC(name="auc", num_thresholds=1000),
             HardLabelAccuracy(name="accuracy"),

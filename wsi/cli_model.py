@@ -115,6 +115,15 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     "each view (8x the teacher's cost).",
 )
 @click.option(
+    "--temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="With --teacher: compare target and prediction as logits divided by this "
+    "(Hinton's temperature; above 1 the student also learns how sure the teacher "
+    "is where it is sure).",
+)
+@click.option(
     "--mixup",
     type=click.FloatRange(min=0),
     default=0.0,
@@ -198,6 +207,7 @@ def train_command(
     label_weight: float,
     feature_weight: float,
     teacher_tta: bool,
+    temperature: float,
     mixup: float,
     free_rotation: bool,
     hed: float,
@@ -224,6 +234,11 @@ def train_command(
         raise click.UsageError(
             "--teacher-tta needs --teacher and no --feature-weight: it averages "
             "the teacher's probabilities over the 8 symmetries of each view"
+        )
+    if temperature != 1 and teacher is None and not fold_teachers:
+        raise click.UsageError(
+            "--temperature needs --teacher (or --fold-teacher): it softens the "
+            "teacher's targets"
         )
     if feature_weight and teacher is None:
         raise click.UsageError(
@@ -269,6 +284,7 @@ def train_command(
         label_weight=label_weight,
         feature_weight=feature_weight,
         teacher_tta=teacher_tta,
+        temperature=temperature,
         mixup=mixup,
         checkpoint_steps=checkpoint_steps,
         init_from=init_from,
