@@ -95,7 +95,9 @@ class TrainConfig:
     targets the teacher's mean over the 8 symmetries of each view instead.
     ``temperature`` > 1 compares target and prediction as softened logits
     (``model.distill.TemperedCrossentropy``), so the student also matches how sure
-    the teacher is where it is sure.
+    the teacher is where it is sure. ``dropout`` sets the head's dropout rate (None:
+    the architecture's default, ``model.network.build_model``); it has no weights,
+    so ``init_from`` works across rates.
     ``folds`` with ``holdout_fold`` trains without that fold (``model.data.fold_ids``):
     a cross-fitted teacher. ``fold_teachers`` (one per fold, instead of ``teacher``)
     gives each patch's views the target of the teacher that never saw the patch.
@@ -139,6 +141,7 @@ class TrainConfig:
     fold_teachers: tuple[Path, ...] = ()
     internal_px: int = PATCH_PX
     temperature: float = 1.0
+    dropout: float | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -201,6 +204,8 @@ class TrainConfig:
                 "use it with a teacher, which scores the shifted view"
             )
         check_internal_px(self.arch, self.internal_px)
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if self.temperature != 1 and self.teacher is None and not self.fold_teachers:
@@ -311,6 +316,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
             pretrained=config.pretrained,
             seed=config.seed,
             internal_px=config.internal_px,
+            dropout=config.dropout,
         )
         if config.init_from is not None and not resume_epoch(out / "backup"):
             _init_weights(model, config.init_from, arch=config.arch)

@@ -154,6 +154,8 @@ def test_config_is_validated(tmp_path: Path) -> None:
         config(mixup=-0.1)
     with pytest.raises(ValueError, match="use it with a teacher"):
         config(augment=AugmentParams(shift=8))
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+        config(dropout=1.0)
     config(augment=AugmentParams(shift=8), teacher=tmp_path / "teacher.keras")
 
 
@@ -191,6 +193,43 @@ def test_init_from_copies_a_saved_models_weights(tmp_path: Path) -> None:
     a, b = load_classifier(first.best_model), load_classifier(second.best_model)
     for wa, wb in zip(a.model.get_weights(), b.model.get_weights(), strict=True):
         np.testing.assert_allclose(wa, wb, atol=1e-6)
+
+
+@pytest.mark.tf
+def test_dropout_sets_the_heads_rate_and_weights_move_across_rates(
+    tmp_path: Path, pcam_dir: Path, card_saver: Any
+) -> None:
+    """A student without dropout starts from a model trained with it."""
+    from model.network import build_model
+    from model.predict import load_classifier
+    from model.train import TrainConfig, train
+
+    source = build_model("small-cnn", seed=4)
+    assert source.get_layer("head_dropout").rate == pytest.approx(0.5)
+    saved = card_saver(source, tmp_path / "src.keras", architecture="small-cnn")
+    result = train(
+        TrainConfig(
+            train_data=pcam_dir,
+            valid_data=pcam_dir,
+            out_dir=tmp_path / "run",
+            arch="small-cnn",
+            epochs=1,
+            steps_per_epoch=1,
+            batch_size=8,
+            learning_rate=1e-12,
+            init_from=saved,
+            dropout=0.0,
+            bn_recalibration=0,
+        )
+    )
+    student = load_classifier(result.best_model).model
+    assert "head_dropout" not in [layer.name for layer in student.layers]
+    # The learnt weights moved over (a step at rate 1e-12 leaves them; the
+    # batch-norm statistics do move in it).
+    pairs = zip(source.trainable_weights, student.trainable_weights, strict=True)
+    for wa, wb in pairs:
+        np.testing.assert_allclose(np.asarray(wa), np.asarray(wb), atol=1e-5)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dropout"] == 0
 
 
 def _rate_recorder() -> Any:
@@ -273,11 +312,12 @@ def test_cli_train_passes_the_distillation_options(
     args = ["train", str(pcam_dir), "--valid", str(pcam_dir), "--out", str(out)]
     args += ["--arch", "logreg", "--epochs", "1", "--batch-size", "24"]
     args += ["--teacher", str(tiny_model), "--label-weight", "0.3", "--mixup", "0.2"]
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, [*args, "--temperature", "2", "--dropout", "0"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["teacher"] == str(tiny_model)
     assert (config["label_weight"], config["mixup"]) == (0.3, 0.2)
+    assert (config["temperature"], config["dropout"]) == (2.0, 0.0)
     missing = CliRunner().invoke(cli, [*args[:-6], "--teacher", str(tmp_path / "no")])
     assert missing.exit_code == 2
     assert "does not exist" in missing.output
