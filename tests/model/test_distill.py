@@ -96,9 +96,11 @@ def test_mixup_mixes_views_and_labels_alike(pcam_dir: Path) -> None:
     np.testing.assert_array_equal(again[1].numpy()[:, TARGET], t)
 
 
+@pytest.mark.parametrize(("mixup", "temperature"), [(0.2, 1.0), (0.0, 4.0)])
 def test_student_loss_falls_when_trained_on_teacher_targets(
-    tiny_model: Path, pcam_dir: Path, tmp_path: Path
+    tiny_model: Path, pcam_dir: Path, tmp_path: Path, mixup: float, temperature: float
 ) -> None:
+    from model.predict import load_classifier
     from model.train import TrainConfig, train
 
     out = tmp_path / "student"
@@ -114,7 +116,8 @@ def test_student_loss_falls_when_trained_on_teacher_targets(
             learning_rate=3e-4,
             teacher=tiny_model,
             label_weight=0.0,
-            mixup=0.2,
+            mixup=mixup,
+            temperature=temperature,
             augment=AugmentParams(brightness=0, contrast=0, saturation=0, hue=0),
         )
     )
@@ -123,7 +126,10 @@ def test_student_loss_falls_when_trained_on_teacher_targets(
     assert losses[-1] < losses[0]
     recipe = json.loads((out / "config.json").read_text())
     assert recipe["teacher"] == str(tiny_model)
-    assert recipe["mixup"] == 0.2
+    assert (recipe["mixup"], recipe["temperature"]) == (mixup, temperature)
+    # The student is a plain classifier: it loads in safe mode without the loss.
+    student = load_classifier(out / "best.keras")
+    assert student(np.zeros((2, 96, 96, 3), np.uint8)).shape == (2,)
 
 
 def test_training_metrics_of_a_distillation_run_use_the_true_labels(
