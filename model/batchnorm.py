@@ -21,6 +21,8 @@ import keras
 import numpy as np
 import numpy.typing as npt
 
+from model.data import sample_index
+
 __all__ = [
     "RECALIBRATION_PATCHES",
     "SwapEMAWeightsRecalibrated",
@@ -65,9 +67,9 @@ def recalibration_patches(
 
     At most all of them, in the set's order, un-augmented.
     """
-    rng = np.random.default_rng(seed)
-    picked = rng.choice(len(patch_set), min(n, len(patch_set)), replace=False)
-    patches: npt.NDArray[np.uint8] = patch_set.read(np.sort(picked))
+    patches: npt.NDArray[np.uint8] = patch_set.read(
+        sample_index(len(patch_set), n, seed=seed)
+    )
     return patches
 
 

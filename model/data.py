@@ -31,6 +31,7 @@ __all__ = [
     "PatchSet",
     "fold_ids",
     "open_patch_set",
+    "sample_index",
     "split_patch_set",
     "without_fold",
 ]
@@ -293,6 +294,21 @@ def fold_ids(n: int, folds: int) -> npt.NDArray[np.int64]:
     if folds < 1:
         raise ValueError(f"folds must be at least 1, got {folds}")
     return np.arange(n, dtype=np.int64) % folds
+
+
+def sample_index(size: int, n: int, *, seed: int) -> npt.NDArray[np.int64]:
+    """``min(n, size)`` distinct positions of ``range(size)``, fixed by ``seed``, sorted.
+
+    The one seeded sample of a patch set (batch-norm recalibration, the scripts that
+    score a sample of the training set).
+
+    Examples
+    --------
+    >>> sample_index(5, 9, seed=0).tolist()
+    [0, 1, 2, 3, 4]
+    """
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(size, min(n, size), replace=False)).astype(np.int64)
 
 
 def without_fold(patches: PatchSet, *, folds: int, holdout: int) -> IndexedPatchSet:

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import logit
+from scipy.stats import pearsonr, spearmanr
 
-from model.data import open_patch_set
+from model.data import open_patch_set, sample_index
 from model.evaluate import roc_auc
 from model.predict import load_classifier
 
@@ -30,19 +32,14 @@ SURE_LOGIT = 3.0
 
 
 def _logits(scores: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
-    p = np.clip(scores.astype(np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p) - np.log1p(-p)
-
-
-def _ranks(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return np.argsort(np.argsort(x)).astype(np.float64)
+    return logit(np.clip(scores.astype(np.float64), 1e-6, 1 - 1e-6))
 
 
 def _agreement(
     student: npt.NDArray[np.float64], teacher: npt.NDArray[np.float64]
 ) -> str:
-    pearson = np.corrcoef(student, teacher)[0, 1]
-    spearman = np.corrcoef(_ranks(student), _ranks(teacher))[0, 1]
+    pearson = pearsonr(student, teacher).statistic
+    spearman = spearmanr(student, teacher).statistic
     gap = np.mean(np.abs(student - teacher))
     return f"Pearson {pearson:.3f}, Spearman {spearman:.3f}, mean |gap| {gap:.2f}"
 
@@ -57,9 +54,8 @@ def main() -> None:
     args = parser.parse_args()
 
     patches = open_patch_set(args.data)
-    rng = np.random.default_rng(args.seed)
-    n = min(args.sample, len(patches))
-    index = np.sort(rng.choice(len(patches), n, replace=False))
+    index = sample_index(len(patches), args.sample, seed=args.seed)
+    n = len(index)
     images, labels = patches.read(index), patches.labels[index]
     print(f"{args.data}: {n} of {len(patches)} patches (seed {args.seed})")
     scores = load_classifier(args.teacher)(images)

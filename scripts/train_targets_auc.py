@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data import fold_ids, open_patch_set
+from model.data import fold_ids, open_patch_set, sample_index
 from model.distill import load_fold_teachers
 from model.evaluate import roc_auc
 from model.predict import load_classifier
@@ -45,9 +45,8 @@ def main() -> None:
         parser.error("give --model or --fold-teacher")
 
     patches = open_patch_set(args.train)
-    rng = np.random.default_rng(args.seed)
-    n = min(args.sample, len(patches))
-    index = np.sort(rng.choice(len(patches), n, replace=False))
+    index = sample_index(len(patches), args.sample, seed=args.seed)
+    n = len(index)
     images, labels = patches.read(index), patches.labels[index]
     print(f"{args.train}: {n} of {len(patches)} training patches (seed {args.seed})")
     for path in args.model:
