@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint install clean
+.PHONY: demo test test-slow lint install clean cli-docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,12 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
 lint: $(STAMP)
-	$(BIN)/ruff check wsi model tests benchmarks scripts
-	$(BIN)/ruff format --check wsi model tests benchmarks scripts
+	$(BIN)/ruff check wsi model tests benchmarks tools research
+	$(BIN)/ruff format --check wsi model tests benchmarks tools research
 	$(BIN)/mypy
+
+cli-docs: $(STAMP)
+	$(BIN)/python tools/cli_docs.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -54,7 +54,7 @@ from wsi.export import (
 )
 from wsi.geometry import CENTER_PX, TileGrid
 from wsi.layout import Attr, SlideOutputs
-from wsi.pipeline import RunConfig, run
+from wsi.pipeline import RunConfig, run, tuned_sections
 from wsi.scoring import ScoringParams
 from wsi.slide_score import SlideScoreParams, slide_score
 from wsi.store import array, attrs_section, grid_from_attrs, open_store
@@ -85,9 +85,17 @@ class Heatmap:
     grid: TileGrid
 
 
-def strategies() -> list[Strategy]:
-    """The sweeps (see the module notes)."""
-    d, s, p = DetectionParams(), SlideScoreParams(), PolygonParams()
+def strategies(model: str) -> list[Strategy]:
+    """The sweeps around the model's tuned settings (see the module notes)."""
+    tuned = tuned_sections(model)
+    d, s, p = tuned["detection"], tuned["slide_score"], tuned["polygons"]
+
+    def mk(name: str, sweep: str, **sections: Any) -> Strategy:
+        """A strategy at the tuned settings except the sections given."""
+        return Strategy(
+            name, sweep, **({"detection": d, "slide": s, "polygons": p} | sections)
+        )
+
     old_poly = PolygonParams(
         threshold=0.5, smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0
     )
@@ -99,12 +107,13 @@ def strategies() -> list[Strategy]:
             slide=SlideScoreParams(method="max_cell"),
             polygons=old_poly,
         ),
-        Strategy("defaults", "defaults"),
+        Strategy("defaults (the model's tuned settings)", "defaults", d, s, p),
+        Strategy("generic defaults (a model without tuned settings)", "defaults"),
     ]
-    for sigma in (0, 50, 75, 100, 125, 150):
+    for sigma in (0, 25, 50, 75, 100, 150):
         for nms in (150, 300):
             out.append(
-                Strategy(
+                mk(
                     f"peaks sigma {sigma} um, NMS {nms} um",
                     "detection",
                     detection=dataclasses.replace(
@@ -113,13 +122,11 @@ def strategies() -> list[Strategy]:
                 )
             )
     out.append(
-        Strategy(
-            "slide: max cell", "slide", slide=dataclasses.replace(s, method="max_cell")
-        )
+        mk("slide: max cell", "slide", slide=dataclasses.replace(s, method="max_cell"))
     )
     for sigma in (50, 100, 150):
         out.append(
-            Strategy(
+            mk(
                 f"slide: max smoothed, sigma {sigma} um",
                 "slide",
                 slide=dataclasses.replace(
@@ -129,7 +136,7 @@ def strategies() -> list[Strategy]:
         )
     for area in (5e4, 1e5, 2e5, 5e5):
         out.append(
-            Strategy(
+            mk(
                 f"slide: top-mean of {area:.0f} um2",
                 "slide",
                 slide=dataclasses.replace(s, method="top_mean", top_area_um2=area),
@@ -137,7 +144,7 @@ def strategies() -> list[Strategy]:
         )
     for sigma, thr, scale in ((50, 0.5, 5e4), (100, 0.5, 5e4), (100, 0.5, 2e5)):
         out.append(
-            Strategy(
+            mk(
                 f"slide: largest region >= {thr}, sigma {sigma} um, "
                 f"scale {scale:.0f} um2",
                 "slide",
@@ -156,7 +163,7 @@ def strategies() -> list[Strategy]:
     )
     for thr in (0.5, 0.7):
         out.append(
-            Strategy(
+            mk(
                 f"polygons: raw cells >= {thr}",
                 "polygons",
                 polygons=dataclasses.replace(raw, threshold=thr),
@@ -165,7 +172,7 @@ def strategies() -> list[Strategy]:
     for sigma in (75, 100, 150):
         for thr in (0.4, 0.5, 0.6):
             out.append(
-                Strategy(
+                mk(
                     f"polygons: >= {thr}, sigma {sigma} um",
                     "polygons",
                     polygons=dataclasses.replace(
@@ -180,7 +187,7 @@ def strategies() -> list[Strategy]:
         (0.5, None, 4),
     ):
         out.append(
-            Strategy(
+            mk(
                 f"polygons: {thr}/{low} hysteresis, sigma 100 um, min {area} cells, "
                 "holes < 4 cells filled",
                 "polygons",
@@ -195,6 +202,16 @@ def strategies() -> list[Strategy]:
             )
         )
     return out
+
+
+def tuned_as_strategy(model: str) -> dict[str, Any]:
+    """The model's tuned sections as Strategy keyword arguments."""
+    tuned = tuned_sections(model)
+    return {
+        "detection": tuned["detection"],
+        "slide": tuned["slide_score"],
+        "polygons": tuned["polygons"],
+    }
 
 
 def score_set(
@@ -279,13 +296,14 @@ def evaluate_strategy(
             annotations=evalset / "annotations",
             reference=evalset / "reference.csv",
             eval_out=folder / "evaluation",
-            n_bootstrap=500,
+            n_bootstrap=1000,
             plots=False,
         )
     )
     if report.failures:
         logger.warning("%s: %s", strategy.name, report.failures)
     metrics = report.metrics()
+    slides = sorted(report.slides, key=lambda e: e.stem)
     summaries = [
         json.loads((folder / m.stem / "summary.json").read_text()) for m in maps
     ]
@@ -295,7 +313,13 @@ def evaluate_strategy(
     return {
         "name": strategy.name,
         "sweep": strategy.sweep,
+        "_slides": slides,
         "froc": metrics["froc"],
+        "froc_ci": metrics["froc_ci"],
+        "slide_auc_ci": metrics["slide_auc_ci"],
+        "max_normal_slide_probability": max(
+            (s["slide_probability"] for s in normal), default=None
+        ),
         "sensitivity_at": metrics["sensitivity_at"],
         "slide_auc": metrics["slide_auc"],
         "dice": metrics["dice"],
@@ -363,14 +387,74 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def paired_difference(
+    row: dict[str, Any], base: dict[str, Any], *, n_resamples: int = 1000
+) -> dict[str, Any]:
+    """FROC, slide AUC and Dice of ``row`` minus ``base``, with paired 95% CIs.
+
+    The same bootstrap samples of slides (tumour and normal resampled separately)
+    are scored under both strategies, so the interval is that of the difference,
+    not of either score: a difference whose interval holds 0 is not a result.
+    """
+    from wsi.evaluation.froc import froc_curve
+    from wsi.evaluation.slide_level import roc_auc
+
+    a, b = row["_slides"], base["_slides"]
+    assert [e.stem for e in a] == [e.stem for e in b]
+    tumour = [i for i, e in enumerate(a) if e.is_tumor]
+    normal = [i for i, e in enumerate(a) if not e.is_tumor]
+    rng = np.random.default_rng(0)
+
+    def metrics(evals: Sequence[Any], idx: np.ndarray) -> tuple[float, float, float]:
+        chosen = [evals[i] for i in idx]
+        froc = froc_curve([e.hits for e in chosen if e.in_froc]).froc
+        labels = [e.is_tumor for e in chosen]
+        auc = roc_auc(labels, [e.slide_probability or 0.0 for e in chosen])
+        dice = float(np.mean([e.dice for e in chosen if e.dice is not None]))
+        return froc, auc, dice
+
+    diffs = []
+    for _ in range(n_resamples):
+        idx = np.concatenate(
+            [
+                rng.choice(tumour, size=len(tumour)),
+                rng.choice(normal, size=len(normal)),
+            ]
+        )
+        diffs.append(np.subtract(metrics(a, idx), metrics(b, idx)))
+    low, high = np.percentile(np.array(diffs), [2.5, 97.5], axis=0)
+    point = np.subtract(metrics(a, np.arange(len(a))), metrics(b, np.arange(len(b))))
+    return {
+        name: [float(point[k]), float(low[k]), float(high[k])]
+        for k, name in enumerate(("froc", "slide_auc", "dice"))
+    }
+
+
+def _with_ci(value: Any, ci: Sequence[float] | None) -> str:
+    if ci is None or value is None:
+        return _fmt(value)
+    return f"{_fmt(value)} ({_fmt(ci[0], 2)}-{_fmt(ci[1], 2)})"
+
+
+def _vs(diff: dict[str, list[float]] | None) -> str:
+    if not diff:
+        return ""
+    return "; ".join(
+        f"{v[0]:+.3f} ({v[1]:+.2f}..{v[2]:+.2f})"
+        for v in (diff["froc"], diff["slide_auc"], diff["dice"])
+    )
+
+
 def tables(rows: Sequence[dict[str, Any]]) -> str:
     """One Markdown table per sweep."""
     columns = [
         "strategy",
-        "FROC",
+        "FROC (95% CI)",
         "sens. @1/4, 1/2, 1, 2, 4, 8 FP",
-        "slide AUC",
+        "slide AUC (95% CI)",
+        "top normal slide",
         "Dice",
+        "vs defaults: FROC, AUC, Dice (paired 95% CI)",
         "candidates / normal slide",
         "polygons / tumour slide",
     ]
@@ -390,12 +474,16 @@ def tables(rows: Sequence[dict[str, Any]]) -> str:
         body = [
             {
                 "strategy": r["name"],
-                "FROC": _fmt(r["froc"]),
+                "FROC (95% CI)": _with_ci(r["froc"], r.get("froc_ci")),
                 "sens. @1/4, 1/2, 1, 2, 4, 8 FP": ", ".join(
                     _fmt(v, 2) for v in (r["sensitivity_at"] or {}).values()
                 ),
-                "slide AUC": _fmt(r["slide_auc"]),
+                "slide AUC (95% CI)": _with_ci(r["slide_auc"], r.get("slide_auc_ci")),
+                "top normal slide": _fmt(r.get("max_normal_slide_probability")),
                 "Dice": _fmt(r["dice"]),
+                "vs defaults: FROC, AUC, Dice (paired 95% CI)": _vs(
+                    r.get("vs_defaults")
+                ),
                 "candidates / normal slide": _fmt(r["candidates_per_normal_slide"], 1),
                 "polygons / tumour slide": _fmt(r["polygons_per_tumour_slide"], 1),
             }
@@ -498,7 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     maps = load_heatmaps(runs, [p.stem for p in slides])
     work = runs.with_name(runs.name + "-strategies")
     rows = []
-    for strategy in strategies():
+    for strategy in strategies(args.model):
         if args.defaults_only and strategy.sweep not in ("baseline", "defaults"):
             continue
         if args.match not in strategy.name and strategy.sweep != "defaults":
@@ -514,11 +602,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(row)
     oracle = evaluate_strategy(
         oracle_maps(maps, evalset),
-        Strategy("oracle: the true tumour cells as heatmap, defaults", "oracle"),
+        Strategy(
+            "oracle: the true tumour cells as heatmap, defaults",
+            "oracle",
+            **tuned_as_strategy(args.model),
+        ),
         work,
         evalset,
     )
     logger.info("oracle Dice %s", _fmt(oracle["dice"]))
+    base = next(r for r in rows if r["sweep"] == "defaults")
+    for row in rows:
+        if row is not base and row["sweep"] not in ("oracle",):
+            row["vs_defaults"] = paired_difference(row, base)
+            logger.info(
+                "%-70s vs defaults: FROC %+.3f (%+.3f..%+.3f) AUC %+.3f (%+.3f..%+.3f)"
+                " Dice %+.3f (%+.3f..%+.3f)",
+                row["name"],
+                *row["vs_defaults"]["froc"],
+                *row["vs_defaults"]["slide_auc"],
+                *row["vs_defaults"]["dice"],
+            )
+
     rows.append(oracle)
     if args.stride_slides:
         rows += stride_rows(
@@ -538,6 +643,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = args.doc_key or f"{model_key}:{args.set}" + (
         ":defaults" if args.defaults_only else ""
     )
+    for row in rows:
+        row.pop("_slides", None)
     results = REPO / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     stem = "bench_detection-" + key.replace(":", "-")

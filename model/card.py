@@ -13,19 +13,36 @@ from wsi.geometry import PATCH_PX, PCAM_MPP
 
 __all__ = [
     "CARD_VERSION",
+    "TUNED_SECTIONS",
     "ModelCard",
     "card_path",
+    "check_training_split",
     "file_sha256",
     "read_card",
     "write_card",
 ]
 
 CARD_VERSION = 1
+#: The sections of a run's settings that a card may tune for its model (the
+#: ``RunConfig`` sections after scoring: polygons, lesion candidates, slide score).
+TUNED_SECTIONS = ("polygons", "detection", "slide_score")
+#: Folder names of patch sets kept for choosing models and settings: a model that
+#: learnt from them in any form (labels, early stopping, a teacher's input) could
+#: not be judged on them, so it is never bundled.
+HELD_OUT_SPLITS = ("test-dev",)
+#: The recipe entries that feed training: data, early-stopping data, teacher inputs.
+_TRAINING_INPUTS = ("train_data", "valid_data", "teacher", "teacher_data")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelCard:
-    """What a model is, what it expects, and how it was made."""
+    """What a model is, what it expects, and how it was made.
+
+    ``settings`` holds the post-processing tuned for this model on development
+    slides (section -> field -> value, sections ``TUNED_SECTIONS``); a run uses them
+    unless the user sets those fields. Empty for a model nobody tuned: it gets the
+    generic defaults.
+    """
 
     architecture: str
     input_px: int = PATCH_PX
@@ -40,6 +57,7 @@ class ModelCard:
     recipe: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     format_version: int = CARD_VERSION
 
     def __post_init__(self) -> None:
@@ -47,6 +65,47 @@ class ModelCard:
             raise ValueError(f"input_px must be a positive int, got {self.input_px!r}")
         if not isinstance(self.mpp, (int, float)) or not self.mpp > 0:
             raise ValueError(f"mpp must be a positive number, got {self.mpp!r}")
+        unknown = set(self.settings) - set(TUNED_SECTIONS)
+        if unknown or not all(isinstance(v, dict) for v in self.settings.values()):
+            raise ValueError(
+                f"settings must map {', '.join(TUNED_SECTIONS)} to field values, "
+                f"got {sorted(self.settings)}"
+            )
+
+
+def check_training_split(card: ModelCard, *, source: Path) -> None:
+    """Refuse a model that saw a held-out split (``HELD_OUT_SPLITS``) in training.
+
+    Raises
+    ------
+    ModelLoadError
+        The card's training data, or a recipe entry that feeds training
+        (training, early-stopping or teacher data), lies in a held-out split.
+
+    Examples
+    --------
+    >>> check_training_split(ModelCard(architecture="x", training_data="pcam/train"),
+    ...                      source=Path("m.keras"))
+    >>> check_training_split(
+    ...     ModelCard(architecture="x", recipe={"valid_data": "pcam/test-dev"}),
+    ...     source=Path("m.keras"))
+    Traceback (most recent call last):
+    ...
+    wsi.errors.ModelLoadError: m.keras: its recipe's valid_data is pcam/test-dev, ...
+    """
+    entries = {"training_data": card.training_data} | {
+        key: card.recipe.get(key) for key in _TRAINING_INPUTS
+    }
+    for key, value in entries.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            if item and set(Path(str(item)).parts) & set(HELD_OUT_SPLITS):
+                raise ModelLoadError(
+                    f"{source}: its recipe's {key} is {item}, a held-out split "
+                    f"({', '.join(HELD_OUT_SPLITS)}) kept for choosing models and "
+                    "settings; retrain without it (train/ for training, valid/ for "
+                    "early stopping)"
+                )
 
 
 def card_path(model_path: Path) -> Path:

@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from model.card import ModelCard, card_path, read_card, write_card
+from model.card import (
+    ModelCard,
+    card_path,
+    check_training_split,
+    read_card,
+    write_card,
+)
 from model.data import PatchSet, open_patch_set
 from model.evaluate import roc_auc, score_patch_set
 from model.predict import (
@@ -101,7 +107,8 @@ def export_bundle(
     ------
     ModelLoadError
         The source cannot be loaded, the exported file does not load back, or the
-        AUC moved by more than ``max_auc_change`` (the output is then removed).
+        AUC moved by more than ``max_auc_change`` (the output is then removed), or
+        the model was trained on a held-out split (``card.HELD_OUT_SPLITS``).
     ValueError
         ``float16`` without ``check_data``, or ``out`` is not a ``.keras`` path.
     """
@@ -119,6 +126,7 @@ def export_bundle(
         raise ValueError(f"out must differ from the source model {src}")
     check_model_file(src)
     card = read_card(src)
+    check_training_split(card, source=src)
     model = _load_keras(src)
     _check_shapes(model, src)
     model = _as_float32(model)

@@ -62,7 +62,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: PCam training patches (JPEG bytes) shipped for calibration and the export check;
-#: written by ``scripts/make_calibration_set.py``.
+#: written by ``tools/make_calibration_set.py``.
 CALIBRATION_FILE: Final = (
     Path(__file__).resolve().parent / "calibration" / "pcam-train.npz"
 )
@@ -257,7 +257,7 @@ def float_tail(model: Any) -> list[str]:
     rounding (and a global maximum of rounded values is biased upwards). The NASNet
     student kd7's int8 copy differed from Keras by 0.26 at most and 0.070 on
     average on the check patches with them quantised, 0.073 and 0.014 with them in
-    float (docs/TRAINING.md).
+    float (research/TRAINING.md).
     """
     return [op.get_friendly_name() for op in _tail(model)]
 

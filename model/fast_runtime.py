@@ -97,7 +97,7 @@ def fast_model_dir(keras_sha256: str) -> Path:
 def shipped_fast_model_dir(keras_sha256: str) -> Path:
     """Where a fast model shipped with the package would be (bundled models only).
 
-    ``scripts/ship_fast_models.py`` writes them, so a new install scores at full
+    ``tools/ship_fast_models.py`` writes them, so a new install scores at full
     speed from the first slide instead of exporting for minutes; they are checked
     exactly as cached ones are.
     """

@@ -1,4 +1,4 @@
-"""Patch classifiers: NASNetMobile (default), EfficientNet-Lite0, small CNN, logreg.
+"""Patch classifiers: NASNetMobile, EfficientNet-Lite0/1/2, small CNN, logreg.
 
 Every model takes ``float32[N, 96, 96, 3]`` RGB in 0..255 and returns ``float32[N, 1]``
 probabilities; input scaling happens inside the model, so a saved model needs no
@@ -25,9 +25,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ARCHITECTURES: Final = ("nasnet-mobile", "efficientnet-lite0", "small-cnn", "logreg")
 #: Architectures whose ImageNet weights ship with the package (used unless told not to).
-PRETRAINED_SHIPPED: Final = ("efficientnet-lite0",)
+PRETRAINED_SHIPPED: Final = (
+    "efficientnet-lite0",
+    "efficientnet-lite1",
+    "efficientnet-lite2",
+)
+ARCHITECTURES: Final = ("nasnet-mobile", *PRETRAINED_SHIPPED, "small-cnn", "logreg")
 #: Keras's NASNet uses 0.9997: a ~3,300-step average that lags far behind the weights
 #: when training from scratch for a few thousand steps. 0.99 tracks them.
 DEFAULT_BN_MOMENTUM: Final = 0.99
@@ -84,13 +88,13 @@ def build_model(
         One of ``ARCHITECTURES``.
     imagenet_weights
         Local ImageNet weights: NASNetMobile's ``include_top=False`` ``.h5``, or for
-        EfficientNet-Lite0 a converted ``.npz`` (default: the one shipped in
+        EfficientNet-Lite a converted ``.npz`` (default: the one shipped in
         ``model/weights``). Nothing is ever downloaded.
     pretrained
-        EfficientNet-Lite0 only: start from ImageNet weights (False: random).
+        EfficientNet-Lite only: start from ImageNet weights (False: random).
     dropout
         Dropout rate before the sigmoid unit (None: 0.5, or 0.3 for
-        EfficientNet-Lite0).
+        EfficientNet-Lite).
     bn_momentum
         Moving-average momentum of every batch-norm layer.
     seed
@@ -108,10 +112,10 @@ def build_model(
     check_internal_px(arch, internal_px)
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((PATCH_PX, PATCH_PX, 3), name="rgb")
-    if arch == "efficientnet-lite0":
-        from model.efficientnet_lite import build_lite0
+    if arch in PRETRAINED_SHIPPED:
+        from model.efficientnet_lite import build_lite
 
-        features = build_lite0(inputs)
+        features = build_lite(inputs, arch)
         features = keras.layers.GlobalAveragePooling2D(name="gap")(features)
         return _finish(
             inputs,
@@ -119,7 +123,7 @@ def build_model(
             arch=arch,
             dropout=0.3 if dropout is None else dropout,
             bn_momentum=bn_momentum,
-            imagenet=_lite0_weights(imagenet_weights) if pretrained else None,
+            imagenet=(arch, imagenet_weights) if pretrained else None,
         )
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
     if arch == "nasnet-mobile":
@@ -149,9 +153,13 @@ def _finish(
     arch: str,
     dropout: float,
     bn_momentum: float,
-    imagenet: Path | None,
+    imagenet: tuple[str, Path | None] | None,
 ) -> Any:
-    """Dropout, the sigmoid unit, batch-norm momentum and ImageNet weights."""
+    """Dropout, the sigmoid unit, batch-norm momentum and ImageNet weights.
+
+    ``imagenet`` is (EfficientNet-Lite variant, a converted ``.npz`` or None for
+    the shipped or installed weights), or None for random weights.
+    """
     import keras
 
     if dropout > 0:
@@ -164,30 +172,19 @@ def _finish(
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
     if imagenet is not None:
-        from model.efficientnet_lite import load_imagenet_npz, set_imagenet_weights
+        from model.efficientnet_lite import imagenet_weights, set_imagenet_weights
 
-        n = set_imagenet_weights(model, load_imagenet_npz(imagenet))
+        weights, source = imagenet_weights(*imagenet)
+        n = set_imagenet_weights(model, weights)
         logger.info(
             "%s trunk initialised from ImageNet weights %s (%d layers)",
             arch,
-            imagenet,
+            source,
             n,
         )
     elif arch in PRETRAINED_SHIPPED:
         logger.warning("%s trunk starts from random weights (--no-pretrained)", arch)
     return model
-
-
-def _lite0_weights(path: Path | None) -> Path:
-    from model.efficientnet_lite import IMAGENET_NPZ
-
-    found = Path(path) if path is not None else IMAGENET_NPZ
-    if not found.is_file():
-        raise FileNotFoundError(
-            f"{found}: EfficientNet-Lite0 ImageNet weights not found; reinstall the "
-            "package (they ship in model/weights) or pass --no-pretrained"
-        )
-    return found
 
 
 def _nasnet_trunk(
@@ -262,4 +259,4 @@ def _pooled_head(x: Any) -> Any:
 
 def preprocessing_for(arch: str) -> str:
     """The input scaling a model of ``arch`` applies inside itself (for its card)."""
-    return PREPROCESSING_LITE0 if arch == "efficientnet-lite0" else PREPROCESSING
+    return PREPROCESSING_LITE0 if arch in PRETRAINED_SHIPPED else PREPROCESSING

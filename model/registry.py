@@ -7,9 +7,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-__all__ = ["BUNDLED_MODELS", "DEFAULT_MODEL", "WEIGHTS_DIR", "resolve_model_path"]
+if TYPE_CHECKING:
+    from model.card import ModelCard
+
+__all__ = [
+    "BUNDLED_MODELS",
+    "DEFAULT_MODEL",
+    "WEIGHTS_DIR",
+    "check_model",
+    "resolve_model_path",
+    "tuned_settings",
+]
 
 WEIGHTS_DIR: Final = Path(__file__).resolve().parent / "weights"
 #: Name -> file in ``WEIGHTS_DIR`` (its ``.json`` sidecar beside it).
@@ -17,7 +27,9 @@ BUNDLED_MODELS: Final = {
     "nasnet-mobile": "pcam-nasnet-mobile.keras",
     "efficientnet-lite0": "pcam-efficientnet-lite0.keras",
 }
-DEFAULT_MODEL: Final = "nasnet-mobile"
+#: The bundled model with the best patch AUC and lesion FROC on held-out PCam test
+#: patches and slides built from them (docs/MODELS.md).
+DEFAULT_MODEL: Final = "efficientnet-lite0"
 
 
 def resolve_model_path(model: Path | str | None) -> Path:
@@ -48,3 +60,43 @@ def resolve_model_path(model: Path | str | None) -> Path:
     if name in BUNDLED_MODELS and not Path(name).exists():
         return WEIGHTS_DIR / BUNDLED_MODELS[name]
     return Path(model)
+
+
+def check_model(model: Path | str | None) -> ModelCard:
+    """The card of the model a ``--model`` value names, checked before any slide.
+
+    Reads the sidecar only (no TensorFlow, no hashing of the weights): a missing
+    file, a name that is neither bundled nor a file, or a malformed card fails here,
+    in milliseconds, instead of after every slide was tiled.
+
+    Raises
+    ------
+    ModelLoadError
+        The file or its sidecar is missing or malformed; the message lists the
+        bundled names.
+    """
+    from model.card import read_card
+    from wsi.errors import ModelLoadError
+
+    path = resolve_model_path(model)
+    if not path.is_file():
+        raise ModelLoadError(
+            f"{path}: no such model file; pass a .keras file saved by 'wsi-heatmap "
+            f"train' or a bundled model: {', '.join(BUNDLED_MODELS)} "
+            f"(default {DEFAULT_MODEL})"
+        )
+    return read_card(path, verify=False)
+
+
+def tuned_settings(model: Path | str | None) -> dict[str, dict[str, Any]]:
+    """The post-processing settings tuned for a model (its card's ``settings``).
+
+    Section (``polygons``, ``detection``, ``slide_score``) -> field -> value; empty
+    for a model without tuned settings (it gets the generic defaults).
+
+    Examples
+    --------
+    >>> sorted(tuned_settings("efficientnet-lite0"))
+    ['detection', 'polygons', 'slide_score']
+    """
+    return {k: dict(v) for k, v in check_model(model).settings.items()}

@@ -35,6 +35,7 @@ from model.batchnorm import (
     recalibration_patches,
 )
 from model.callbacks import BestCheckpoint, CurvesPlot, ResumableBackup, resume_epoch
+from model.card import HELD_OUT_SPLITS
 from model.data import (
     IndexedPatchSet,
     PatchSet,
@@ -146,6 +147,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        for name in ("train_data", "valid_data"):
+            folder = getattr(self, name)
+            if folder is not None and set(Path(folder).parts) & set(HELD_OUT_SPLITS):
+                raise ValueError(
+                    f"{name} {folder} is a held-out split ({', '.join(HELD_OUT_SPLITS)})"
+                    ", kept for choosing models and settings: train on train/ and "
+                    "stop on valid/"
+                )
         for name in ("epochs", "batch_size", "checkpoint_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(

@@ -1,6 +1,6 @@
 """The shipped demo slide: OpenSlide reads it at Camelyon16 scale, and its truth agrees.
 
-See ``demo/README.md`` and ``scripts/make_demo_slide.py`` for how it was built.
+See ``demo/README.md`` and ``tools/make_demo_slide.py`` for how it was built.
 """
 
 from __future__ import annotations

@@ -269,6 +269,12 @@ def build_config(
             sections[name].update(values)
     for name in sections:
         sections[name].update(_flag_values(options, name))
+    # The chosen model's tuned settings come before the file's and the flags.
+    from model.registry import tuned_settings
+
+    model = sections["scoring"].get("model_path")
+    for name, values in tuned_settings(model).items():
+        sections[name] = values | sections[name]
     updates: dict[str, Any] = {}
     for name, values in sections.items():
         current = getattr(base, name)
@@ -467,18 +473,31 @@ def score_command(folders: tuple[Path, ...], overwrite: bool, **options: Any) ->
 @polygon_options
 def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
     """Stitch scored FOLDERS into heatmaps and export polygons, detections, overlays."""
-    from wsi.detection import DetectionParams
-    from wsi.export import PolygonParams
-    from wsi.slide_score import SlideScoreParams
-    from wsi.stages import export_slide, stitch_slide
+    from wsi.pipeline import generic_sections, tuned_sections
+    from wsi.stages import export_slide, scored_model, stitch_slide
 
-    params = PolygonParams(**_flag_values(options, "polygons"))
-    detection = DetectionParams(**_flag_values(options, "detection"))
-    scoring = SlideScoreParams(**_flag_values(options, "slide_score"))
+    flags = {
+        name: _flag_values(options, name)
+        for name in ("polygons", "detection", "slide_score")
+    }
     for outputs in _stores(folders):
+        # The settings tuned for the model that scored the slide, then the flags
+        # (a classifier passed in from Python has none: the generic defaults).
+        model = scored_model(outputs)
+        sections = (
+            tuned_sections(model, **flags)
+            if model is not None
+            else generic_sections(**flags)
+        )
+        params = sections["polygons"]
         stitched = stitch_slide(outputs, polygons=params)
         exported = export_slide(
-            outputs, stitched, params=params, detection=detection, scoring=scoring
+            outputs,
+            stitched,
+            params=params,
+            detection=sections["detection"],
+            scoring=sections["slide_score"],
+            model_name=None if model is None else Path(model).name,
         )
         click.echo(
             f"{outputs.stem}: slide probability "

@@ -81,8 +81,13 @@ def _print_report(report: Any) -> None:
     froc = report.froc
     if froc is not None:
         at = ", ".join(f"{r:g}: {v:.3f}" for r, v in froc.sensitivity_at.items())
+        ci = (
+            ""
+            if report.froc_ci is None
+            else (f" (95% CI {report.froc_ci[0]:.3f}-{report.froc_ci[1]:.3f})")
+        )
         click.echo(
-            f"FROC {froc.froc:.3f} ({froc.n_lesions} lesion(s), {froc.n_slides} slide(s); "
+            f"FROC {froc.froc:.3f}{ci} ({froc.n_lesions} lesion(s), {froc.n_slides} slide(s); "
             f"sensitivity at FP/slide {at})"
         )
     else:

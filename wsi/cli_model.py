@@ -354,7 +354,8 @@ def eval_patches_command(
         data, model=model_path, tta=tta, tta_mean=tta_mean, limit=limit, roc_png=roc_png
     )
     click.echo(
-        f"n={report.n}  AUC={report.auc:.4f}  accuracy={report.accuracy:.4f}  "
+        f"n={report.n}  AUC={report.auc:.4f} (95% CI {report.auc_ci95[0]:.4f}-"
+        f"{report.auc_ci95[1]:.4f})  accuracy={report.accuracy:.4f}  "
         f"loss={report.loss:.4f}  (tta={tta})"
     )
     if json_path is not None:

@@ -10,8 +10,11 @@ agree exactly, whatever the stride, cell offset or downsample.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -19,16 +22,33 @@ from scipy import ndimage
 from shapely.geometry import MultiPolygon
 
 from wsi._atomic import atomic_output
-from wsi.colormap import TISSUE_OUTLINE_RGB, TUMOR_OUTLINE_RGB, colourise
+from wsi.colormap import (
+    LEGEND_BACKGROUND_RGB,
+    TINT_FLOOR,
+    TISSUE_OUTLINE_RGB,
+    TUMOR_OUTLINE_RGB,
+    tint,
+)
 from wsi.geometry import TileGrid
 from wsi.heatmap_tiff import check_heatmap
 from wsi.polygons import TumorRegion
 
-__all__ = ["add_legend", "heatmap_on_thumbnail", "render_overlay", "save_overlay_png"]
+if TYPE_CHECKING:
+    from PIL import Image, ImageDraw, ImageFont
+
+__all__ = [
+    "add_legend",
+    "format_length_um",
+    "heatmap_on_thumbnail",
+    "legend_labels",
+    "render_overlay",
+    "save_overlay_png",
+    "scale_bar_um",
+]
 
 logger = logging.getLogger(__name__)
 
-#: overlay.png gets a legend strip (colour bar, outline keys) from this width on.
+#: overlay.png gets a legend strip (tint ramp, outline keys, scale bar) from this width.
 LEGEND_MIN_WIDTH_PX = 400
 
 
@@ -98,7 +118,6 @@ def render_overlay(
     grid: TileGrid,
     thumbnail_downsample: float,
     regions: Sequence[TumorRegion],
-    alpha: float = 0.45,
 ) -> npt.NDArray[np.uint8]:
     """Draw the overlay in memory (see `save_overlay_png` for the parameters).
 
@@ -109,7 +128,7 @@ def render_overlay(
     """
     from PIL import Image, ImageDraw
 
-    rgb = _check_inputs(thumbnail, tissue_mask, alpha)
+    rgb = _check_inputs(thumbnail, tissue_mask)
     height, width = rgb.shape[:2]
     sampled = heatmap_on_thumbnail(
         heatmap,
@@ -117,9 +136,9 @@ def render_overlay(
         shape=(height, width),
         thumbnail_downsample=thumbnail_downsample,
     )
-    scored = np.isfinite(sampled)
+    colours, opacity = tint(sampled)
     blend = rgb.astype(np.float32)
-    blend[scored] = (1 - alpha) * blend[scored] + alpha * colourise(sampled[scored])
+    blend += opacity[..., None] * (colours - blend)
     out = np.rint(blend).astype(np.uint8)
     mask = np.asarray(tissue_mask, dtype=bool)
     out[mask & ~ndimage.binary_erosion(mask, border_value=0)] = TISSUE_OUTLINE_RGB
@@ -147,66 +166,140 @@ def _outline_px(height: int, width: int) -> int:
     return max(1, round(max(height, width) / 450))
 
 
-def add_legend(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """Append a legend strip under an overlay: the colour bar and the outline keys.
+def scale_bar_um(width_px: int, um_per_px: float) -> float:
+    """The scale bar's length: a round length near 1/6.3 of the image width.
 
-    Images under `LEGEND_MIN_WIDTH_PX` wide are returned as they are (no room for
-    the text).
+    Round lengths are 1, 2 and 5 times a power of ten µm; the one chosen is the
+    nearest (on a log scale) to the geometric middle of 1/8 and 1/5 of the width.
+
+    Parameters
+    ----------
+    width_px
+        Width of the image in pixels.
+    um_per_px
+        Its resolution (µm per pixel).
+
+    Returns
+    -------
+    float
+        The length in µm; ``length / um_per_px`` pixels on the image.
+
+    Examples
+    --------
+    >>> scale_bar_um(1000, 7.8), scale_bar_um(1000, 1.0), scale_bar_um(400, 0.5)
+    (1000.0, 200.0, 20.0)
+    """
+    if width_px <= 0 or not um_per_px > 0:
+        raise ValueError(
+            f"width_px and um_per_px must be positive, got {width_px}, {um_per_px}"
+        )
+    target = math.log10(width_px * um_per_px / math.sqrt(5 * 8))
+    decade = math.floor(target)
+    lengths = [m * 10.0**e for e in (decade, decade + 1) for m in (1, 2, 5)]
+    return min(lengths, key=lambda um: abs(math.log10(um) - target))
+
+
+def format_length_um(length_um: float) -> str:
+    """A length for a label: µm below 1 mm, else mm.
+
+    Examples
+    --------
+    >>> format_length_um(500.0), format_length_um(2000.0), format_length_um(20.0)
+    ('500 µm', '2 mm', '20 µm')
+    """
+    if length_um >= 1000:
+        return f"{length_um / 1000:g} mm"
+    return f"{length_um:g} µm"
+
+
+def legend_labels(*, model_name: str | None = None) -> dict[str, str]:
+    """The texts of the legend strip, by item (the model only when given).
+
+    Examples
+    --------
+    >>> legend_labels(model_name="nasnet")["model"]
+    'model: nasnet'
+    >>> legend_labels()["ramp"]
+    'tumour probability (no tint below 0.2)'
+    """
+    labels = {
+        "ramp": f"tumour probability (no tint below {TINT_FLOOR:g})",
+        "tissue": "tissue outline",
+        "tumour": "tumour region",
+    }
+    if model_name:
+        labels["model"] = f"model: {model_name}"
+    return labels
+
+
+def add_legend(
+    rgb: npt.NDArray[np.uint8],
+    *,
+    um_per_px: float | None = None,
+    model_name: str | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Append a legend under an overlay: tint ramp, outline keys, scale bar, model.
+
+    The ramp shows the tint over `LEGEND_BACKGROUND_RGB` (no tint below `TINT_FLOOR`),
+    with ticks at 0, the floor, 0.5 and 1. The blocks (ramp; outline keys and the
+    model; scale bar) are laid out left to right, wrapping onto a second band when
+    the image is too narrow. Images under `LEGEND_MIN_WIDTH_PX` wide are returned as
+    they are (no room for the text).
 
     Parameters
     ----------
     rgb
         ``uint8[H, W, 3]`` from `render_overlay`.
+    um_per_px
+        Resolution of ``rgb`` for the scale bar (`scale_bar_um`); None for no bar.
+    model_name
+        Printed as "model: NAME" under the outline keys when given.
 
     Returns
     -------
     numpy.ndarray
         ``uint8[H + h, W, 3]``: white strip of height ``h`` below the image.
     """
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     height, width = rgb.shape[:2]
     if width < LEGEND_MIN_WIDTH_PX:
         return rgb
     font_px = max(12, min(28, width // 60))
-    strip_px = 3 * font_px + 12
-    image = Image.new("RGB", (width, height + strip_px), (255, 255, 255))
+    style = _Style(
+        font=_legend_font(font_px),
+        font_px=font_px,
+        row_px=round(1.3 * font_px),
+        pad_px=font_px,
+        measure=ImageDraw.Draw(Image.new("RGB", (1, 1))),
+    )
+    labels = legend_labels(model_name=model_name)
+    blocks = [
+        _ramp_block(labels["ramp"], width, style),
+        _keys_block(labels, width, _outline_px(height, width), style),
+    ]
+    if um_per_px is not None:
+        blocks.append(_scale_block(width, um_per_px, style))
+    pad, band_px = style.pad_px, 3 * style.row_px + style.pad_px // 2
+    bands: list[list[_Block]] = [[]]
+    used = pad
+    for block in blocks:
+        if bands[-1] and used + block.width_px > width - pad:
+            bands.append([])
+            used = pad
+        bands[-1].append(block)
+        used += block.width_px + 3 * pad
+    image = Image.new(
+        "RGB", (width, height + len(bands) * band_px + pad // 2), (255, 255, 255)
+    )
     image.paste(Image.fromarray(np.ascontiguousarray(rgb[..., :3])), (0, 0))
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=font_px)
-    top = height + 6
-    pad = font_px
-    bar_w = max(100, width // 3)
-    bar_h = font_px
-    ramp = colourise(np.linspace(0.0, 1.0, bar_w, dtype=np.float32))
-    image.paste(Image.fromarray(np.repeat(ramp[None], bar_h, axis=0)), (pad, top))
-    draw.rectangle([pad - 1, top - 1, pad + bar_w, top + bar_h], outline=(0, 0, 0))
-    label_y = top + bar_h + 2
-    for value, anchor in ((0.0, "la"), (0.5, "ma"), (1.0, "ra")):
-        x = pad + value * (bar_w - 1)
-        draw.line([(x, top + bar_h), (x, top + bar_h + 3)], fill=(0, 0, 0))
-        draw.text((x, label_y), f"{value:g}", fill=(0, 0, 0), font=font, anchor=anchor)
-    draw.text(
-        (pad + bar_w / 2, label_y + font_px),
-        "tumour probability (heatmap tint)",
-        fill=(0, 0, 0),
-        font=font,
-        anchor="ma",
-    )
-    x = pad + bar_w + 2 * pad
-    line_px = _outline_px(height, width)
-    for label, colour, halo in (
-        ("tissue outline", TISSUE_OUTLINE_RGB, False),
-        ("tumour region", TUMOR_OUTLINE_RGB, line_px > 1),
-    ):
-        y = top + bar_h // 2
-        if halo:
-            draw.line(
-                [(x, y), (x + 2 * pad, y)], fill=(200, 200, 200), width=line_px + 2
-            )
-        draw.line([(x, y), (x + 2 * pad, y)], fill=colour, width=max(2, line_px))
-        draw.text((x + 2 * pad + 6, y), label, fill=(0, 0, 0), font=font, anchor="lm")
-        x += 2 * pad + 12 + int(draw.textlength(label, font=font)) + 2 * pad
+    for i, band in enumerate(bands):
+        x, top = pad, height + pad // 2 + i * band_px
+        for block in band:
+            left = width - pad - block.width_px if block.right else x
+            block.draw(image, draw, left, top)
+            x += block.width_px + 3 * pad
     return np.asarray(image)
 
 
@@ -219,16 +312,18 @@ def save_overlay_png(
     thumbnail_downsample: float,
     regions: Sequence[TumorRegion],
     path: Path,
-    alpha: float = 0.45,
+    model_name: str | None = None,
 ) -> None:
     """Save the heatmap blended over the thumbnail, with tissue outline and polygons.
 
-    Scored cells are tinted with `HEATMAP_CMAP` at opacity ``alpha`` (cells without a
-    patch are not tinted); the tissue mask's outline is green (`TISSUE_OUTLINE_RGB`,
-    1 px); tumour polygons, holes included, are black (`TUMOR_OUTLINE_RGB`, 1 px on
-    small images, 2 px from 900 px, with a white halo from 2 px so that they show
-    over dark red). Images at least `LEGEND_MIN_WIDTH_PX` wide get a legend strip
-    below (`add_legend`).
+    Cells at or above `TINT_FLOOR` are tinted (`wsi.colormap.tint`: yellow-orange at
+    the floor to deep red at 1, more opaque as the probability rises); lower cells
+    and cells without a patch keep their H&E colours. The tissue mask's outline is
+    green (`TISSUE_OUTLINE_RGB`, 1 px); tumour polygons, holes included, are black
+    (`TUMOR_OUTLINE_RGB`, 1 px on small images, 2 px from 900 px, with a white halo
+    from 2 px so that they show over dark red). Images at least `LEGEND_MIN_WIDTH_PX`
+    wide get a legend strip below (`add_legend`: the tint ramp, the outline keys, a
+    scale bar, the model).
 
     Parameters
     ----------
@@ -247,8 +342,8 @@ def save_overlay_png(
         From `heatmap_regions`, polygons in level-0 pixels.
     path
         The PNG to write (parent folders are created).
-    alpha
-        Opacity of the heatmap, 0..1.
+    model_name
+        The model that scored the slide, printed in the legend when given.
 
     Raises
     ------
@@ -268,16 +363,164 @@ def save_overlay_png(
         grid=grid,
         thumbnail_downsample=thumbnail_downsample,
         regions=regions,
-        alpha=alpha,
     )
-    out = add_legend(out)
+    out = add_legend(
+        out,
+        um_per_px=thumbnail_downsample * grid.geometry.mpp,
+        model_name=model_name,
+    )
     with atomic_output(path) as tmp:
         save_png(Image.fromarray(out), tmp)
     logger.info("wrote %s (%dx%d)", path, out.shape[1], out.shape[0])
 
 
+@dataclass(frozen=True, slots=True)
+class _Style:
+    """Font and spacing of the legend strip (all in pixels)."""
+
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont
+    font_px: int
+    row_px: int
+    pad_px: int
+    measure: ImageDraw.ImageDraw
+
+    def text_px(self, text: str) -> int:
+        return math.ceil(self.measure.textlength(text, font=self.font))
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """One item of the legend strip: its width and how to draw it at ``(x, top)``."""
+
+    width_px: int
+    draw: Callable[[Image.Image, ImageDraw.ImageDraw, int, int], None]
+    right: bool = False  # aligned on the strip's right edge
+
+
+def _ramp_block(caption: str, width: int, style: _Style) -> _Block:
+    """The tint over the neutral background, ticks at 0, the floor, 0.5, 1, caption."""
+    from PIL import Image
+
+    bar_w = max(100, width // 3)
+    bar_h = style.font_px
+    colours, opacity = tint(np.linspace(0.0, 1.0, bar_w, dtype=np.float32))
+    background = np.array(LEGEND_BACKGROUND_RGB, np.float32)
+    ramp = np.rint(background + opacity[:, None] * (colours - background))
+    pixels = np.repeat(ramp.astype(np.uint8)[None], bar_h, axis=0)
+
+    def draw_ramp(
+        image: Image.Image, draw: ImageDraw.ImageDraw, x: int, top: int
+    ) -> None:
+        image.paste(Image.fromarray(pixels), (x, top))
+        draw.rectangle([x - 1, top - 1, x + bar_w, top + bar_h], outline=(0, 0, 0))
+        label_y = top + bar_h + 2
+        for value, anchor in ((0.0, "la"), (TINT_FLOOR, "ma"), (0.5, "ma"), (1, "ra")):
+            tick_x = x + value * (bar_w - 1)
+            draw.line([(tick_x, top + bar_h), (tick_x, label_y + 1)], fill=(0, 0, 0))
+            draw.text(
+                (tick_x, label_y),
+                f"{value:g}",
+                fill=(0, 0, 0),
+                font=style.font,
+                anchor=anchor,
+            )
+        draw.text((x, top + 2 * style.row_px), caption, fill=(0, 0, 0), font=style.font)
+
+    return _Block(max(bar_w, style.text_px(caption)), draw_ramp)
+
+
+def _keys_block(
+    labels: dict[str, str], width: int, line_px: int, style: _Style
+) -> _Block:
+    """The tissue and tumour outline keys, then "model: NAME" when given."""
+    pad = style.pad_px
+    keys = [
+        (labels["tissue"], TISSUE_OUTLINE_RGB, False),
+        (labels["tumour"], TUMOR_OUTLINE_RGB, line_px > 1),
+    ]
+    model = labels.get("model")
+    if model is not None:
+        model = _elide(model, width - 2 * pad, style)
+    texts = [2 * pad + 6 + style.text_px(label) for label, _, _ in keys]
+    block_px = max([*texts, style.text_px(model) if model else 0])
+
+    def draw_keys(
+        image: Image.Image, draw: ImageDraw.ImageDraw, x: int, top: int
+    ) -> None:
+        for row, (label, colour, halo) in enumerate(keys):
+            y = top + row * style.row_px + style.font_px // 2
+            if halo:
+                draw.line(
+                    [(x, y), (x + 2 * pad, y)], fill=(200, 200, 200), width=line_px + 2
+                )
+            draw.line([(x, y), (x + 2 * pad, y)], fill=colour, width=max(2, line_px))
+            draw.text(
+                (x + 2 * pad + 6, y),
+                label,
+                fill=(0, 0, 0),
+                font=style.font,
+                anchor="lm",
+            )
+        if model:
+            draw.text(
+                (x, top + 2 * style.row_px), model, fill=(0, 0, 0), font=style.font
+            )
+
+    return _Block(block_px, draw_keys)
+
+
+def _scale_block(width: int, um_per_px: float, style: _Style) -> _Block:
+    """A black bar of `scale_bar_um` with its length written under it."""
+    length_um = scale_bar_um(width, um_per_px)
+    bar_px = round(length_um / um_per_px)
+    label = format_length_um(length_um)
+    block_px = max(bar_px, style.text_px(label))
+    thick_px = max(3, style.font_px // 4)
+
+    def draw_bar(
+        image: Image.Image, draw: ImageDraw.ImageDraw, x: int, top: int
+    ) -> None:
+        left = x + block_px - bar_px  # flush right
+        y = top + (style.font_px - thick_px) // 2
+        draw.rectangle([left, y, left + bar_px - 1, y + thick_px - 1], fill=(0, 0, 0))
+        draw.text(
+            (left + bar_px / 2, top + style.font_px + 2),
+            label,
+            fill=(0, 0, 0),
+            font=style.font,
+            anchor="ma",
+        )
+
+    return _Block(block_px, draw_bar, right=True)
+
+
+def _legend_font(size_px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Matplotlib's DejaVu Sans (it has "µ", Pillow's default font has not)."""
+    import matplotlib
+    from PIL import ImageFont
+
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    try:
+        return ImageFont.truetype(path, size_px)
+    except OSError:
+        return ImageFont.load_default(size=size_px)
+
+
+def _elide(text: str, max_px: int, style: _Style) -> str:
+    """``text``, or its start and end around "…" so that it fits ``max_px``."""
+    if style.text_px(text) <= max_px:
+        return text
+    keep = len(text)
+    while (
+        keep > 2
+        and style.text_px(text[: keep // 2] + "…" + text[-(keep // 2) :]) > max_px
+    ):
+        keep -= 1
+    return text[: keep // 2] + "…" + text[-(keep // 2) :]
+
+
 def _check_inputs(
-    thumbnail: npt.ArrayLike, tissue_mask: npt.ArrayLike, alpha: float
+    thumbnail: npt.ArrayLike, tissue_mask: npt.ArrayLike
 ) -> npt.NDArray[np.uint8]:
     rgb = np.asarray(thumbnail)
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
@@ -290,6 +533,4 @@ def _check_inputs(
             f"tissue_mask {mask_shape} and thumbnail {rgb.shape[:2]} must have the "
             f"same height and width (both at the tissue-mask scale)"
         )
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be within [0, 1], got {alpha}")
     return rgb[..., :3]

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from wsi.detection import DetectionParams
 from wsi.errors import OutputError, SettingsMismatchError, WsiError
@@ -28,7 +28,16 @@ from wsi.stages import export_slide, stitch_slide
 from wsi.tiling import TilingParams, tile_slide
 from wsi.tissue import TissueParams
 
-__all__ = ["Failure", "RunConfig", "RunReport", "SlideResult", "run"]
+__all__ = [
+    "Failure",
+    "RunConfig",
+    "RunReport",
+    "SlideResult",
+    "TunedSections",
+    "generic_sections",
+    "run",
+    "tuned_sections",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +73,67 @@ class RunConfig:
             "mpp": self.mpp,
             "mpp_from_objective": self.mpp_from_objective,
         }
+
+
+class TunedSections(TypedDict):
+    """The run settings after scoring, as ``RunConfig`` keyword arguments."""
+
+    polygons: PolygonParams
+    detection: DetectionParams
+    slide_score: SlideScoreParams
+
+
+def tuned_sections(
+    model: Path | str | None, **overrides: dict[str, Any]
+) -> TunedSections:
+    """The polygon, detection and slide-score settings tuned for ``model``.
+
+    Each bundled model's card carries the settings chosen for it on development
+    slides; a model without them gets the generic defaults. ``overrides`` (section
+    -> field -> value) are applied on top, as a user's own settings are.
+
+    Examples
+    --------
+    >>> sections = tuned_sections(None, detection={"nms_radius_um": 300.0})
+    >>> sorted(sections), sections["detection"].nms_radius_um
+    (['detection', 'polygons', 'slide_score'], 300.0)
+    >>> config = RunConfig(slides=(), out_dir=Path("out"), **tuned_sections(None))
+    """
+    from model.registry import tuned_settings
+
+    return generic_sections(**_merged(tuned_settings(model), overrides))
+
+
+def generic_sections(
+    **overrides: dict[str, Any],
+) -> TunedSections:
+    """The generic polygon, detection and slide-score settings, with ``overrides``.
+
+    What a model without tuned settings gets (see :func:`tuned_sections`).
+    """
+    values = overrides
+    return {
+        "polygons": PolygonParams(**values.get("polygons", {})),
+        "detection": DetectionParams(**values.get("detection", {})),
+        "slide_score": SlideScoreParams(**values.get("slide_score", {})),
+    }
+
+
+def _model_label(config: RunConfig) -> str:
+    """The model as the overlay names it: the bundled name or the file's name."""
+    from model.registry import DEFAULT_MODEL
+
+    model = config.scoring.model_path
+    return DEFAULT_MODEL if model is None else Path(model).name
+
+
+def _merged(
+    base: dict[str, dict[str, Any]], overrides: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    out = {k: dict(v) for k, v in base.items()}
+    for section, fields in overrides.items():
+        out.setdefault(section, {}).update(fields)
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +195,10 @@ def run(
     RunReport
         Per-slide results and failures; ``run.json`` is written beside the outputs.
     """
+    if classifier is None:
+        from model.registry import check_model
+
+        check_model(config.scoring.model_path)  # before any slide is touched
     report = RunReport()
     out_dir = Path(config.out_dir)
     try:
@@ -235,6 +309,7 @@ def _run_slide(
             params=config.polygons,
             detection=config.detection,
             scoring=config.slide_score,
+            model_name=None if classifier is not None else _model_label(config),
         )
         timings["export"] = time.perf_counter() - t0
         summary = {

@@ -259,6 +259,7 @@ def score_store(
             params=params,
             overwrite=overwrite,
             runtime=runtime,
+            model=None if classifier is not None else _model_name(params),
         )
         done = chunk_flags(root, Arrays.SCORED)
         todo = [i for i in range(n_chunks) if not done[i]]
@@ -285,6 +286,13 @@ def score_store(
         )
 
 
+def _model_name(params: ScoringParams) -> str:
+    """The ``--model`` value that scores: a bundled name or a file."""
+    from model.registry import DEFAULT_MODEL
+
+    return DEFAULT_MODEL if params.model_path is None else str(params.model_path)
+
+
 def _prepare_scores(
     root: Any,
     *,
@@ -295,8 +303,12 @@ def _prepare_scores(
     params: ScoringParams,
     overwrite: bool,
     runtime: str | None,
+    model: str | None,
 ) -> None:
     """Create ``scores`` and its chunk markers, or reset them for another model.
+
+    ``model`` (the bundled name or file that scored; None for a classifier passed
+    in) is recorded so that a later ``stitch`` uses that model's tuned settings.
 
     ``runtime`` (``keras``, ``openvino-int8``, ...; None: decided on the workers)
     is recorded, not compared: every runtime scores with the same weights.
@@ -322,6 +334,7 @@ def _prepare_scores(
         create_chunk_flags(root, Arrays.SCORED, n_chunks=n_chunks)
         root.attrs[Attr.SCORING_COMPLETE] = False
     root.attrs[Attr.SCORING] = settings | {
+        "model": model,
         "batch_size": params.batch_size,
         "runtime": runtime,
     }

@@ -34,10 +34,10 @@ from wsi.overlay import save_overlay_png
 from wsi.polygons import region_cells
 from wsi.reader import open_slide
 from wsi.slide_score import SlideScore, SlideScoreParams, slide_score
-from wsi.store import array, grid_from_attrs, read_tissue_mask
+from wsi.store import array, attrs_section, grid_from_attrs, read_tissue_mask
 from wsi.tissue import TissueMask, tissue_png
 
-__all__ = ["Exported", "Stitched", "export_slide", "stitch_slide"]
+__all__ = ["Exported", "Stitched", "export_slide", "scored_model", "stitch_slide"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,13 @@ def _open_scored(outputs: SlideOutputs) -> Any:
     return root
 
 
+def scored_model(outputs: SlideOutputs) -> str | None:
+    """The model (bundled name or file) that scored a store; None if not recorded."""
+    root = _open_scored(outputs)
+    model = attrs_section(root, Attr.SCORING).get("model")
+    return None if model is None else str(model)
+
+
 def stitch_slide(
     outputs: SlideOutputs, *, polygons: PolygonParams | None = None
 ) -> Stitched:
@@ -128,12 +135,13 @@ def export_slide(
     params: PolygonParams,
     detection: DetectionParams | None = None,
     scoring: SlideScoreParams | None = None,
+    model_name: str | None = None,
 ) -> Exported:
     """Write polygons (GeoJSON, ASAP XML), detections and the overlay of a heatmap.
 
     ``detection`` and ``scoring`` (defaults when None) give the lesion candidates of
     ``detections.csv`` (`wsi.detection.lesion_candidates`) and the slide score
-    (`wsi.slide_score.slide_score`).
+    (`wsi.slide_score.slide_score`). ``model_name`` is printed in the overlay's legend.
     """
     detection = DetectionParams() if detection is None else detection
     scoring = SlideScoreParams() if scoring is None else scoring
@@ -157,6 +165,7 @@ def export_slide(
             thumbnail_downsample=downsample,
             regions=regions,
             path=outputs.overlay_png,
+            model_name=model_name,
         )
         tissue_png(tissue, outputs.tissue_png)
         area = float(sum(r.area_um2 for r in regions))

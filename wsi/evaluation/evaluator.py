@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from wsi.errors import WsiError
-from wsi.evaluation.froc import FP_RATES, FrocCurve, froc_curve
+from wsi.evaluation.froc import FP_RATES, FrocCurve, bootstrap_froc_ci, froc_curve
 from wsi.evaluation.masks import (
     CAMELYON_L0_MPP,
     DISTANCE_THRESHOLD_UM,
@@ -145,7 +145,8 @@ class EvalFailure:
 class EvalReport:
     """Everything an evaluation measured.
 
-    ``froc`` is None without lesions; ``slide_auc`` / ``slide_auc_ci`` / ``roc``
+    ``froc`` (and its bootstrap interval ``froc_ci``, slides resampled) is None
+    without lesions; ``slide_auc`` / ``slide_auc_ci`` / ``roc``
     are None unless both tumour and normal slides have a slide probability;
     ``dice`` / ``iou`` are means over tumour slides with a ``tumor.geojson``
     (None if none). ``files`` maps report names to the files written.
@@ -158,6 +159,7 @@ class EvalReport:
     slide_auc: float | None
     slide_auc_ci: tuple[float, float] | None
     roc: RocCurve | None
+    froc_ci: tuple[float, float] | None = None
     dice: float | None
     iou: float | None
     files: dict[str, Path] = field(default_factory=dict)
@@ -177,6 +179,7 @@ class EvalReport:
         froc_slides = [s for s in self.slides if s.in_froc]
         return {
             "froc": None if self.froc is None else self.froc.froc,
+            "froc_ci": None if self.froc_ci is None else list(self.froc_ci),
             "sensitivity_at": None
             if self.froc is None
             else {_rate(r): v for r, v in self.froc.sensitivity_at.items()},
@@ -296,8 +299,16 @@ def _summarise(
 ) -> EvalReport:
     froc_slides = [s for s in results if s.in_froc]
     froc: FrocCurve | None = None
+    froc_ci: tuple[float, float] | None = None
     if froc_slides and any(s.n_lesions for s in froc_slides):
         froc = froc_curve([s.hits for s in froc_slides], fp_rates=config.fp_rates)
+        froc_ci = bootstrap_froc_ci(
+            [s.hits for s in froc_slides],
+            fp_rates=config.fp_rates,
+            n_resamples=config.n_bootstrap,
+            confidence=config.confidence,
+            seed=config.seed,
+        )
     else:
         logger.warning("no lesions on the evaluated slides: no FROC")
     scored = [s for s in results if s.slide_probability is not None]
@@ -328,6 +339,7 @@ def _summarise(
         slide_auc=auc,
         slide_auc_ci=ci,
         roc=roc,
+        froc_ci=froc_ci,
         dice=float(np.mean(dice)) if dice else None,
         iou=float(np.mean(iou)) if iou else None,
     )

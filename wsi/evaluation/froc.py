@@ -30,7 +30,14 @@ import numpy.typing as npt
 from wsi.evaluation.masks import EvalMask
 from wsi.evaluation.outputs import Detections
 
-__all__ = ["FP_RATES", "FrocCurve", "SlideHits", "froc_curve", "match_detections"]
+__all__ = [
+    "FP_RATES",
+    "FrocCurve",
+    "SlideHits",
+    "bootstrap_froc_ci",
+    "froc_curve",
+    "match_detections",
+]
 
 #: Average false positives per slide at which sensitivity is read.
 FP_RATES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -174,3 +181,49 @@ def froc_curve(
         n_slides=len(hits),
         n_lesions=n_lesions,
     )
+
+
+def bootstrap_froc_ci(
+    hits: Sequence[SlideHits],
+    *,
+    fp_rates: Sequence[float] = FP_RATES,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile confidence interval of the FROC score, slides resampled.
+
+    Slides with lesions and slides without are resampled separately (stratified,
+    with replacement), so every sample keeps the set's mix; a slide carries all its
+    lesions and detections with it, as lesions on one slide are not independent.
+
+    Examples
+    --------
+    >>> a = SlideHits(fp_probabilities=np.array([0.8]), n_lesions=2, n_itc=0,
+    ...               region_probabilities=np.array([0.9, 0.0]), n_ignored=0)
+    >>> b = SlideHits(fp_probabilities=np.array([0.3]), n_lesions=0, n_itc=0,
+    ...               region_probabilities=np.zeros(0), n_ignored=0)
+    >>> low, high = bootstrap_froc_ci([a, a, b, b], n_resamples=50)
+    >>> low <= froc_curve([a, a, b, b]).froc <= high
+    True
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    with_lesions = [h for h in hits if h.n_lesions]
+    without = [h for h in hits if not h.n_lesions]
+    if not with_lesions:
+        raise ValueError("no lesions on any slide: the FROC sensitivity is undefined")
+    rng = np.random.default_rng(seed)
+    scores = np.empty(n_resamples)
+    for i in range(n_resamples):
+        sample = [
+            with_lesions[j]
+            for j in rng.integers(len(with_lesions), size=len(with_lesions))
+        ]
+        sample += [without[j] for j in rng.integers(len(without), size=len(without))]
+        scores[i] = froc_curve(sample, fp_rates=fp_rates).froc
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(scores, [tail, 100 - tail])
+    return float(low), float(high)

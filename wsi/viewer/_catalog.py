@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wsi.colormap import colourise
+from wsi.colormap import LEGEND_BACKGROUND_RGB, TINT_FLOOR, TINT_OPACITY, tint
 from wsi.layout import Arrays, Attr, SlideOutputs
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "colorbar_css",
     "find_slide",
     "find_slides",
+    "heatmap_legend",
     "read_heatmap",
     "read_regions",
     "render_heatmap_rgba",
@@ -288,58 +289,96 @@ def heatmap_mtime_ns(outputs: SlideOutputs) -> int:
 def render_heatmap_rgba(
     values: npt.NDArray[np.floating], *, min_probability: float = 0.0
 ) -> npt.NDArray[np.uint8]:
-    """Colour-map a heatmap for the browser: transparent where NaN or below a minimum.
+    """Colour a heatmap for the browser: the overlay's tint, transparent below a floor.
 
-    Each cell becomes a square of ``k`` pixels (nearest neighbour), ``k`` as large as
-    `MAX_CELL_PX` allows under `MAX_OVERLAY_PX`, so the browser's smoothing blurs
-    only a thin edge of each cell.
+    Colours and opacities are those of `wsi.colormap.tint` (no tint below
+    `TINT_FLOOR`), with the opacity divided by ``TINT_OPACITY[1]`` (255 at
+    probability 1): the page's opacity slider, at its start (`heatmap_legend`), then
+    gives the look of ``overlay.png``. Each cell becomes a square of ``k`` pixels
+    (nearest neighbour), ``k`` as large as `MAX_CELL_PX` allows under
+    `MAX_OVERLAY_PX`, so the browser's smoothing blurs only a thin edge of each cell.
 
     Parameters
     ----------
     values
         ``float[rows, cols]`` probabilities, NaN where no tissue patch.
     min_probability
-        Cells below this are transparent.
+        Cells below this are transparent too (a floor above `TINT_FLOOR`; one below
+        changes nothing).
 
     Returns
     -------
     numpy.ndarray
-        ``uint8[rows * k, cols * k, 4]`` RGBA in the colours of `wsi.colormap`.
+        ``uint8[rows * k, cols * k, 4]`` RGBA.
 
     Examples
     --------
-    >>> rgba = render_heatmap_rgba(np.array([[0.0, 1.0, np.nan]]), min_probability=0.5)
+    >>> values = np.array([[0.1, 0.6, 1.0, np.nan]])
+    >>> rgba = render_heatmap_rgba(values, min_probability=0.5)
     >>> rgba.shape, rgba[0, ::16, 3].tolist()
-    ((16, 48, 4), [0, 255, 0])
+    ((16, 64, 4), [0, 181, 255, 0])
     """
     if not 0.0 <= min_probability <= 1.0:
         raise ValueError(
             f"min_probability must be within [0, 1], got {min_probability}"
         )
     probabilities = np.asarray(values, dtype=np.float32)
+    rgb, opacity = tint(probabilities, floor=min_probability)
     rgba = np.empty((*probabilities.shape, 4), dtype=np.uint8)
-    rgba[..., :3] = colourise(probabilities)
-    with np.errstate(invalid="ignore"):
-        shown = np.isfinite(probabilities) & (probabilities >= min_probability)
-    rgba[..., 3] = np.where(shown, 255, 0)
+    rgba[..., :3] = rgb
+    rgba[..., 3] = np.rint(opacity * (255 / TINT_OPACITY[1]))
     k = max(1, min(MAX_CELL_PX, MAX_OVERLAY_PX // max(1, *probabilities.shape)))
     return np.repeat(np.repeat(rgba, k, axis=0), k, axis=1)
 
 
-def colorbar_css(stops: int = 11) -> str:
-    """Build a CSS ``linear-gradient`` of the heatmap colours from probability 0 to 1.
+def colorbar_css(stops: int = 9) -> str:
+    """Build a CSS ``linear-gradient`` of the tint, transparent below `TINT_FLOOR`.
+
+    The alpha of each stop is that of `render_heatmap_rgba` (the page scales it with
+    its opacity slider); draw it over `LEGEND_BACKGROUND_RGB`.
 
     Examples
     --------
-    >>> colorbar_css(2)
-    'linear-gradient(to right, rgb(48, 18, 59), rgb(122, 4, 3))'
+    >>> colorbar_css(2)  # doctest: +NORMALIZE_WHITESPACE
+    'linear-gradient(to right, transparent 0%, transparent 20%,
+     rgba(254, 202, 102, 0.417) 20%, rgba(196, 5, 36, 1) 100%)'
     """
-    rgb = colourise(np.linspace(0.0, 1.0, stops))
-    return (
-        "linear-gradient(to right, "
-        + ", ".join(f"rgb({r}, {g}, {b})" for r, g, b in rgb.tolist())
-        + ")"
-    )
+    values = np.linspace(TINT_FLOOR, 1.0, stops)
+    rgb, opacity = tint(values)
+    alpha = opacity / TINT_OPACITY[1]
+    floor = f"{100 * TINT_FLOOR:g}%"
+    parts = ["transparent 0%", f"transparent {floor}"] + [
+        f"rgba({r}, {g}, {b}, {a:.3g}) {100 * p:g}%"
+        for (r, g, b), a, p in zip(rgb.tolist(), alpha.tolist(), values, strict=True)
+    ]
+    return "linear-gradient(to right, " + ", ".join(parts) + ")"
+
+
+def heatmap_legend() -> dict[str, Any]:
+    """What the slide page needs to draw the heatmap's controls and colour bar.
+
+    Keys: ``gradient`` (`colorbar_css`), ``background`` (CSS colour of
+    `LEGEND_BACKGROUND_RGB`, behind the gradient), ``ticks`` (labels and positions
+    in % at 0, `TINT_FLOOR`, 0.5 and 1), ``caption``, ``floor_percent`` (the
+    minimum slider's start and lowest value) and ``opacity_percent`` (the opacity
+    slider's start, at which the tiles look like ``overlay.png``).
+
+    Examples
+    --------
+    >>> legend = heatmap_legend()
+    >>> legend["ticks"], legend["floor_percent"], legend["opacity_percent"]
+    ([('0', 0.0), ('0.2', 20.0), ('0.5', 50.0), ('1', 100.0)], 20, 60)
+    """
+    from wsi.overlay import legend_labels
+
+    return {
+        "gradient": colorbar_css(),
+        "background": "rgb({}, {}, {})".format(*LEGEND_BACKGROUND_RGB),
+        "ticks": [(f"{p:g}", 100.0 * p) for p in (0.0, TINT_FLOOR, 0.5, 1.0)],
+        "caption": legend_labels()["ramp"],
+        "floor_percent": round(100 * TINT_FLOOR),
+        "opacity_percent": round(100 * TINT_OPACITY[1]),
+    }
 
 
 def read_regions(outputs: SlideOutputs) -> dict[str, Any] | None:

@@ -45,9 +45,9 @@ from wsi.viewer._catalog import (
     HeatmapLayer,
     SlideEntry,
     by_probability,
-    colorbar_css,
     find_slide,
     find_slides,
+    heatmap_legend,
     heatmap_mtime_ns,
     read_heatmap,
     read_regions,
@@ -331,7 +331,7 @@ def _add_pages(app: flask.Flask, state: _State) -> None:
             position=(here + 1, len(order)),
             truth_file=None if truth is None else truth.name,
             files=files,
-            colorbar_css=colorbar_css(),
+            legend=heatmap_legend(),
         )
 
     @app.get("/slides/<stem>/files/<name>")

@@ -28,8 +28,8 @@
   var heatmap = null; // geometry from /api/slides/<stem>/heatmap
   var heatmapItem = null;
   var heatmapOn = true;
-  var opacity = 0.5;
-  var minProbability = 0;
+  var opacity = null; // both from the sliders, which the server starts at the defaults
+  var minProbability = null;
   var onViewportChange = [];
 
   function $(id) { return document.getElementById(id); }
@@ -85,6 +85,8 @@
 
   /* ---- heatmap ---------------------------------------------------------------- */
   function loadHeatmap() {
+    opacity = $("heatmap-opacity").value / 100;
+    minProbability = $("heatmap-min").value / 100;
     getJson(page.heatmap_url).then(function (geometry) {
       if (!geometry) { show("heatmap-missing"); return; }
       heatmap = geometry;
@@ -99,11 +101,13 @@
       opacity = e.target.value / 100;
       $("heatmap-opacity-value").textContent = e.target.value + "%";
       if (heatmapItem && heatmapOn) heatmapItem.setOpacity(opacity);
+      $("colorbar-tint").style.opacity = opacity;
     });
     var timer = null;
     $("heatmap-min").addEventListener("input", function (e) {
       minProbability = e.target.value / 100;
       $("heatmap-min-value").textContent = minProbability.toFixed(2);
+      $("colorbar-hidden").style.width = e.target.value + "%";
       clearTimeout(timer);
       timer = setTimeout(addHeatmapImage, 150);
     });

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fine-tune the EfficientNet-Lite0 teacher on a machine with a GPU, in one command:
 #
-#   scripts/gpu_train_teacher.sh PCAM_DIR OUT_DIR [EPOCHS] [TRAIN OPTIONS...]
+#   tools/gpu_train_teacher.sh PCAM_DIR OUT_DIR [EPOCHS] [TRAIN OPTIONS...]
 #
 # PCAM_DIR holds train/ and valid/ (class folders, as ../shared/data/pcam) or the
 # official HDF5 pairs; OUT_DIR gets the run (best.keras + best.json, log.csv,
@@ -12,7 +12,7 @@
 # (3e-4 * 256 / 32) and a cosine decay, the recipe of the CPU run otherwise.
 # Options after EPOCHS go to `wsi-heatmap train` after the defaults here, so they add
 # to or override them, e.g. `--folds 5 --holdout-fold 0 --seed 0` for one of five
-# cross-fitted teachers (--fold-teacher; docs/TRAINING.md, run kd18).
+# cross-fitted teachers (--fold-teacher; research/TRAINING.md, run kd18).
 # Bring OUT_DIR/best.keras and best.json back and export them with
 #   wsi-heatmap export-model OUT_DIR --out model/weights/pcam-efficientnet-lite0.keras \
 #       --float16 --check-data PCAM_DIR/valid

@@ -2,21 +2,21 @@
 # Patient distillation of the NASNetMobile student on a machine with a GPU, in one
 # command (issue 9: the lever the 2-core CPU cannot pull):
 #
-#   scripts/gpu_distil_student.sh PCAM_DIR OUT_DIR [EPOCHS] [INIT] [TRAIN OPTIONS...]
+#   tools/gpu_distil_student.sh PCAM_DIR OUT_DIR [EPOCHS] [INIT] [TRAIN OPTIONS...]
 #
 # The student learns the bundled EfficientNet-Lite0 teacher's probabilities on the very
 # augmented, mixed-up view it sees (function matching, Beyer et al. 2022: long
 # schedules are what make it work; three CPU runs of 3-6 epochs, kd1-kd3 in
-# docs/TRAINING.md, moved the student by 0.002). EPOCHS defaults to 200 (20,000 patches
+# research/TRAINING.md, moved the student by 0.002). EPOCHS defaults to 200 (20,000 patches
 # an epoch); INIT defaults to the bundled student, "none" starts from random weights.
 # Batch 256, learning rate scaled by the linear rule from the CPU runs' 2e-4 at batch
 # 32, cosine decay, weight average, HED jitter. Needs the package installed with
 # TensorFlow's GPU build; rerun the same command to resume after a kill.
 # Options after INIT go to `wsi-heatmap train` as they are, after the defaults here, so
 # they add to or override them, e.g. `... 200 none --feature-weight 1` or `--shift 4`
-# or `--teacher-tta` (see docs/TRAINING.md for what each measured on the CPU). With
+# or `--teacher-tta` (see research/TRAINING.md for what each measured on the CPU). With
 # `--fold-teacher T0 --fold-teacher T1 ...` (cross-fitted teachers, e.g. from
-# scripts/gpu_train_teacher.sh with --folds K --holdout-fold I) the bundled teacher and
+# tools/gpu_train_teacher.sh with --folds K --holdout-fold I) the bundled teacher and
 # mixup are left out: fold teachers replace the one teacher and refuse mixup. Bring
 # OUT_DIR/best.keras and best.json back, check them with
 #   wsi-heatmap eval-patches PCAM_DIR/valid --model OUT_DIR/best.keras --tta dihedral

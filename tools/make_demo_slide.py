@@ -2,7 +2,7 @@
 
 Run from the repository root (it reads the shared data folder, nothing else does)::
 
-    .venv/bin/python scripts/make_demo_slide.py --data ../shared/data --out demo
+    .venv/bin/python tools/make_demo_slide.py --data ../shared/data --out demo
 
 It writes, into ``--out``:
 
@@ -280,7 +280,7 @@ def write_slide(
     """
     description = (
         "wsi-heatmap demo slide: PatchCamelyon patches (CC0) around a Camelyon16 "
-        "lesion outline (CC0); built by scripts/make_demo_slide.py"
+        "lesion outline (CC0); built by tools/make_demo_slide.py"
     )
     with tifffile.TiffWriter(path) as tif:
         for ds, level in zip(DOWNSAMPLES, levels, strict=True):

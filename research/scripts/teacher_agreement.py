@@ -8,7 +8,7 @@ absolute logit gap, over all patches and over those the teacher is sure of
 (|logit| > 3, probability below 0.047 or above 0.953). Run it on training patches
 (what the student was fitted on) and on ``valid/`` (what it should generalise to):
 
-    python scripts/teacher_agreement.py ../shared/data/pcam/valid \\
+    python research/scripts/teacher_agreement.py ../shared/data/pcam/valid \\
         --teacher model/weights/pcam-efficientnet-lite0.keras \\
         --student model/weights/pcam-nasnet-mobile.keras --student runs/kd19/best.keras
 """

@@ -5,7 +5,7 @@ fact to a saved model: prints the validation AUC before and after, and with ``--
 writes the recomputed model with its sidecar (the source's card, new sha256, the
 validation AUC after), ready for ``python -m model.export_fast`` or ``eval-patches``::
 
-    python scripts/recalibrate_bn.py runs/kd5/best.keras --patches 2048 --out kd5-bn.keras
+    python tools/recalibrate_bn.py runs/kd5/best.keras --patches 2048 --out kd5-bn.keras
 """
 
 from __future__ import annotations

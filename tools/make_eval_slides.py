@@ -3,8 +3,8 @@
 Run from the repository root (it reads the shared data folder; nothing in ``wsi/``
 does)::
 
-    nice -n 5 .venv/bin/python scripts/make_eval_slides.py --data ../shared/data \
-        --out /work/evalset
+    nice -n 5 .venv/bin/python tools/make_eval_slides.py --data ../shared/data \
+        --out /work/evalset [--patches test-dev|valid] [--drop-pale]
 
 It writes two sets, each ``--tumour`` tumour slides and ``--normal`` normal slides:
 
@@ -30,16 +30,17 @@ and in each set:
 
 Notes
 -----
-1. Patches: PCam ``valid/`` only (the bundled models never trained on it), without
-   mostly-white or grey/black ones (953 normal and 1,432 tumour patches are left). Each label's usable
-   patches are shuffled once and split in two halves: the tuning set draws from one,
-   the held-out set from the other, so no patch of the held-out set was looked at
-   while tuning. Within a slide, a tumour patch is used once (a slide holds at most
-   one half's 716 tumour patches); normal patches (476 per half, about 750 normal
-   cells per slide) repeat within a slide about 1.6 times (each round of the pool is
-   used up before the next, in a fresh order), and every slide of a set reuses the
-   same pool. That reuse is unavoidable with 1,500
-   patches per class and is why the sets are small.
+1. Patches: PCam ``test-dev/`` (``--patches test-dev``, the default: real PCam test
+   patches from other Camelyon16 slides than any model trained or stopped on) or
+   ``valid/`` (``--patches valid``, the second line). All of a split's patches are
+   used, pale and grey ones included, as real slides have them; ``--drop-pale``
+   leaves out mostly-white or grey/black ones. Each label's patches are shuffled
+   once and split in two halves: the tuning set draws from one, the held-out set
+   from the other, so no patch of the held-out set was looked at while tuning.
+   Within a slide, a tumour patch is used once until the half's tumour patches are
+   used up (then they repeat, in a fresh order); normal patches repeat within a
+   slide about twice, and every slide of a set reuses the same pool. That reuse is
+   unavoidable with 750 patches per class and is why the sets are small.
 2. Lesions: the positive polygons of the NCRF JSON files (real Camelyon16 outlines,
    holes from ``negative``), at their real size (level-0 px of 0.243 um/px, which is
    the slides' level 0), turned by a multiple of 90 degrees and maybe mirrored. Only
@@ -167,9 +168,13 @@ def load_lesions(folder: Path, sources: Sequence[str]) -> list[Lesion]:
     return lesions
 
 
-def usable_patches(pcam_valid: Path, label: int) -> list[Path]:
-    """The label's patches that look like tissue, sorted by name."""
-    files = sorted((pcam_valid / str(label)).glob("patch*.jpg"))
+def usable_patches(split: Path, label: int, *, drop_pale: bool) -> list[Path]:
+    """The label's patches (with ``drop_pale``, those that look like tissue), sorted."""
+    files = sorted((split / str(label)).glob("patch*.jpg"))
+    if not files:
+        raise SystemExit(f"{split / str(label)}: no patch*.jpg files")
+    if not drop_pale:
+        return files
     return [
         f
         for f in files
@@ -260,8 +265,10 @@ def build_mosaic(
     """The level-2 image: a patch per tissue cell, glass elsewhere."""
     rows, cols = tissue.shape
     if int((lesion_of > 0).sum()) > len(pools[1]):
-        raise ValueError(
-            f"{int((lesion_of > 0).sum())} tumour cells but {len(pools[1])} patches"
+        logger.info(
+            "%d tumour cells, %d tumour patches: some repeat",
+            int((lesion_of > 0).sum()),
+            len(pools[1]),
         )
     mosaic = np.empty((rows * PATCH_PX, cols * PATCH_PX, 3), np.uint8)
     mosaic[...] = GLASS_RGB
@@ -508,17 +515,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument(
+        "--patches",
+        default="test-dev",
+        choices=["test-dev", "valid"],
+        help="PCam split the patches come from (never train/)",
+    )
+    parser.add_argument(
+        "--drop-pale", action="store_true", help="leave out mostly-white/grey patches"
+    )
+    parser.add_argument(
         "--sets", nargs="+", default=["tune", "heldout"], choices=["tune", "heldout"]
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    valid = args.data / "pcam" / "valid"
+    split = args.data / "pcam" / args.patches
     halves = {
-        lab: split_halves(usable_patches(valid, lab), args.seed) for lab in (0, 1)
+        lab: split_halves(
+            usable_patches(split, lab, drop_pale=args.drop_pale), args.seed
+        )
+        for lab in (0, 1)
     }
     logger.info(
-        "usable valid patches: %d normal, %d tumour (halves per set)",
+        "%s patches used: %d normal, %d tumour (halves per set)",
+        args.patches,
         sum(map(len, halves[0])),
         sum(map(len, halves[1])),
     )

@@ -7,7 +7,7 @@ the soup's after its BatchNorm statistics are recomputed on training patches; wi
 ``recipe["averaged_from"]``, the new sha256 and validation AUC), ready for
 ``eval-patches --tta dihedral`` or ``export-model``::
 
-    python scripts/average_models.py model/weights/pcam-nasnet-mobile.keras \\
+    python research/scripts/average_models.py model/weights/pcam-nasnet-mobile.keras \\
         runs/s1/best.keras --mixing 1 1 --out soup.keras
 """
 

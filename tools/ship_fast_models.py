@@ -6,7 +6,7 @@ on the shipped PCam patches, checked against Keras); loading checks these files'
 sha256 and probe outputs like cached ones. Stale folders (of models no longer shipped)
 are removed.
 
-    python scripts/ship_fast_models.py
+    python tools/ship_fast_models.py
 """
 
 from __future__ import annotations

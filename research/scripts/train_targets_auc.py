@@ -8,7 +8,7 @@ and, given cross-fitted teachers (``wsi-heatmap train --folds K --holdout-fold I
 of their out-of-fold scores: each patch scored by the teacher that never saw it (the
 targets ``--fold-teacher`` trains on).
 
-    python scripts/train_targets_auc.py ../shared/data/pcam/train \\
+    python research/scripts/train_targets_auc.py ../shared/data/pcam/train \\
         --model model/weights/pcam-efficientnet-lite0.keras \\
         --model model/weights/pcam-nasnet-mobile.keras \\
         --fold-teacher runs/t-fold0/best.keras --fold-teacher runs/t-fold1/best.keras

@@ -1,6 +1,6 @@
 """Cell-level agreement of a finished demo run with the demo slide's truth.
 
-Usage: python scripts/demo_cell_auc.py demo-out   (after ``make demo``)
+Usage: python research/scripts/demo_cell_auc.py demo-out   (after ``make demo``)
 """
 
 from __future__ import annotations

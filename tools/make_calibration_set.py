@@ -7,7 +7,7 @@ export (:mod:`model.export_fast`) calibrates on them and checks the exported mod
 against Keras on them; they are PCam training patches (CC0), never validation ones.
 Run from the repository root::
 
-    python scripts/make_calibration_set.py ../shared/data/pcam/train
+    python tools/make_calibration_set.py ../shared/data/pcam/train
 """
 
 from __future__ import annotations

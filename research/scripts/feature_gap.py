@@ -6,7 +6,7 @@ on the positions of 2,048 training patches, and prints the mean squared error on
 others beside that of predicting each channel's mean. An error near the latter means
 the student's features carry little of the teacher's.
 
-    python scripts/feature_gap.py ../shared/data/pcam/train \\
+    python research/scripts/feature_gap.py ../shared/data/pcam/train \\
         --student model/weights/pcam-nasnet-mobile.keras \\
         --teacher model/weights/pcam-efficientnet-lite0.keras
 """

@@ -4,7 +4,7 @@ Scores ``valid/`` once per model (with test-time augmentation), then prints the 
 every combination of two or more models averaged. Issue 9's question: do several
 NASNet students, fine-tuned from one another, gain by averaging their predictions?
 
-    python scripts/ensemble_auc.py \\
+    python research/scripts/ensemble_auc.py \\
         model/weights/pcam-nasnet-mobile.keras runs/s1/best.keras runs/kd17/best.keras
 """
 

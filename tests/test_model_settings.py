@@ -1,0 +1,104 @@
+"""Each model carries its tuned post-processing; flags and files still win; a bad
+``--model`` fails before any slide is touched."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+import pytest
+
+from model.card import ModelCard, write_card
+from model.registry import BUNDLED_MODELS, DEFAULT_MODEL, tuned_settings
+from wsi.cli import main
+from wsi.cli_commands import build_config, run_command
+from wsi.detection import DetectionParams
+from wsi.pipeline import tuned_sections
+from wsi.polygons import PolygonParams
+from wsi.slide_score import SlideScoreParams
+
+FIXTURES = Path(__file__).parent / "fixtures" / "slides"
+
+
+def _model_with_settings(folder: Path, settings: dict[str, dict[str, object]]) -> Path:
+    """A model file whose card tunes ``settings`` (the weights are never loaded)."""
+    path = folder / "tuned.keras"
+    path.write_bytes(b"not read: only the card is")
+    write_card(path, ModelCard(architecture="logreg", settings=settings))
+    return path
+
+
+def _config(tmp_path: Path, toml: Path | None = None, **flags: object) -> object:
+    with click.Context(run_command) as ctx:
+        return build_config(ctx, (Path("s.tif"),), tmp_path, toml, **flags)
+
+
+def test_the_model_card_settings_reach_the_run(tmp_path: Path) -> None:
+    model = _model_with_settings(
+        tmp_path,
+        {
+            "detection": {"smooth_sigma_um": 0.0, "nms_radius_um": 175.0},
+            "slide_score": {"method": "top_mean"},
+            "polygons": {"threshold": 0.6},
+        },
+    )
+    config = _config(tmp_path, model_path=model)
+    assert config.detection == DetectionParams(smooth_sigma_um=0.0, nms_radius_um=175.0)
+    assert config.slide_score.method == "top_mean"
+    assert config.polygons.threshold == 0.6
+    # Fields the card leaves out keep the generic defaults.
+    assert config.polygons.min_area_um2 == PolygonParams().min_area_um2
+
+
+def test_flags_and_the_config_file_override_the_model_settings(tmp_path: Path) -> None:
+    model = _model_with_settings(
+        tmp_path,
+        {"detection": {"smooth_sigma_um": 0.0}, "polygons": {"threshold": 0.6}},
+    )
+    toml = tmp_path / "run.toml"
+    toml.write_text("[polygons]\nthreshold = 0.7\n")
+    config = _config(tmp_path, toml, model_path=model, detection_sigma_um=80.0)
+    assert config.detection.smooth_sigma_um == 80.0  # the flag
+    assert config.polygons.threshold == 0.7  # the file
+    config = _config(tmp_path, toml, model_path=model, threshold=0.9)
+    assert config.polygons.threshold == 0.9  # a flag beats the file
+
+
+def test_a_model_without_tuned_settings_gets_the_generic_ones(tmp_path: Path) -> None:
+    model = _model_with_settings(tmp_path, {})
+    config = _config(tmp_path, model_path=model)
+    assert config.detection == DetectionParams()
+    assert config.slide_score == SlideScoreParams()
+    assert config.polygons == PolygonParams()
+
+
+def test_every_bundled_model_carries_tuned_settings_and_the_default_is_bundled() -> (
+    None
+):
+    assert DEFAULT_MODEL in BUNDLED_MODELS
+    for name in BUNDLED_MODELS:
+        sections = tuned_sections(name)  # the card's values build valid params
+        assert set(tuned_settings(name)) == {"polygons", "detection", "slide_score"}
+        assert dataclasses.asdict(sections["detection"])  # not empty
+    assert tuned_sections(None) == tuned_sections(DEFAULT_MODEL)
+
+
+def test_a_card_with_an_unknown_section_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="settings must map"):
+        ModelCard(architecture="x", settings={"tiling": {"stride_px": 32}})
+
+
+def test_a_wrong_model_fails_in_seconds_before_any_slide(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    slides = [str(FIXTURES / "cmu-1-small-region.svs"), str(FIXTURES / "small.svs")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*slides, "--out", str(tmp_path / "out"), "--model", "nonexistent"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert len(err.strip().splitlines()) == 1, err
+    assert "nonexistent" in err
+    for name in BUNDLED_MODELS:
+        assert name in err  # the error lists what can be chosen
+    assert not (tmp_path / "out").exists()  # checked before any slide: no store
