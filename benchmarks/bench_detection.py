@@ -142,7 +142,13 @@ def strategies(model: str) -> list[Strategy]:
                 slide=dataclasses.replace(s, method="top_mean", top_area_um2=area),
             )
         )
-    for sigma, thr, scale in ((50, 0.5, 5e4), (100, 0.5, 5e4), (100, 0.5, 2e5)):
+    for sigma, thr, scale in (
+        (50, 0.5, 5e4),
+        (100, 0.5, 5e4),
+        (100, 0.5, 2e5),
+        (50, 0.7, 2e4),
+        (0, 0.9, 2e4),
+    ):
         out.append(
             mk(
                 f"slide: largest region >= {thr}, sigma {sigma} um, "

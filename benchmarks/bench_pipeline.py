@@ -55,6 +55,8 @@ from typing import Any
 
 from _report import markdown_table  # benchmarks/ is on sys.path when run
 
+from model.registry import DEFAULT_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -64,6 +66,7 @@ DOWNSAMPLES = (1, 4, 16, 64)
 FULL_SIZE = (98_304, 49_152)  # about 22k tissue patches at stride 96
 QUICK_SIZE = (16_384, 8_192)  # about 600
 COLUMNS = (
+    "model",
     "slide (level 0)",
     "tissue patches",
     "runtime",
@@ -161,8 +164,10 @@ class _TreeMemory:
         }
 
 
-def _classifier(batch_size: int, *, keras: bool = False) -> tuple[Any, float]:
-    """The bundled model, loaded and called once; and the seconds that took.
+def _classifier(
+    batch_size: int, *, keras: bool = False, model: str | None = None
+) -> tuple[Any, float]:
+    """The model (None: the default bundled one), loaded and called once; the seconds.
 
     ``keras``: plain Keras fp32; else as scoring loads it (``ClassifierSpec``: the
     runtime ``WSI_SCORING_RUNTIME`` asks for, OpenVINO when installed).
@@ -173,10 +178,11 @@ def _classifier(batch_size: int, *, keras: bool = False) -> tuple[Any, float]:
     from wsi.scoring import ClassifierSpec
 
     started = time.perf_counter()
+    path = None if model is None else Path(model)
     classifier = (
-        load_classifier(batch_size=batch_size)
+        load_classifier(path, batch_size=batch_size)
         if keras
-        else ClassifierSpec(batch_size=batch_size).load()
+        else ClassifierSpec(model_path=path, batch_size=batch_size).load()
     )
     classifier(np.zeros((batch_size, 96, 96, 3), np.uint8))
     return classifier, time.perf_counter() - started
@@ -191,7 +197,7 @@ def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
 
     memory = _TreeMemory()
     started = time.perf_counter()
-    classifier, load_s = _classifier(args.batch_size)
+    classifier, load_s = _classifier(args.batch_size, model=args.model)
     stage_cpu: dict[str, float] = {}
     stage_peak_mb: dict[str, float] = {"model": memory.peak_so_far()}
 
@@ -254,7 +260,7 @@ def _child_bare(args: argparse.Namespace) -> dict[str, Any]:
     from wsi.store import open_tile_store
 
     memory = _TreeMemory()
-    classifier, load_s = _classifier(args.batch_size, keras=True)
+    classifier, load_s = _classifier(args.batch_size, keras=True, model=args.model)
     tiles = open_tile_store(Path(args.store))
     patches = np.ascontiguousarray(tiles.read_patches(0, args.bare_patches))
     batches = [
@@ -304,6 +310,7 @@ def _run_child(
 
 
 def _row(
+    model: str,
     size: tuple[int, int],
     workers: int,
     batch: int,
@@ -313,6 +320,7 @@ def _row(
     bare_rate = bare["patches"] / bare["seconds"]
     pipe_rate = pipe["patches"] / pipe["score_s"]
     return {
+        "model": model,
         "slide (level 0)": f"{size[0]} x {size[1]}",
         "tissue patches": str(pipe["patches"]),
         "runtime": pipe["runtime"],
@@ -378,12 +386,13 @@ def _bench_slide(
     min_patches: int,
     runs: list[dict[str, Any]],
 ) -> list[dict[str, str]]:
-    """Pipeline runs (one per runtime) and bare Keras runs, interleaved."""
-    pipes: dict[str, list[dict[str, Any]]] = {r: [] for r in args.runtimes}
-    bares: list[dict[str, Any]] = []
+    """Pipeline runs (one per model and runtime) and bare Keras runs, interleaved."""
+    keys = [(m, r) for m in args.models for r in args.runtimes]
+    pipes: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in keys}
+    bares: dict[str, list[dict[str, Any]]] = {m: [] for m in args.models}
     run_dir = args.work / f"run-{slide.stem}"
     for _ in range(args.repeat):  # interleaved, so that load changes hit all
-        for runtime in args.runtimes:
+        for model, runtime in keys:
             pipe = _run_child(
                 "pipeline",
                 args,
@@ -391,30 +400,39 @@ def _bench_slide(
                 slide=str(slide),
                 run_dir=str(run_dir),
                 workers=str(workers),
+                model=model,
             )
             if pipe["patches"] < min_patches:
                 raise SystemExit(
                     f"{slide} has {pipe['patches']} tissue patches, "
                     f"fewer than --min-patches {min_patches}"
                 )
-            print(f"pipeline ({runtime}, {workers} threads): {pipe}", file=sys.stderr)
-            pipes[runtime].append(pipe)
-            bare = _run_child("bare", args, store=pipe["store"])
-            print(f"bare Keras: {bare}", file=sys.stderr, flush=True)
-            bares.append(bare)
-    best_bare = max(bares, key=lambda r: r["patches"] / r["seconds"])
+            print(
+                f"pipeline ({model}, {runtime}, {workers} threads): {pipe}",
+                file=sys.stderr,
+            )
+            pipes[(model, runtime)].append(pipe)
+            bare = _run_child("bare", args, store=pipe["store"], model=model)
+            print(f"bare Keras ({model}): {bare}", file=sys.stderr, flush=True)
+            bares[model].append(bare)
     runs.append(
-        {"slide": str(slide), "workers": workers, "pipeline": pipes, "bare": bares}
+        {
+            "slide": str(slide),
+            "workers": workers,
+            "pipeline": {f"{m}/{r}": v for (m, r), v in pipes.items()},
+            "bare": bares,
+        }
     )
     return [
         _row(
+            model,
             size,
             workers,
             args.batch_size,
             min(found, key=lambda r: r["score_s"]),
-            best_bare,
+            max(bares[model], key=lambda r: r["patches"] / r["seconds"]),
         )
-        for found in pipes.values()
+        for (model, _runtime), found in pipes.items()
     ]
 
 
@@ -446,6 +464,13 @@ def main(argv: list[str] | None = None) -> None:
         help="fail when the slide has fewer tissue patches "
         "(default 20000; 0 with --quick)",
     )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[DEFAULT_MODEL],
+        help="bundled names or .keras files; one row each, runs interleaved",
+    )
+    parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument(
         "--chunk-patches",

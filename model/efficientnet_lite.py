@@ -322,7 +322,10 @@ def imagenet_weights(
     """
     if path is not None:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: {variant} ImageNet weights not found")
+            raise FileNotFoundError(
+                f"{path}: {variant} ImageNet weights not found; pass a converted .npz "
+                "(tools/convert_efficientnet_lite.py) or --no-pretrained"
+            )
         return load_imagenet_npz(Path(path)), Path(path)
     shipped = imagenet_npz(variant)
     if shipped.is_file():

@@ -84,11 +84,11 @@ def _print_report(report: Any) -> None:
         ci = (
             ""
             if report.froc_ci is None
-            else (f" (95% CI {report.froc_ci[0]:.3f}-{report.froc_ci[1]:.3f})")
+            else f"95% CI {report.froc_ci[0]:.3f}-{report.froc_ci[1]:.3f}; "
         )
         click.echo(
-            f"FROC {froc.froc:.3f}{ci} ({froc.n_lesions} lesion(s), {froc.n_slides} slide(s); "
-            f"sensitivity at FP/slide {at})"
+            f"FROC {froc.froc:.3f} ({froc.n_lesions} lesion(s), {froc.n_slides} "
+            f"slide(s); {ci}sensitivity at FP/slide {at})"
         )
     else:
         click.echo("FROC: no lesions to detect")

@@ -117,3 +117,23 @@ def test_cli_output_has_no_tensorflow_start_up_chatter(
     assert "I0000" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert all(line.startswith(("INFO ", "WARNING ")) for line in lines), lines
+
+
+def test_auc_interval_holds_the_auc_narrows_with_data_and_repeats() -> None:
+    from model.evaluate import auc_ci95, roc_auc
+
+    rng = np.random.default_rng(3)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.repeat([0, 1], n // 2)
+        return labels, labels * 1.2 + rng.normal(size=n)
+
+    small, large = sample(200), sample(4000)
+    low_s, high_s = auc_ci95(*small)
+    low_l, high_l = auc_ci95(*large)
+    assert low_s < roc_auc(*small) < high_s
+    assert low_l < roc_auc(*large) < high_l
+    assert high_l - low_l < (high_s - low_s) / 3  # ~1/sqrt(20) as wide
+    assert auc_ci95(*small) == (low_s, high_s)  # seeded: same data, same interval
+    # A perfectly separated set: every resample has AUC 1, the interval is (1, 1).
+    assert auc_ci95([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], n_resamples=50) == (1.0, 1.0)

@@ -37,7 +37,7 @@ def test_check_compatible() -> None:
 
 def test_bundled_model_path_is_in_the_package() -> None:
     path = bundled_model_path()
-    assert path.name == "pcam-nasnet-mobile.keras"
+    assert path.name == "pcam-efficientnet-lite0.keras"  # the default model
     assert path.parent.name == "weights"
     assert path.parent.parent.name == "model"
 

@@ -171,3 +171,47 @@ def test_a_slide_being_written_elsewhere_is_left_alone(
     # The holder was killed: the OS released its lock and the slide runs now.
     again = run(_config((tumour_slide,), out), classifier=ColourClassifier())
     assert again.ok, again.failures
+
+
+def test_stitch_uses_the_settings_of_the_model_that_scored(
+    tumour_slide: Path, tmp_path: Path
+) -> None:
+    """`stitch` re-exports with the card settings of the model recorded in the store."""
+    from click.testing import CliRunner
+
+    from model.card import ModelCard, write_card
+    from wsi.cli import cli
+    from wsi.layout import Attr
+    from wsi.stages import scored_model
+    from wsi.store import open_store
+
+    out = tmp_path / "out"
+    report = run(_config((tumour_slide,), out), classifier=ColourClassifier())
+    assert report.ok
+    outputs = report.results[0].outputs
+    assert scored_model(outputs) is None  # a classifier passed in: no model file
+    # As if a model with tuned settings had scored: its card says "no candidates
+    # below 0.99".
+    model = tmp_path / "tuned.keras"
+    model.write_bytes(b"only the card is read")
+    write_card(
+        model,
+        ModelCard(
+            architecture="logreg",
+            settings={"detection": {"min_probability": 0.99}},
+        ),
+    )
+    root = open_store(outputs.store, writable=True)
+    root.attrs[Attr.SCORING] = dict(root.attrs[Attr.SCORING]) | {"model": str(model)}
+    assert scored_model(outputs) == str(model)
+    before = outputs.detections_csv.read_text().splitlines()
+    assert len(before) == 1  # the tumour, at 0.77
+    result = CliRunner().invoke(cli, ["stitch", str(outputs.folder)])
+    assert result.exit_code == 0, result.output
+    assert outputs.detections_csv.read_text().splitlines() == []
+    # A flag still wins over the model's settings.
+    result = CliRunner().invoke(
+        cli, ["stitch", str(outputs.folder), "--min-detection-probability", "0.5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert outputs.detections_csv.read_text().splitlines() == before

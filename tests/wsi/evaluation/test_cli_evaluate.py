@@ -85,6 +85,9 @@ def test_evaluate_prints_a_table_and_writes_reports(
         "1.000",
     ]
     assert any(line.startswith("FROC 1.000 (1 lesion(s), 2 slide(s)") for line in lines)
+    assert any(
+        "95% CI 1.000-1.000" in line for line in lines if line.startswith("FROC")
+    )
     assert "slide AUC 1.000 (95% CI 1.000-1.000)" in result.output
     assert f"reports: {ev}" in result.output
     assert sorted(p.name for p in ev.iterdir()) == [
