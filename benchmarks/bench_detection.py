@@ -226,13 +226,14 @@ def score_set(
     *,
     model: str,
     stride: int,
+    tta: str = "none",
 ) -> dict[str, float]:
     """Run the pipeline (tile, score, export at the defaults); seconds per slide."""
     config = RunConfig(
         slides=tuple(slides),
         out_dir=out_dir,
         tiling=TilingParams(stride_px=stride),
-        scoring=ScoringParams(model_path=Path(model)),
+        scoring=ScoringParams(model_path=Path(model), tta=tta),  # type: ignore[arg-type]
     )
     report = run(config)
     if report.failures:
@@ -571,6 +572,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="also compare stride 32 with 96 on this many slides",
     )
+    parser.add_argument(
+        "--tta",
+        default="none",
+        choices=["none", "flips", "dihedral"],
+        help="score the slides with this test-time augmentation",
+    )
     parser.add_argument("--no-doc", action="store_true", help="leave DETECTION.md")
     parser.add_argument(
         "--doc-key", default="", help="DETECTION.md block [<model>:<set>[:defaults]]"
@@ -583,11 +590,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.setLevel(logging.INFO)
 
     evalset = args.evalset / args.set
-    model_key = Path(args.model).stem
+    model_key = Path(args.model).stem + (
+        "" if args.tta == "none" else f"-tta-{args.tta}"
+    )
     runs = args.runs or args.evalset / "runs" / model_key / args.set
     slides = sorted((evalset / "slides").glob("*.tif"))
     t0 = time.perf_counter()
-    seconds = score_set(slides, runs, model=args.model, stride=96)
+    seconds = score_set(slides, runs, model=args.model, stride=96, tta=args.tta)
     logger.info("scored %d slides in %.0f s", len(slides), time.perf_counter() - t0)
     maps = load_heatmaps(runs, [p.stem for p in slides])
     work = runs.with_name(runs.name + "-strategies")

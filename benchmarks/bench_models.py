@@ -60,6 +60,9 @@ def main() -> int:
     )
     parser.add_argument("--tta", nargs="+", default=["none", "dihedral"])
     parser.add_argument("--keras", action="store_true", help="Keras fp32 for all")
+    parser.add_argument(
+        "--ensemble", action="store_true", help="also the mean of the models' scores"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write OUT.json/.md")
     args = parser.parse_args()
     if args.keras:
@@ -70,49 +73,59 @@ def main() -> int:
     labels = np.asarray(patches.labels)
     rows: list[dict[str, Any]] = []
     scores: dict[tuple[str, str], np.ndarray] = {}
+    names = list(args.models) + (["ensemble"] if args.ensemble else [])
+
+    def record(
+        name: str, tta: str, s: np.ndarray, runtime: str, seconds: float
+    ) -> None:
+        scores[(name, tta)] = s
+        low, high = auc_ci95(labels, s)
+        first = scores[(names[0], tta)]
+        diff = None if name == names[0] else paired_auc_difference(labels, s, first)
+        base = scores[(name, args.tta[0])]
+        gain = None if tta == args.tta[0] else paired_auc_difference(labels, s, base)
+        rows.append(
+            {
+                "model": name,
+                "tta": tta,
+                "runtime": runtime,
+                "auc": roc_auc(labels, s),
+                "auc_ci95": [low, high],
+                "accuracy": float(np.mean((s >= 0.5) == (labels == 1))),
+                "vs_first": diff,
+                "vs_first_tta": gain,
+                "patches_per_s": len(labels) / seconds,
+            }
+        )
+        vs = (
+            ""
+            if diff is None
+            else "  vs {}: {:+.4f} ({:+.4f}..{:+.4f})".format(names[0], *diff)
+        )
+        tg = (
+            ""
+            if gain is None
+            else "  vs TTA {}: {:+.4f} ({:+.4f}..{:+.4f})".format(args.tta[0], *gain)
+        )
+        print(
+            f"{name:36s} tta={tta:8s} {runtime:14s} AUC {rows[-1]['auc']:.4f} "
+            f"({low:.4f}-{high:.4f}){vs}{tg}  {len(labels) / seconds:.0f} patches/s",
+            flush=True,
+        )
+
     for tta in args.tta:
+        total = 0.0
         for model in args.models:
             classifier = ClassifierSpec(model_path=Path(model), tta=tta).load()
             start = time.perf_counter()
             s = score_patch_set(classifier, patches)
             seconds = time.perf_counter() - start
-            scores[(model, tta)] = s
-            low, high = auc_ci95(labels, s)
-            first = scores[(args.models[0], tta)]
-            diff = (
-                None
-                if model == args.models[0]
-                else paired_auc_difference(labels, s, first)
-            )
-            base_tta = scores[(model, args.tta[0])]
-            tta_gain = (
-                None
-                if tta == args.tta[0]
-                else paired_auc_difference(labels, s, base_tta)
-            )
-            rows.append(
-                {
-                    "model": model,
-                    "tta": tta,
-                    "runtime": str(getattr(classifier, "runtime", "keras")),
-                    "auc": roc_auc(labels, s),
-                    "auc_ci95": [low, high],
-                    "accuracy": float(np.mean((s >= 0.5) == (labels == 1))),
-                    "vs_first": diff,
-                    "vs_first_tta": tta_gain,
-                    "patches_per_s": len(labels) / seconds,
-                }
-            )
-            r = rows[-1]
-            vs = (
-                ""
-                if diff is None
-                else f"  vs {args.models[0]}: {diff[0]:+.4f} ({diff[1]:+.4f}..{diff[2]:+.4f})"
-            )
-            print(
-                f"{model:40s} tta={tta:8s} {r['runtime']:14s} AUC {r['auc']:.4f} ({low:.4f}-{high:.4f}){vs}  {r['patches_per_s']:.0f} patches/s",
-                flush=True,
-            )
+            total += seconds
+            runtime = str(getattr(classifier, "runtime", "keras"))
+            record(model, tta, s, runtime, seconds)
+        if args.ensemble:
+            mean = np.mean([scores[(m, tta)] for m in args.models], axis=0)
+            record("ensemble", tta, mean, "mean of the models", total)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         meta = {

@@ -16,6 +16,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from wsi.cli_model import (
+    MODEL_HELP,
     TTA_CHOICE,
     eval_patches_command,
     export_model_command,
@@ -149,8 +150,7 @@ def scoring_options(func: F) -> F:
             "--model",
             "model_path",
             type=click.Path(path_type=Path),
-            help="A .keras model with its .json sidecar, or a bundled model: "
-            "nasnet-mobile [default], efficientnet-lite0.",
+            help=MODEL_HELP,
         ),
         click.option(
             "--batch-size", type=click.IntRange(min=1), help="Patches per batch."

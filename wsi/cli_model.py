@@ -8,7 +8,18 @@ from pathlib import Path
 import click
 
 from model.network import ARCHITECTURES
+from model.registry import BUNDLED_MODELS, DEFAULT_MODEL
 from wsi.geometry import PATCH_PX
+
+#: The --model help of every command that scores (one place).
+MODEL_HELP = (
+    "A .keras model with its .json sidecar, or a bundled model: "
+    + ", ".join(
+        f"{name} [default]" if name == DEFAULT_MODEL else name
+        for name in BUNDLED_MODELS
+    )
+    + "."
+)
 
 TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
 
@@ -318,8 +329,7 @@ def train_command(
     "--model",
     "model_path",
     type=click.Path(path_type=Path),
-    help="A .keras model with its .json sidecar, or a bundled model: "
-    "nasnet-mobile [default], efficientnet-lite0.",
+    help=MODEL_HELP,
 )
 @click.option("--tta", type=TTA_CHOICE, default="none", show_default=True)
 @click.option(
