@@ -165,7 +165,7 @@ class _TreeMemory:
 
 
 def _classifier(
-    batch_size: int, *, keras: bool = False, model: str | None = None
+    batch_size: int, *, keras: bool = False, model: str | None = None, tta: str = "none"
 ) -> tuple[Any, float]:
     """The model (None: the default bundled one), loaded and called once; the seconds.
 
@@ -182,7 +182,11 @@ def _classifier(
     classifier = (
         load_classifier(path, batch_size=batch_size)
         if keras
-        else ClassifierSpec(model_path=path, batch_size=batch_size).load()
+        else ClassifierSpec(
+            model_path=path,
+            batch_size=batch_size,
+            tta=tta,  # type: ignore[arg-type]
+        ).load()
     )
     classifier(np.zeros((batch_size, 96, 96, 3), np.uint8))
     return classifier, time.perf_counter() - started
@@ -197,7 +201,7 @@ def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
 
     memory = _TreeMemory()
     started = time.perf_counter()
-    classifier, load_s = _classifier(args.batch_size, model=args.model)
+    classifier, load_s = _classifier(args.batch_size, model=args.model, tta=args.tta)
     stage_cpu: dict[str, float] = {}
     stage_peak_mb: dict[str, float] = {"model": memory.peak_so_far()}
 
@@ -247,6 +251,7 @@ def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         "export_s": timings["export"],
         "total_s": total_s,
         "runtime": str(getattr(classifier, "runtime", "keras")),
+        "tta": args.tta,
         "score_cpu_s": stage_cpu.get("score"),
         "stage_cpu_s": stage_cpu,
         "peak_mb_after": stage_peak_mb,
@@ -320,7 +325,7 @@ def _row(
     bare_rate = bare["patches"] / bare["seconds"]
     pipe_rate = pipe["patches"] / pipe["score_s"]
     return {
-        "model": model,
+        "model": model,  # NAME[:TTA]
         "slide (level 0)": f"{size[0]} x {size[1]}",
         "tissue patches": str(pipe["patches"]),
         "runtime": pipe["runtime"],
@@ -393,6 +398,7 @@ def _bench_slide(
     run_dir = args.work / f"run-{slide.stem}"
     for _ in range(args.repeat):  # interleaved, so that load changes hit all
         for model, runtime in keys:
+            name, _, tta = model.partition(":")
             pipe = _run_child(
                 "pipeline",
                 args,
@@ -400,7 +406,8 @@ def _bench_slide(
                 slide=str(slide),
                 run_dir=str(run_dir),
                 workers=str(workers),
-                model=model,
+                model=name,
+                tta=tta or "none",
             )
             if pipe["patches"] < min_patches:
                 raise SystemExit(
@@ -412,7 +419,7 @@ def _bench_slide(
                 file=sys.stderr,
             )
             pipes[(model, runtime)].append(pipe)
-            bare = _run_child("bare", args, store=pipe["store"], model=model)
+            bare = _run_child("bare", args, store=pipe["store"], model=name)
             print(f"bare Keras ({model}): {bare}", file=sys.stderr, flush=True)
             bares[model].append(bare)
     runs.append(
@@ -468,9 +475,11 @@ def main(argv: list[str] | None = None) -> None:
         "--models",
         nargs="+",
         default=[DEFAULT_MODEL],
-        help="bundled names or .keras files; one row each, runs interleaved",
+        help="bundled names or .keras files, each optionally :TTA (e.g. "
+        "efficientnet-lite0:dihedral); one row each, runs interleaved",
     )
     parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--tta", default="none", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument(
         "--chunk-patches",

@@ -24,8 +24,11 @@ __all__ = [
 
 CARD_VERSION = 1
 #: The sections of a run's settings that a card may tune for its model (the
-#: ``RunConfig`` sections after scoring: polygons, lesion candidates, slide score).
-TUNED_SECTIONS = ("polygons", "detection", "slide_score")
+#: ``RunConfig`` sections): test-time augmentation, polygons, lesion candidates, slide
+#: score. Of ``scoring`` only ``TUNED_SCORING_FIELDS``: where and how fast to score is
+#: the machine's business, not the model's.
+TUNED_SECTIONS = ("scoring", "polygons", "detection", "slide_score")
+TUNED_SCORING_FIELDS = ("tta",)
 #: Folder names of patch sets kept for choosing models and settings: a model that
 #: learnt from them in any form (labels, early stopping, a teacher's input) could
 #: not be judged on them, so it is never bundled.
@@ -70,6 +73,12 @@ class ModelCard:
             raise ValueError(
                 f"settings must map {', '.join(TUNED_SECTIONS)} to field values, "
                 f"got {sorted(self.settings)}"
+            )
+        extra = set(self.settings.get("scoring", {})) - set(TUNED_SCORING_FIELDS)
+        if extra:
+            raise ValueError(
+                f"settings may set only {', '.join(TUNED_SCORING_FIELDS)} of scoring, "
+                f"got {sorted(extra)}"
             )
 
 

@@ -79,14 +79,31 @@ def test_every_bundled_model_carries_tuned_settings_and_the_default_is_bundled()
     assert DEFAULT_MODEL in BUNDLED_MODELS
     for name in BUNDLED_MODELS:
         sections = tuned_sections(name)  # the card's values build valid params
-        assert set(tuned_settings(name)) == {"polygons", "detection", "slide_score"}
+        assert {"polygons", "detection", "slide_score"} <= set(tuned_settings(name))
         assert dataclasses.asdict(sections["detection"])  # not empty
-    assert tuned_sections(None) == tuned_sections(DEFAULT_MODEL)
+        assert str(sections["scoring"].model_path) == name
+    # The default scores with dihedral TTA (chosen on the tune slides).
+    assert tuned_sections(DEFAULT_MODEL)["scoring"].tta == "dihedral"
+    default, named = tuned_sections(None), tuned_sections(DEFAULT_MODEL)
+    assert default["scoring"].model_path is None  # the default model, by name later
+    assert default["scoring"].tta == named["scoring"].tta
+    assert {k: v for k, v in default.items() if k != "scoring"} == {
+        k: v for k, v in named.items() if k != "scoring"
+    }
 
 
 def test_a_card_with_an_unknown_section_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="settings must map"):
         ModelCard(architecture="x", settings={"tiling": {"stride_px": 32}})
+    # Of scoring, a card tunes the TTA only: workers and schedulers are the machine's.
+    with pytest.raises(ValueError, match="only tta of scoring"):
+        ModelCard(architecture="x", settings={"scoring": {"workers": 8}})
+
+
+def test_the_model_tta_reaches_the_run_and_a_flag_overrides_it(tmp_path: Path) -> None:
+    model = _model_with_settings(tmp_path, {"scoring": {"tta": "dihedral"}})
+    assert _config(tmp_path, model_path=model).scoring.tta == "dihedral"
+    assert _config(tmp_path, model_path=model, tta="none").scoring.tta == "none"
 
 
 def test_a_wrong_model_fails_in_seconds_before_any_slide(

@@ -76,8 +76,9 @@ class RunConfig:
 
 
 class TunedSections(TypedDict):
-    """The run settings after scoring, as ``RunConfig`` keyword arguments."""
+    """The settings a model's card tunes, as ``RunConfig`` keyword arguments."""
 
+    scoring: ScoringParams
     polygons: PolygonParams
     detection: DetectionParams
     slide_score: SlideScoreParams
@@ -86,7 +87,8 @@ class TunedSections(TypedDict):
 def tuned_sections(
     model: Path | str | None, **overrides: dict[str, Any]
 ) -> TunedSections:
-    """The polygon, detection and slide-score settings tuned for ``model``.
+    """The scoring (``model_path``, TTA), polygon, detection and slide-score settings
+    tuned for ``model``.
 
     Each bundled model's card carries the settings chosen for it on development
     slides; a model without them gets the generic defaults. ``overrides`` (section
@@ -96,12 +98,16 @@ def tuned_sections(
     --------
     >>> sections = tuned_sections(None, detection={"nms_radius_um": 300.0})
     >>> sorted(sections), sections["detection"].nms_radius_um
-    (['detection', 'polygons', 'slide_score'], 300.0)
+    (['detection', 'polygons', 'scoring', 'slide_score'], 300.0)
     >>> config = RunConfig(slides=(), out_dir=Path("out"), **tuned_sections(None))
     """
     from model.registry import tuned_settings
 
-    return generic_sections(**_merged(tuned_settings(model), overrides))
+    values = _merged(tuned_settings(model), overrides)
+    values.setdefault("scoring", {}).setdefault(
+        "model_path", None if model is None else Path(model)
+    )
+    return generic_sections(**values)
 
 
 def generic_sections(
@@ -113,6 +119,7 @@ def generic_sections(
     """
     values = overrides
     return {
+        "scoring": ScoringParams(**values.get("scoring", {})),
         "polygons": PolygonParams(**values.get("polygons", {})),
         "detection": DetectionParams(**values.get("detection", {})),
         "slide_score": SlideScoreParams(**values.get("slide_score", {})),
