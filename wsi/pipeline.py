@@ -87,8 +87,7 @@ class TunedSections(TypedDict):
 def tuned_sections(
     model: Path | str | None, **overrides: dict[str, Any]
 ) -> TunedSections:
-    """The scoring (``model_path``, TTA), polygon, detection and slide-score settings
-    tuned for ``model``.
+    """The model's run settings: scoring (model, TTA), polygons, detection, slide score.
 
     Each bundled model's card carries the settings chosen for it on development
     slides; a model without them gets the generic defaults. ``overrides`` (section

@@ -1,6 +1,6 @@
 """Average the weights of models fine-tuned from one start; recompute BatchNorm; measure.
 
-A "model soup" (``model.soup``): the models must share an architecture (e.g. runs
+A "model soup" (``research/soup.py``): the models must share an architecture (e.g. runs
 started with ``--init-from`` the same file). Prints each model's validation AUC and
 the soup's after its BatchNorm statistics are recomputed on training patches; with
 ``--out`` writes the soup with a sidecar (the first model's card, the mixture in
@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
-from recalibrate_bn import add_recalibration_arguments  # this folder
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "research")]
+from recalibrate_bn import add_recalibration_arguments  # tools/
+from soup import average_weights  # research/
 
 from model.batchnorm import recalibrate_batchnorm, recalibration_patches
 from model.card import file_sha256, read_card, write_card
 from model.data import open_patch_set
 from model.evaluate import keras_model_auc
 from model.predict import load_classifier
-from model.soup import average_weights
 
 
 def main() -> None:

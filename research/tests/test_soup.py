@@ -1,4 +1,4 @@
-"""Weight averaging of same-architecture models (model.soup)."""
+"""Weight averaging of same-architecture models (research/soup.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _model(seed: int, hidden: int = 3) -> object:
 
 
 def test_the_average_is_the_share_weighted_mean_of_each_weight() -> None:
-    from model.soup import average_weights
+    from soup import average_weights
 
     a, b = _model(1), _model(2)
     mixed = average_weights([a, b], [3, 1])
@@ -29,7 +29,7 @@ def test_the_average_is_the_share_weighted_mean_of_each_weight() -> None:
 
 
 def test_a_model_averaged_with_itself_predicts_as_before() -> None:
-    from model.soup import average_weights
+    from soup import average_weights
 
     model = _model(3)
     x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
@@ -47,14 +47,14 @@ def test_a_model_averaged_with_itself_predicts_as_before() -> None:
     ],
 )
 def test_bad_mixing_weights_are_refused(mixing: list[float], message: str) -> None:
-    from model.soup import average_weights
+    from soup import average_weights
 
     with pytest.raises(ValueError, match=message):
         average_weights([_model(1), _model(2)], mixing)
 
 
 def test_models_of_another_architecture_are_refused() -> None:
-    from model.soup import average_weights
+    from soup import average_weights
 
     with pytest.raises(ValueError, match="model 1 has other weights"):
         average_weights([_model(1), _model(2, hidden=5)])
