@@ -2,10 +2,10 @@
 
 A BatchNorm layer's moving mean and variance follow the *raw* weights that training
 steps. Weights averaged over the last thousand steps (``TrainConfig.ema``) are other
-weights: with the raw statistics their activations are mis-normalised. That cost
-run kd6 (distilled NASNet, from kd5 at learning rate 1e-4) its whole first epoch:
-validation AUC 0.643 with the raw statistics, 0.936 once they were recomputed for
-the averaged weights on 2,048 training patches. :func:`recalibrate_batchnorm`
+weights: with the raw statistics their activations are mis-normalised (measured
+once: validation AUC 0.643 with the raw statistics, 0.936 once they were recomputed
+for the averaged weights on 2,048 training patches; research/TRAINING.md).
+:func:`recalibrate_batchnorm`
 recomputes them (the cumulative mean over the given patches, as for stochastic
 weight averaging), and :class:`SwapEMAWeightsRecalibrated` does it each time the
 averaged weights are swapped in, for validation and for the saved checkpoint.

@@ -15,8 +15,8 @@ The export runs once per ``.keras`` file (keyed by its sha256, see
    the sigmoid unit) stay in float32 (see :func:`float_tail`);
 4. the int8 model must agree with Keras on the check patches (held out from the
    calibration) to ``INT8_MEAN_ABS_DIFF`` / ``INT8_MAX_ABS_DIFF``; if it does not,
-   the quantisation is redone with full bias correction (minutes; it brought the
-   bundled NASNet kd4 student from 0.25 to 0.11 at most), and if that misses too,
+   the quantisation is redone with full bias correction (minutes; it brought one
+   NASNet from 0.25 to 0.11 at most), and if that misses too,
    the float32 model is kept instead.
 
 The model is written as OpenVINO IR (``model.xml`` + ``model.bin``) with a sidecar
@@ -254,10 +254,10 @@ def float_tail(model: Any) -> list[str]:
 
     They are the head: the last cell's sums and concatenation, the global pooling,
     the sigmoid unit; next to nothing to compute, but nothing after them damps the
-    rounding (and a global maximum of rounded values is biased upwards). The NASNet
-    student kd7's int8 copy differed from Keras by 0.26 at most and 0.070 on
-    average on the check patches with them quantised, 0.073 and 0.014 with them in
-    float (research/TRAINING.md).
+    rounding (and a global maximum of rounded values is biased upwards). The bundled
+    NASNet's int8 copy differed from Keras by 0.26 at most and 0.070 on average on
+    the check patches with them quantised, 0.073 and 0.014 with them in float
+    (research/TRAINING.md).
     """
     return [op.get_friendly_name() for op in _tail(model)]
 

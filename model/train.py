@@ -82,8 +82,8 @@ class TrainConfig:
     keeps an exponential moving average of the weights: validation, ``best.keras``
     and the final model use the averaged weights, training steps the raw ones; their
     BatchNorm statistics are recomputed for them on ``bn_recalibration`` fixed,
-    un-augmented training patches (0: keep the raw weights' statistics, as runs
-    before kd7 did; :mod:`model.batchnorm`).
+    un-augmented training patches (0: keep the raw weights' statistics;
+    :mod:`model.batchnorm`).
 
     ``pretrained`` starts architectures whose ImageNet weights ship with the package
     (EfficientNet-Lite0) from them. ``teacher`` (a saved model) turns the run into
