@@ -377,3 +377,28 @@ def test_foreign_host_is_refused_by_the_app(client: FlaskClient) -> None:
         client.get("/api/slides", headers={"Host": "evil.example"}).status_code == 403
     )
     assert client.get("/api/slides", headers={"Host": "localhost:1"}).status_code == 200
+
+
+def test_slides_are_listed_by_slide_probability_not_the_highest_cell(
+    tmp_path: Path,
+) -> None:
+    """A normal slide with one confident cell comes after a tumour slide (issue 30)."""
+    import json
+
+    from wsi.layout import SlideOutputs
+
+    out = tmp_path / "out"
+    for stem, slide_p, cell_p in (("normal", 0.05, 0.99), ("tumour", 0.97, 0.98)):
+        outputs = SlideOutputs(out / stem)
+        outputs.folder.mkdir(parents=True)
+        outputs.summary_json.write_text(
+            json.dumps({"slide_probability": slide_p, "max_probability": cell_p})
+        )
+    client = create_app(ViewerConfig(out)).test_client()
+    slides = client.get("/api/slides").get_json()
+    assert [s["stem"] for s in slides] == ["tumour", "normal"]
+    assert slides[1]["slide_probability"] == 0.05
+    assert slides[1]["max_probability"] == 0.99
+    html = client.get("/").get_data(as_text=True)
+    assert "Slide probability" in html
+    assert html.index("0.970") < html.index("0.050")

@@ -73,6 +73,7 @@ class SlideEntry:
         outputs = self.outputs
         return {
             "stem": self.stem,
+            "slide_probability": slide_probability(summary),
             "max_probability": _number(summary.get("max_probability")),
             "tumor_area_um2": area_um2,
             "tumor_area_mm2": None if area_um2 is None else area_um2 / 1e6,
@@ -190,13 +191,31 @@ def find_slide(
     return SlideEntry(outputs=outputs, slide_path=path, summary=summary)
 
 
+def slide_probability(summary: Mapping[str, Any] | None) -> float | None:
+    """The slide probability of a ``summary.json`` (the model's slide score).
+
+    Summaries written before the slide score existed have only the highest cell,
+    ``max_probability``, which was their slide probability.
+
+    Examples
+    --------
+    >>> slide_probability({"slide_probability": 0.3, "max_probability": 0.99})
+    0.3
+    >>> slide_probability({"max_probability": 0.99}), slide_probability(None)
+    (0.99, None)
+    """
+    summary = summary or {}
+    found = _number(summary.get("slide_probability"))
+    return _number(summary.get("max_probability")) if found is None else found
+
+
 def by_probability(entries: Mapping[str, SlideEntry]) -> list[SlideEntry]:
     """Slides by slide probability, highest first; those without one last, by stem.
 
     Examples
     --------
     >>> def entry(stem, p):
-    ...     summary = None if p is None else {"max_probability": p}
+    ...     summary = None if p is None else {"slide_probability": p}
     ...     return SlideEntry(outputs=SlideOutputs(Path(stem)), slide_path=None,
     ...                       summary=summary)
     >>> found = {s: entry(s, p) for s, p in [("a", 0.2), ("b", None), ("c", 0.9)]}
@@ -205,7 +224,7 @@ def by_probability(entries: Mapping[str, SlideEntry]) -> list[SlideEntry]:
     """
 
     def key(entry: SlideEntry) -> tuple[bool, float, str]:
-        probability = _number((entry.summary or {}).get("max_probability"))
+        probability = slide_probability(entry.summary)
         return (probability is None, -(probability or 0.0), entry.stem)
 
     return sorted(entries.values(), key=key)
