@@ -474,7 +474,7 @@ def score_command(folders: tuple[Path, ...], overwrite: bool, **options: Any) ->
 def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
     """Stitch scored FOLDERS into heatmaps and export polygons, detections, overlays."""
     from wsi.pipeline import generic_sections, tuned_sections
-    from wsi.stages import export_slide, scored_model, stitch_slide
+    from wsi.stages import export_slide, scored_model, stitch_slide, update_summary
 
     flags = {
         name: _flag_values(options, name)
@@ -498,6 +498,15 @@ def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
             detection=sections["detection"],
             scoring=sections["slide_score"],
             model_name=None if model is None else Path(model).name,
+        )
+        update_summary(
+            outputs,
+            stitched,
+            exported,
+            settings={
+                name: dataclasses.asdict(sections[name])
+                for name in ("polygons", "detection", "slide_score")
+            },
         )
         click.echo(
             f"{outputs.stem}: slide probability "

@@ -24,7 +24,7 @@ from wsi.provenance import git_commit, settings_hash, software_versions
 from wsi.scoring import PatchClassifier, ScoringParams, ScoringResult, score_store
 from wsi.settings_change import reworded_mismatch
 from wsi.slide_score import SlideScoreParams
-from wsi.stages import export_slide, stitch_slide
+from wsi.stages import export_slide, result_fields, stitch_slide
 from wsi.tiling import TilingParams, tile_slide
 from wsi.tissue import TissueParams
 
@@ -324,20 +324,7 @@ def _run_slide(
             "settings": config.settings(),
             "n_patches": tiled.n_patches,
             "effective_mpp": tiled.effective_mpp,
-            "slide_probability": exported.slide_score.probability,
-            "slide_score": {
-                "method": exported.slide_score.method,
-                "scores": exported.slide_score.scores,
-            },
-            "max_probability": stitched.max_probability,
-            "slide_mpp": [stitched.grid.geometry.mpp_x, stitched.grid.geometry.mpp_y],
-            "slide_size_l0_px": [
-                stitched.grid.geometry.width_px,
-                stitched.grid.geometry.height_px,
-            ],
-            "tumor_area_um2": exported.tumor_area_um2,
-            "n_regions": exported.n_regions,
-            "n_detections": exported.n_detections,
+            **result_fields(stitched, exported),
             "threshold": config.polygons.threshold,
             "model_sha256": scored.model_sha256,
             "timings_s": timings,

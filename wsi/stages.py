@@ -37,7 +37,15 @@ from wsi.slide_score import SlideScore, SlideScoreParams, slide_score
 from wsi.store import array, attrs_section, grid_from_attrs, read_tissue_mask
 from wsi.tissue import TissueMask, tissue_png
 
-__all__ = ["Exported", "Stitched", "export_slide", "scored_model", "stitch_slide"]
+__all__ = [
+    "Exported",
+    "Stitched",
+    "export_slide",
+    "result_fields",
+    "scored_model",
+    "stitch_slide",
+    "update_summary",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +75,71 @@ class Exported:
     n_detections: int
     tumor_area_um2: float
     slide_score: SlideScore
+
+
+def result_fields(stitched: Stitched, exported: Exported) -> dict[str, Any]:
+    """The ``summary.json`` fields that stitching and export decide."""
+    geometry = stitched.grid.geometry
+    return {
+        "slide_probability": exported.slide_score.probability,
+        "slide_score": {
+            "method": exported.slide_score.method,
+            "scores": exported.slide_score.scores,
+        },
+        "max_probability": stitched.max_probability,
+        "slide_mpp": [geometry.mpp_x, geometry.mpp_y],
+        "slide_size_l0_px": [geometry.width_px, geometry.height_px],
+        "tumor_area_um2": exported.tumor_area_um2,
+        "n_regions": exported.n_regions,
+        "n_detections": exported.n_detections,
+    }
+
+
+def update_summary(
+    outputs: SlideOutputs,
+    stitched: Stitched,
+    exported: Exported,
+    *,
+    settings: dict[str, Any],
+) -> bool:
+    """Bring an existing ``summary.json`` in line with a new stitch and export.
+
+    The result fields (`result_fields`) and the given ``settings`` sections are
+    replaced; the settings hash is dropped, so that the next pipeline run redoes the
+    export with its own settings instead of taking this summary as its result (it
+    reuses the scores). Returns False when there is no summary to update (a store
+    tiled and scored by the single-stage commands).
+
+    Raises
+    ------
+    OutputError
+        The summary cannot be written.
+    """
+    import json
+
+    from wsi.errors import OutputError
+
+    try:
+        summary = json.loads(outputs.summary_json.read_text())
+    except (OSError, ValueError):
+        return False
+    summary |= result_fields(stitched, exported)
+    summary["settings"] = dict(summary.get("settings") or {}) | settings
+    summary["threshold"] = settings.get("polygons", {}).get(
+        "threshold", summary.get("threshold")
+    )
+    summary.pop("settings_hash", None)
+    tmp = outputs.summary_json.with_name(outputs.summary_json.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        tmp.replace(outputs.summary_json)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(
+            f"{outputs.summary_json}: cannot write ({err.strerror}); free space and "
+            "run the command again"
+        ) from err
+    return True
 
 
 def _open_scored(outputs: SlideOutputs) -> Any:

@@ -209,9 +209,19 @@ def test_stitch_uses_the_settings_of_the_model_that_scored(
     result = CliRunner().invoke(cli, ["stitch", str(outputs.folder)])
     assert result.exit_code == 0, result.output
     assert outputs.detections_csv.read_text().splitlines() == []
+    # summary.json follows the exports (issue 30: it used to keep the run's)
+    summary = json.loads(outputs.summary_json.read_text())
+    assert summary["n_detections"] == 0
+    assert summary["settings"]["detection"]["min_probability"] == 0.99
+    assert "settings_hash" not in summary  # the next run redoes its own export
     # A flag still wins over the model's settings.
     result = CliRunner().invoke(
         cli, ["stitch", str(outputs.folder), "--min-detection-probability", "0.5"]
     )
     assert result.exit_code == 0, result.output
     assert outputs.detections_csv.read_text().splitlines() == before
+    # Running the pipeline again redoes the export with its own settings (scores kept).
+    again = run(_config((tumour_slide,), out), classifier=ColourClassifier())
+    assert again.ok
+    assert outputs.detections_csv.read_text().splitlines() == before
+    assert "settings_hash" in json.loads(outputs.summary_json.read_text())
