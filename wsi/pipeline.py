@@ -25,6 +25,7 @@ from wsi.scoring import PatchClassifier, ScoringParams, ScoringResult, score_sto
 from wsi.settings_change import reworded_mismatch
 from wsi.slide_score import SlideScoreParams
 from wsi.stages import export_slide, result_fields, stitch_slide
+from wsi.store import scores_intact
 from wsi.tiling import TilingParams, tile_slide
 from wsi.tissue import TissueParams
 
@@ -358,7 +359,7 @@ def _scored_before(
         n_chunks = int(root[Arrays.SCORED].shape[0])
     except (OSError, KeyError, ValueError, TypeError):
         return None
-    if not done:
+    if not done or not scores_intact(outputs.store):
         return None
     try:
         sha256 = (
@@ -388,7 +389,10 @@ def _finished_summary(outputs: SlideOutputs, digest: str) -> dict[str, Any] | No
         summary: dict[str, Any] = json.loads(outputs.summary_json.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return summary if summary.get("settings_hash") == digest else None
+    if summary.get("settings_hash") != digest:
+        return None
+    # A finished slide whose scores were damaged since is redone (issue 30).
+    return summary if scores_intact(outputs.store) else None
 
 
 def _result_from_summary(

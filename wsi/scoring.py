@@ -30,6 +30,7 @@ from wsi.store import (
     array,
     chunk_flags,
     create_chunk_flags,
+    damaged_score_chunks,
     mark_chunk_done,
     open_store,
     open_tile_store,
@@ -262,6 +263,8 @@ def score_store(
             model=None if classifier is not None else _model_name(params),
         )
         done = chunk_flags(root, Arrays.SCORED)
+        for index in damaged_score_chunks(root, chunk=chunk):
+            done[index] = False  # a flag whose chunk does not read back: redo it
         todo = [i for i in range(n_chunks) if not done[i]]
         logger.info("%s: %d of %d chunks to score", store_path, len(todo), n_chunks)
         report = ensure_progress(progress)

@@ -177,7 +177,14 @@ def stitch_slide(
     with store_lock(outputs.store):
         root = _open_scored(outputs)
         grid = grid_from_attrs(dict(root.attrs[Attr.TILING]))
-        scores = np.asarray(array(root, Arrays.SCORES)[:], dtype=np.float32)
+        try:
+            scores = np.asarray(array(root, Arrays.SCORES)[:], dtype=np.float32)
+        except Exception as err:
+            raise WsiError(
+                f"{outputs.store / Arrays.SCORES}: a scores chunk is damaged "
+                f"({type(err).__name__}); run 'wsi-heatmap score' (or the pipeline) "
+                "again to rescore it"
+            ) from err
         rowcol = np.asarray(array(root, Arrays.GRID)[:], dtype=np.int64)
         heatmap = stitch(scores, rowcol, shape=grid.shape)
         write_heatmap_zarr(root, heatmap, grid=grid)

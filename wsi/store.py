@@ -298,6 +298,47 @@ def chunk_flags(group: zarr.Group, name: str) -> npt.NDArray[np.bool_]:
     return np.asarray(array(group, name)[:], dtype=bool)
 
 
+def damaged_score_chunks(group: zarr.Group, *, chunk: int) -> list[int]:
+    """The flagged ``scores`` chunks that do not read back as finite probabilities.
+
+    A chunk file that is missing reads as the fill value (NaN), a truncated or
+    corrupted one fails to decompress: either way the chunk's flag lies. Scores are
+    probabilities, never NaN, so reading them back is the check (the whole array is
+    4 bytes a patch). Each damaged chunk is named in a warning.
+    """
+    if Arrays.SCORES not in group or Arrays.SCORED not in group:
+        return []
+    scores = array(group, Arrays.SCORES)
+    flags = chunk_flags(group, Arrays.SCORED)
+    damaged = []
+    for index in np.flatnonzero(flags):
+        part = slice(int(index) * chunk, min(scores.shape[0], (int(index) + 1) * chunk))
+        try:
+            ok = bool(np.isfinite(np.asarray(scores[part])).all())
+        except Exception as err:  # noqa: BLE001 - any decode error means damaged
+            logger.debug("reading scores chunk %d: %s", index, err)
+            ok = False
+        if not ok:
+            logger.warning(
+                "%s: scores chunk %d is missing or damaged; it will be scored again",
+                Path(str(group.store)) / Arrays.SCORES / "c" / str(int(index)),
+                index,
+            )
+            damaged.append(int(index))
+    return damaged
+
+
+def scores_intact(path: Path) -> bool:
+    """Whether a store's scores are complete and every chunk reads back."""
+    try:
+        group = open_store(Path(path))
+        chunk = int(array(group, Arrays.SCORES).chunks[0])
+        complete = bool(chunk_flags(group, Arrays.SCORED).all())
+    except (OutputError, OSError, ValueError, KeyError):
+        return False
+    return complete and not damaged_score_chunks(group, chunk=chunk)
+
+
 def mark_chunk_done(group: zarr.Group, name: str, index: int) -> None:
     """Set chunk ``index``'s flag, after its data is written."""
     array(group, name)[index] = True

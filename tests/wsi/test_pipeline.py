@@ -225,3 +225,40 @@ def test_stitch_uses_the_settings_of_the_model_that_scored(
     assert again.ok
     assert outputs.detections_csv.read_text().splitlines() == before
     assert "settings_hash" in json.loads(outputs.summary_json.read_text())
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_issue_30_a_damaged_scores_chunk_is_rescored_not_reused(
+    tumour_slide: Path,
+    tmp_path: Path,
+    damage: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A missing or truncated scores chunk gives the clean run's results on rerun."""
+    from wsi.cli import main
+
+    out = tmp_path / "out"
+    clean = run(_config((tumour_slide,), out), classifier=ColourClassifier())
+    outputs = clean.results[0].outputs
+    scores = zarr.open_group(str(outputs.store), mode="r")[Arrays.SCORES][:]
+    detections = outputs.detections_csv.read_text()
+    chunk_file = outputs.store / Arrays.SCORES / "c" / "0"
+    assert chunk_file.is_file()
+    if damage == "delete":
+        chunk_file.unlink()
+    else:
+        chunk_file.write_bytes(chunk_file.read_bytes()[:7])
+        # stitch names the damaged array instead of dying with a codec error
+        with pytest.raises(SystemExit) as exit_info:
+            main(["stitch", str(outputs.folder)])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1
+        assert len(err.strip().splitlines()) == 1, err
+        assert "scores chunk is damaged" in err
+        assert str(outputs.store) in err
+    again = run(_config((tumour_slide,), out), classifier=ColourClassifier())
+    assert again.ok
+    assert not again.results[0].skipped  # not "already done"
+    rescored = zarr.open_group(str(outputs.store), mode="r")[Arrays.SCORES][:]
+    np.testing.assert_array_equal(rescored, scores)
+    assert outputs.detections_csv.read_text() == detections
