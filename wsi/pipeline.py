@@ -7,15 +7,18 @@ recorded in the report and the batch goes on. ``run.json`` records the whole run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
 from wsi.detection import DetectionParams
-from wsi.errors import OutputError, SettingsMismatchError, WsiError
+from wsi.errors import BusyError, OutputError, SettingsMismatchError, WsiError
 from wsi.export import PolygonParams
 from wsi.layout import SlideOutputs
 from wsi.locking import discard_unused, store_lock
@@ -150,6 +153,7 @@ class Failure:
     slide: Path
     stage: str
     message: str
+    busy: bool = False  # another process held the slide's lock
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,7 +232,12 @@ def run(
             # Reported once, by whoever reads report.failures (the CLI prints it).
             logger.debug("%s failed: %s", slide, err, exc_info=True)
             report.failures.append(
-                Failure(slide=slide, stage=stage[-1], message=str(err))
+                Failure(
+                    slide=slide,
+                    stage=stage[-1],
+                    message=str(err),
+                    busy=isinstance(err, BusyError),
+                )
             )
             discard_unused(SlideOutputs.for_slide(out_dir, slide).store)
         except (
@@ -415,38 +424,95 @@ def _result_from_summary(
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """Write ``path`` through a temporary file of its own (unique per writer)."""
+    import tempfile
+
+    tmp: Path | None = None
     try:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        ) as handle:
+            tmp = Path(handle.name)
+            handle.write(json.dumps(data, indent=2, default=str) + "\n")
         tmp.replace(path)
     except OSError as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise OutputError(
             f"{path}: cannot write ({err.strerror}); free space or choose another --out"
         ) from err
 
 
 def _write_run_json(config: RunConfig, report: RunReport, *, seconds: float) -> Path:
+    """Write ``run.json``, merged with what other runs on the folder recorded.
+
+    Runs on one output folder may overlap (each slide is locked by one of them): a
+    slide keeps its latest state, a run's own results and failures replace older
+    entries of the same slide, except that "busy" (another process had the slide)
+    never replaces a result. The merge holds a lock on the folder.
+    """
     path = Path(config.out_dir) / "run.json"
-    _write_json_atomic(
-        path,
+    results = [
         {
-            "config": asdict(config),
-            "versions": software_versions(),
-            "git_commit": git_commit(),
-            "seconds": seconds,
-            "results": [
-                {
-                    "slide": str(r.slide),
-                    "n_patches": r.n_patches,
-                    "max_probability": r.max_probability,
-                    "slide_probability": r.slide_probability,
-                    "tumor_area_um2": r.tumor_area_um2,
-                    "seconds": r.seconds,
-                    "skipped": r.skipped,
-                }
-                for r in report.results
-            ],
-            "failures": [asdict(f) for f in report.failures],
-        },
-    )
+            "slide": str(r.slide),
+            "n_patches": r.n_patches,
+            "max_probability": r.max_probability,
+            "slide_probability": r.slide_probability,
+            "tumor_area_um2": r.tumor_area_um2,
+            "seconds": r.seconds,
+            "skipped": r.skipped,
+        }
+        for r in report.results
+    ]
+    failures = [asdict(f) | {"slide": str(f.slide)} for f in report.failures]
+    with _folder_lock(path.parent):
+        old = _read_run_json(path)
+        done = {r["slide"] for r in results}
+        failed = {f["slide"] for f in failures if not f.get("busy")}
+        kept = [
+            r for r in old.get("results", []) if r.get("slide") not in done | failed
+        ]
+        busy = {f["slide"] for f in failures if f.get("busy")}
+        finished_elsewhere = {r.get("slide") for r in kept} & busy
+        new_failures = [f for f in failures if f["slide"] not in finished_elsewhere]
+        kept_failures = [
+            f
+            for f in old.get("failures", [])
+            if f.get("slide") not in done | failed | busy
+        ]
+        _write_json_atomic(
+            path,
+            {
+                "config": asdict(config),
+                "versions": software_versions(),
+                "git_commit": git_commit(),
+                "seconds": seconds,
+                "results": kept + results,
+                "failures": kept_failures + new_failures,
+            },
+        )
     return path
+
+
+def _read_run_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive OS lock on ``folder`` (released when the holder dies)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -262,3 +262,55 @@ def test_issue_30_a_damaged_scores_chunk_is_rescored_not_reused(
     rescored = zarr.open_group(str(outputs.store), mode="r")[Arrays.SCORES][:]
     np.testing.assert_array_equal(rescored, scores)
     assert outputs.detections_csv.read_text() == detections
+
+
+def test_issue_30_run_json_merges_runs_on_one_folder(
+    tumour_slide: Path, tmp_path: Path
+) -> None:
+    """Two runs over one --out: run.json keeps both slides; busy is not a failure."""
+    from wsi.pipeline import Failure, RunReport, _write_run_json
+
+    other = tmp_path / "other.tif"
+    shutil.copy(tumour_slide, other)
+    out = tmp_path / "out"
+    first = run(_config((tumour_slide,), out), classifier=ColourClassifier())
+    second = run(_config((other,), out), classifier=ColourClassifier())
+    assert first.ok and second.ok
+    recorded = json.loads((out / "run.json").read_text())
+    assert sorted(Path(r["slide"]).name for r in recorded["results"]) == [
+        "other.tif",
+        "tumour.tif",
+    ]
+    # A third process found tumour.tif locked (busy) after the first finished it.
+    busy = RunReport(
+        failures=[Failure(slide=tumour_slide, stage="setup", message="busy", busy=True)]
+    )
+    _write_run_json(_config((tumour_slide,), out), busy, seconds=0.0)
+    recorded = json.loads((out / "run.json").read_text())
+    assert len(recorded["results"]) == 2
+    assert recorded["failures"] == []
+    # A real failure of a slide replaces its old result.
+    failed = RunReport(
+        failures=[Failure(slide=other, stage="tile", message="cannot read")]
+    )
+    _write_run_json(_config((other,), out), failed, seconds=0.0)
+    recorded = json.loads((out / "run.json").read_text())
+    assert [Path(r["slide"]).name for r in recorded["results"]] == ["tumour.tif"]
+    assert [Path(f["slide"]).name for f in recorded["failures"]] == ["other.tif"]
+
+
+def test_issue_30_concurrent_json_writers_do_not_collide(tmp_path: Path) -> None:
+    """Each writer has its own temporary file: none fails, none is left behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wsi.pipeline import _write_json_atomic
+
+    target = tmp_path / "run.json"
+
+    def write(i: int) -> None:
+        _write_json_atomic(target, {"writer": i, "padding": "x" * 20000})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(64)))
+    assert json.loads(target.read_text())["writer"] in range(64)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
