@@ -275,7 +275,8 @@ def test_issue_30_run_json_merges_runs_on_one_folder(
     out = tmp_path / "out"
     first = run(_config((tumour_slide,), out), classifier=ColourClassifier())
     second = run(_config((other,), out), classifier=ColourClassifier())
-    assert first.ok and second.ok
+    assert first.ok
+    assert second.ok
     recorded = json.loads((out / "run.json").read_text())
     assert sorted(Path(r["slide"]).name for r in recorded["results"]) == [
         "other.tif",
