@@ -73,7 +73,17 @@ def test_loopback_host_names_are_answered(server: ViewerServer, host: str) -> No
 
 
 @pytest.mark.parametrize(
-    "host", ["evil.example", "evil.example:8050", "192.168.1.20:8050", "0.0.0.0", ""]
+    "host",
+    [
+        "evil.example",
+        "evil.example:8050",
+        "192.168.1.20:8050",
+        "0.0.0.0",
+        "",
+        "localhost:8050@evil.example",  # user info smuggling another host (issue 30)
+        "localhost/evil.example",
+        "localhost, evil.example",
+    ],
 )
 def test_foreign_host_is_refused(server: ViewerServer, host: str) -> None:
     # DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host.
@@ -148,3 +158,19 @@ def test_truth_layer_is_served(server: ViewerServer) -> None:
     assert f"/api/slides/{STEM}/truth" in page
     assert "Ground truth" in page
     assert _get(server, "/api/slides/partial/truth")[0] == 404
+
+
+def test_two_host_headers_are_refused(server: ViewerServer) -> None:
+    """A request naming two hosts is refused, whichever comes first (issue 30)."""
+    for first, second in (("localhost", "evil.example"), ("evil.example", "localhost")):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            connection.putrequest("GET", "/api/slides", skip_host=True)
+            connection.putheader("Host", first)
+            connection.putheader("Host", second)
+            connection.endheaders()
+            response = connection.getresponse()
+            assert response.status in (400, 403), (first, second)
+            assert STEM.encode() not in response.read()
+        finally:
+            connection.close()

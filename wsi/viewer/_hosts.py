@@ -10,9 +10,33 @@ and the host names it was told to serve on.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 
-__all__ = ["host_allowed", "is_loopback_host", "split_host"]
+__all__ = ["host_allowed", "is_loopback_host", "split_host", "well_formed_host"]
+
+#: ``name[:port]`` or ``[ipv6][:port]``: nothing else belongs in a ``Host`` header
+#: (no user info, path, comma or space, which could smuggle another host past us).
+_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+
+
+def well_formed_host(header: str) -> bool:
+    """Whether a ``Host`` header is a host name or address and an optional port.
+
+    Examples
+    --------
+    >>> well_formed_host("localhost:8050"), well_formed_host("[::1]:80")
+    (True, True)
+    >>> well_formed_host("localhost:8050@evil.example"), well_formed_host("a b")
+    (False, False)
+    """
+    if _HOST_RE.fullmatch(header):
+        return True
+    try:  # a bare IPv6 address (no brackets, no port)
+        ipaddress.IPv6Address(header)
+    except ValueError:
+        return False
+    return True
 
 
 def split_host(header: str) -> str:
@@ -65,8 +89,10 @@ def host_allowed(header: str | None, extra_hosts: Iterable[str] = ()) -> bool:
     (True, False)
     >>> host_allowed("10.0.0.7:8050", ["10.0.0.7"]), host_allowed(None)
     (True, False)
+    >>> host_allowed("localhost:8050@evil.example")
+    False
     """
-    if not header:
+    if not header or not well_formed_host(header.strip()):
         return False
     name = split_host(header)
     if is_loopback_host(name):

@@ -251,7 +251,8 @@ def create_app(config: ViewerConfig) -> flask.Flask:
 
     @app.before_request
     def _check_host() -> None:
-        header = flask.request.headers.get("Host")
+        headers = flask.request.headers.getlist("Host")
+        header = headers[0] if len(headers) == 1 else None  # two Hosts: refused
         if not host_allowed(header, config.allowed_hosts):
             logger.warning("refused a request for Host %r", header)
             raise Forbidden(
