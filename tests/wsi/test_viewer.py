@@ -402,3 +402,21 @@ def test_slides_are_listed_by_slide_probability_not_the_highest_cell(
     html = client.get("/").get_data(as_text=True)
     assert "Slide probability" in html
     assert html.index("0.970") < html.index("0.050")
+
+
+def test_issue_30_a_damaged_heatmap_is_not_a_server_error(tmp_path: Path) -> None:
+    """A heatmap chunk that fails to decompress: pages answer, without the heatmap."""
+    out = build_out_dir(tmp_path)
+    chunks = [
+        p
+        for p in (out / "tiny" / "tiny.zarr" / "heatmap").rglob("*")
+        if p.is_file() and p.name != "zarr.json"
+    ]
+    assert chunks
+    for chunk in chunks:
+        chunk.write_bytes(b"\x00garbage")
+    client = create_app(ViewerConfig(out)).test_client()
+    assert client.get("/").status_code == 200
+    assert client.get("/slides/tiny").status_code == 200
+    assert client.get("/api/slides/tiny/heatmap").status_code < 500
+    assert client.get("/slides/tiny/heatmap.png").status_code < 500

@@ -277,7 +277,8 @@ def read_heatmap(outputs: SlideOutputs) -> HeatmapLayer | None:
         values = np.asarray(group[Arrays.HEATMAP][...], dtype=np.float32)
         origin = tuple(float(v) for v in attrs["origin_l0_px"])
         cell = float(attrs["cell_size_l0_px"])
-    except (OSError, KeyError, TypeError, ValueError) as err:
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as err:
+        # RuntimeError: a chunk that fails to decompress (a damaged store)
         logger.warning(
             "%s: cannot read the heatmap (%s); showing the slide without it",
             outputs.store,

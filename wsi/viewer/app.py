@@ -58,6 +58,11 @@ from wsi.viewer._tiles import DeepZoomSlide, SlideCache
 
 __all__ = ["ViewerConfig", "create_app"]
 
+#: Why a slide has no heatmap layer, and the fix (one message for every route).
+NO_HEATMAP = (
+    "no readable heatmap (not stitched yet, or its store is damaged: run "
+    "'wsi-heatmap stitch' on the slide's folder)"
+)
 logger = logging.getLogger(__name__)
 
 _CSP = (
@@ -364,7 +369,7 @@ def _add_tiles(app: flask.Flask, state: _State) -> None:
     def heatmap_png(stem: str) -> flask.Response:
         layer = state.heatmap(state.entry(stem).outputs)
         if layer is None:
-            raise NotFound(f"{stem} has no stitched heatmap yet")
+            raise NotFound(f"{stem}: {NO_HEATMAP}")
         minimum = _float_arg("min_probability", default=0.0)
         if not 0.0 <= minimum <= 1.0:
             flask.abort(400, f"min_probability must be within [0, 1], got {minimum}")
@@ -409,7 +414,7 @@ def _add_api(app: flask.Flask, state: _State) -> None:
     def api_heatmap(stem: str) -> flask.Response:
         layer = state.heatmap(state.entry(stem).outputs)
         if layer is None:
-            raise NotFound(f"{stem}: no stitched heatmap yet")
+            raise NotFound(f"{stem}: {NO_HEATMAP}")
         return flask.jsonify(
             layer.geometry() | {"image_url": flask.url_for("heatmap_png", stem=stem)}
         )
@@ -418,7 +423,7 @@ def _add_api(app: flask.Flask, state: _State) -> None:
     def api_heatmap_value(stem: str) -> flask.Response:
         layer = state.heatmap(state.entry(stem).outputs)
         if layer is None:
-            raise NotFound(f"{stem}: no stitched heatmap yet")
+            raise NotFound(f"{stem}: {NO_HEATMAP}")
         found = layer.value_at(x := _float_arg("x"), y := _float_arg("y"))
         if found is None:
             return flask.jsonify(x=x, y=y, row=None, col=None, probability=None)
