@@ -339,11 +339,28 @@ def runtime_summary(path: Path | str | None = None) -> str:
     if sidecar is None:
         return f"openvino (exported from {keras_path.name} at first use into {target})"
     check = sidecar["check"].get(sidecar["precision"], {})
-    return (
+    summary = (
         f"openvino-{sidecar['precision']} ({target}; against Keras on "
         f"{sidecar['check']['n_patches']} patches: max |diff| "
         f"{check.get('max_abs_diff')}, mean {check.get('mean_abs_diff')})"
     )
+    made_with = dict(sidecar.get("versions") or {}).get("openvino")
+    installed = _installed_version("openvino")
+    if made_with and installed and made_with != installed:
+        summary += (
+            f"; WARNING: made with OpenVINO {made_with}, {installed} is installed: "
+            f"install openvino=={made_with} (constraints.txt) if it fails to load"
+        )
+    return summary
+
+
+def _installed_version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _find_fast_model(keras_sha256: str) -> tuple[Path, dict[str, Any] | None]:

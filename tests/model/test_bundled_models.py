@@ -57,3 +57,39 @@ def test_bundled_model_ships_its_int8_cpu_model(name: str) -> None:
     sidecar = json.loads((folder / "fast.json").read_text())
     assert sidecar["keras_sha256"] == file_sha256(path)
     assert sidecar["precision"] == "int8", sidecar["check"]
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_shipped_int8_copies_match_the_pinned_environment(name: str) -> None:
+    """constraints.txt pins the OpenVINO and NNCF each shipped int8 copy was made with."""
+    import json
+    from importlib import metadata
+    from pathlib import Path
+
+    from model.card import file_sha256
+    from model.fast_runtime import shipped_fast_model_dir
+
+    pins = dict(
+        line.split("==", 1)
+        for line in (Path(__file__).parents[2] / "constraints.txt").read_text().split()
+        if "==" in line
+    )
+    folder = shipped_fast_model_dir(file_sha256(resolve_model_path(name)))
+    made_with = json.loads((folder / "fast.json").read_text())["versions"]
+    for package in ("openvino", "nncf"):
+        assert pins[package] == made_with[package], (package, folder)
+        assert metadata.version(package) == made_with[package]  # `make install` did it
+
+
+def test_doctor_warns_when_openvino_differs_from_the_shipped_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from model import fast_runtime
+
+    monkeypatch.delenv(fast_runtime.RUNTIME_ENV, raising=False)
+    monkeypatch.setattr(fast_runtime, "_gpu_present", lambda: False)
+    assert "WARNING" not in fast_runtime.runtime_summary()
+    monkeypatch.setattr(fast_runtime, "_installed_version", lambda _: "2099.1.0")
+    summary = fast_runtime.runtime_summary()
+    assert "WARNING: made with OpenVINO" in summary
+    assert "2099.1.0 is installed" in summary
