@@ -253,7 +253,13 @@ def run(
                 Failure(slide=slide, stage=stage[-1], message=message)
             )
             discard_unused(SlideOutputs.for_slide(out_dir, slide).store)
-    report.run_json = _write_run_json(config, report, seconds=time.time() - started)
+    try:
+        report.run_json = _write_run_json(config, report, seconds=time.time() - started)
+    except OutputError as err:
+        # Reported beside the slides' own errors, never instead of them.
+        report.failures.append(
+            Failure(slide=out_dir / "run.json", stage="report", message=str(err))
+        )
     return report
 
 

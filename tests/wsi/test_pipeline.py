@@ -315,3 +315,30 @@ def test_issue_30_concurrent_json_writers_do_not_collide(tmp_path: Path) -> None
         list(pool.map(write, range(64)))
     assert json.loads(target.read_text())["writer"] in range(64)
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_issue_30_an_unwritable_run_json_does_not_hide_the_slides(
+    tumour_slide: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full at the end: the slides' results stay and run.json's error joins them."""
+    import errno
+
+    import wsi.pipeline
+
+    real = wsi.pipeline._write_json_atomic
+
+    def full_disk(path: Path, data: dict[str, object]) -> None:
+        if path.name == "run.json":
+            raise wsi.pipeline.OutputError(
+                f"{path}: cannot write ({errno.errorcode[errno.ENOSPC]})"
+            )
+        real(path, data)
+
+    monkeypatch.setattr(wsi.pipeline, "_write_json_atomic", full_disk)
+    report = run(
+        _config((tumour_slide,), tmp_path / "out"), classifier=ColourClassifier()
+    )
+    assert len(report.results) == 1  # the slide itself finished
+    assert [f.stage for f in report.failures] == ["report"]
+    assert "run.json" in report.failures[0].message
+    assert report.run_json is None
