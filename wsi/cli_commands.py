@@ -455,6 +455,10 @@ def score_command(folders: tuple[Path, ...], overwrite: bool, **options: Any) ->
     from wsi.scoring import ScoringParams, score_store
 
     params = ScoringParams(**_flag_values(options, "scoring"))
+    if params.scheduler:
+        from wsi.scoring import check_scheduler
+
+        check_scheduler(params.scheduler)
     for outputs in _stores(folders):
         result = score_store(
             outputs.store,

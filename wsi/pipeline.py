@@ -210,6 +210,10 @@ def run(
         from model.registry import check_model
 
         check_model(config.scoring.model_path)  # before any slide is touched
+    if config.scoring.scheduler:
+        from wsi.scoring import check_scheduler
+
+        check_scheduler(config.scoring.scheduler)  # seconds, not a tiled slide
     report = RunReport()
     out_dir = Path(config.out_dir)
     try:

@@ -364,27 +364,68 @@ def _score_chunk(
     return index
 
 
+#: Seconds to wait for a dask scheduler to answer before giving up.
+SCHEDULER_TIMEOUT_S = 5.0
+
+
+def check_scheduler(address: str, *, timeout_s: float = SCHEDULER_TIMEOUT_S) -> None:
+    """Raise a one-line WsiError unless the dask scheduler at ``address`` answers.
+
+    Called before any slide is touched, so that a typo or a stopped cluster costs
+    seconds, not a tiled slide.
+    """
+    _connect(address, timeout_s=timeout_s).close()
+
+
+def _connect(address: str, *, timeout_s: float = SCHEDULER_TIMEOUT_S) -> Any:
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=f"{timeout_s}s")
+    except (OSError, TimeoutError, ValueError) as err:
+        raise WsiError(
+            f"cannot reach the dask scheduler at {address} ({type(err).__name__}: "
+            f"{err}); check the address and that the scheduler runs, or leave "
+            "--scheduler out to run locally"
+        ) from err
+
+
+def _is_lost_connection(err: BaseException) -> bool:
+    """Whether ``err`` says the scheduler or its connection went away."""
+    import asyncio
+
+    from distributed.comm.core import CommClosedError
+
+    lost = (OSError, TimeoutError, CommClosedError, asyncio.CancelledError)
+    names = {"FutureCancelledError", "CancelledError", "KilledWorker"}
+    return isinstance(err, lost) or type(err).__name__ in names
+
+
 def _run_tasks(
     tasks: list[Any], *, params: ScoringParams, on_done: Callable[[int], None]
 ) -> None:
     """Compute ``tasks`` locally (threads) or on a cluster, reporting each as it ends."""
     if params.scheduler:
-        import dask
-        from distributed import Client, as_completed
+        from distributed import as_completed
 
+        client = _connect(params.scheduler)
         try:
-            timeout = dask.config.get("distributed.comm.timeouts.connect")
-            client = Client(params.scheduler, timeout=timeout)
-        except OSError as err:
+            with client:
+                futures = client.compute(tasks)
+                for future in as_completed(futures):
+                    future.result()  # a task's own error (a WsiError) passes as is
+                    on_done(1)
+        except WsiError:
+            raise
+        except Exception as err:
+            if not _is_lost_connection(err):
+                raise
             raise WsiError(
-                f"cannot reach the dask scheduler at {params.scheduler} ({err}); "
-                "check the address or leave --scheduler out to run locally"
+                f"lost the dask scheduler or its workers at {params.scheduler} "
+                f"({type(err).__name__}: {err}); finished chunks are kept: run the "
+                "same command again to resume (locally without --scheduler, or on a "
+                "new cluster)"
             ) from err
-        with client:
-            futures = client.compute(tasks)
-            for future in as_completed(futures):
-                future.result()
-                on_done(1)
         return
     from dask.base import compute
     from dask.callbacks import Callback

@@ -159,3 +159,64 @@ def test_unreachable_scheduler_is_one_clear_error(store: Path, tmp_path: Path) -
             params=ScoringParams(scheduler="tcp://127.0.0.1:9"),
             classifier=ColourClassifier(),
         )
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_issue_30_an_unreachable_scheduler_fails_before_any_slide(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wsi.cli import main
+
+    slide = Path(__file__).parents[1] / "fixtures" / "slides" / "small.svs"
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                str(slide),
+                str(slide),
+                "--out",
+                str(tmp_path / "out"),
+                "--scheduler",
+                address,
+            ]
+        )
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"cannot reach the dask scheduler at {address}" in err
+    assert not (tmp_path / "out").exists()  # no slide was touched
+
+
+def test_issue_30_a_lost_scheduler_is_one_line_per_slide(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Losing the scheduler mid-run is a WsiError (recorded per slide), not a crash."""
+    from distributed.comm.core import CommClosedError
+
+    from wsi import scoring
+    from wsi.errors import WsiError
+
+    class LostClient:
+        def __enter__(self) -> LostClient:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def compute(self, tasks: list[object]) -> list[object]:
+            raise CommClosedError("in <TCP (closed)>: Stream is closed")
+
+    monkeypatch.setattr(scoring, "_connect", lambda address, **_: LostClient())
+    params = scoring.ScoringParams(scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(
+        WsiError, match="lost the dask scheduler or its workers"
+    ) as info:
+        scoring._run_tasks([object()], params=params, on_done=lambda n: None)
+    assert "run the same command again to resume" in str(info.value)
