@@ -174,3 +174,23 @@ def test_two_host_headers_are_refused(server: ViewerServer) -> None:
             assert STEM.encode() not in response.read()
         finally:
             connection.close()
+
+
+def test_issue_30_idle_connections_do_not_starve_the_viewer(out_dir: Path) -> None:
+    """Many half-open connections: a real request is still answered (bounded loop)."""
+    import socket
+
+    app = create_app(ViewerConfig(out_dir))
+    with ViewerServer(app, host="127.0.0.1", port=0) as server:
+        idle = []
+        try:
+            for _ in range(150):  # more than waitress's default limit of 100
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                sock.sendall(b"GET / HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n")  # never ends
+                idle.append(sock)
+            # Answered while the idle ones are still open or being closed (the
+            # client gives up after 30 s; waitress's default held them for 120 s).
+            assert _get(server, "/api/slides")[0] == 200
+        finally:
+            for sock in idle:
+                sock.close()

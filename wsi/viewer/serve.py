@@ -19,6 +19,14 @@ __all__ = ["ViewerServer"]
 logger = logging.getLogger(__name__)
 
 
+#: Open connections the server keeps (idle ones included) before refusing more.
+CONNECTION_LIMIT = 1000
+#: Seconds a connection may stay idle (no request, or half a request) before closing.
+CHANNEL_TIMEOUT_S = 10
+#: How often, in seconds, idle connections are looked for.
+CLEANUP_INTERVAL_S = 2
+
+
 class ViewerServer:
     """A waitress server of the viewer app on one host and port.
 
@@ -53,6 +61,11 @@ class ViewerServer:
             threads=threads,
             ident="wsi-heatmap",
             clear_untrusted_proxy_headers=True,
+            # Idle or half-open connections (a stuck or hostile client) are closed
+            # after CHANNEL_TIMEOUT_S and cannot use up the connection slots.
+            connection_limit=CONNECTION_LIMIT,
+            channel_timeout=CHANNEL_TIMEOUT_S,
+            cleanup_interval=CLEANUP_INTERVAL_S,
         )
         self._thread: threading.Thread | None = None
         listen = getattr(self._server, "effective_listen", None)
