@@ -255,6 +255,7 @@ def load_fast_classifier(
     tta_mean: str = "arithmetic",
     batch_size: int = 256,
     export: bool = True,
+    runtime: str | None = None,
 ) -> OpenVinoPatchClassifier | None:
     """The OpenVINO classifier of a ``.keras`` model, or None to use Keras.
 
@@ -267,6 +268,9 @@ def load_fast_classifier(
         As for :func:`model.predict.load_classifier`.
     export
         Export the model when the cache has no valid copy (else return None).
+    runtime
+        ``auto``, ``keras`` or ``openvino``; None reads ``WSI_SCORING_RUNTIME``.
+        ``openvino`` is a demand: no OpenVINO model is an error, not Keras.
 
     Returns
     -------
@@ -280,14 +284,16 @@ def load_fast_classifier(
         The ``.keras`` file or its sidecar is wrong (as Keras loading would say), or
         ``WSI_SCORING_RUNTIME=openvino`` and the fast model cannot be had.
     """
-    wanted = requested_runtime()
+    wanted = runtime or requested_runtime()
     if wanted == "keras" or (wanted == "auto" and _gpu_present()):
         return None
     if not openvino_available():
         if wanted == "openvino":
             raise ModelLoadError(
-                f"{RUNTIME_ENV}=openvino but OpenVINO/NNCF are not installed; "
-                "pip install openvino nncf, or unset it"
+                "OpenVINO/NNCF are not installed here but the slide is scored with "
+                "OpenVINO (decided once per slide, or asked for by "
+                f"{RUNTIME_ENV}=openvino): pip install openvino nncf "
+                "(constraints.txt) on every worker"
             )
         logger.info("OpenVINO is not installed: scoring with Keras")
         return None

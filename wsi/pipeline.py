@@ -347,6 +347,7 @@ def _run_slide(
             **result_fields(stitched, exported),
             "threshold": config.polygons.threshold,
             "model_sha256": scored.model_sha256,
+            "runtime": scored.runtime,
             "timings_s": timings,
             "versions": software_versions(),
         }
@@ -400,6 +401,7 @@ def _scored_before(
         chunks_scored=0,
         seconds=0.0,
         model_sha256=sha256,
+        runtime=previous.get("runtime"),
     )
 
 

@@ -11,6 +11,7 @@ store and the model file at the same paths.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -85,6 +86,10 @@ class ClassifierSpec:
     model_path: Path | None = None
     tta: TtaMode = "none"
     batch_size: int = 256
+    #: ``auto`` (OpenVINO when installed and no GPU, else Keras), or a runtime
+    #: decided once for a slide (``openvino`` or ``keras``) that every worker must
+    #: use: a worker that cannot refuses the task instead of scoring differently.
+    runtime: str = "auto"
 
     def load(self) -> PatchClassifier:
         """Load the classifier: OpenVINO when installed, else Keras.
@@ -92,11 +97,23 @@ class ClassifierSpec:
         The OpenVINO model is derived from (and checked against) the ``.keras`` file
         at first use (:mod:`model.fast_runtime`); TensorFlow is imported only when
         Keras scores, never at module import.
+
+        Raises
+        ------
+        ModelLoadError
+            ``runtime="openvino"`` and this machine cannot score with OpenVINO.
         """
         from model.fast_runtime import load_fast_classifier
 
-        fast = load_fast_classifier(
-            self.model_path, tta=self.tta, batch_size=self.batch_size
+        fast = (
+            None
+            if self.runtime == "keras"
+            else load_fast_classifier(
+                self.model_path,
+                tta=self.tta,
+                batch_size=self.batch_size,
+                runtime=None if self.runtime == "auto" else self.runtime,
+            )
         )
         if fast is not None:
             return fast
@@ -141,6 +158,7 @@ class ScoringResult:
     chunks_scored: int
     seconds: float
     model_sha256: str
+    runtime: str | None = None  # one per slide; recorded in the store and summary
 
 
 _CACHE: dict[ClassifierSpec, PatchClassifier] = {}
@@ -233,9 +251,12 @@ def score_store(
         n, chunk = tiles.n_patches, tiles.chunk_patches
         n_chunks = -(-n // chunk)
         source: ClassifierSpec | PatchClassifier = classifier or params.spec()
-        runtime: str | None = None  # decided on each worker
+        runtime: str | None = None
         if classifier is None and params.scheduler:
             # The workers load the model; here its sidecar is enough to check it.
+            # One runtime for the whole slide, decided here: every worker uses it.
+            runtime = cluster_runtime()
+            source = dataclasses.replace(params.spec(), runtime=runtime)
             model_px, model_mpp, sha256 = params.spec().identity()
         else:
             local = _classifier_for(source)
@@ -286,7 +307,23 @@ def score_store(
             chunks_scored=len(todo),
             seconds=time.perf_counter() - start,
             model_sha256=sha256,
+            runtime=runtime,
         )
+
+
+def cluster_runtime() -> str:
+    """The runtime every worker of a cluster run uses for a slide.
+
+    ``WSI_SCORING_RUNTIME`` when set; else OpenVINO when this (the submitting)
+    machine has it, else Keras. Decided once per slide, so that workers that differ
+    (one without OpenVINO, one with a GPU) cannot score parts of a slide differently.
+    """
+    from model.fast_runtime import openvino_available, requested_runtime
+
+    wanted = requested_runtime()
+    if wanted != "auto":
+        return wanted
+    return "openvino" if openvino_available() else "keras"
 
 
 def _model_name(params: ScoringParams) -> str:

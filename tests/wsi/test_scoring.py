@@ -220,3 +220,23 @@ def test_issue_30_a_lost_scheduler_is_one_line_per_slide(
     ) as info:
         scoring._run_tasks([object()], params=params, on_done=lambda n: None)
     assert "run the same command again to resume" in str(info.value)
+
+
+def test_issue_30_one_runtime_per_slide_on_a_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The submitting machine decides the runtime; a worker without it refuses."""
+    from model import fast_runtime
+    from wsi.scoring import ClassifierSpec, cluster_runtime
+
+    monkeypatch.delenv(fast_runtime.RUNTIME_ENV, raising=False)
+    monkeypatch.setattr(fast_runtime, "openvino_available", lambda: True)
+    assert cluster_runtime() == "openvino"
+    monkeypatch.setenv(fast_runtime.RUNTIME_ENV, "keras")
+    assert cluster_runtime() == "keras"
+    monkeypatch.delenv(fast_runtime.RUNTIME_ENV)
+    # A worker without OpenVINO, asked for the slide's OpenVINO runtime: an error
+    # naming the fix, never a silent fall-back to Keras.
+    monkeypatch.setattr(fast_runtime, "openvino_available", lambda: False)
+    with pytest.raises(ModelLoadError, match="pip install openvino nncf"):
+        ClassifierSpec(runtime="openvino").load()
