@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -44,3 +46,36 @@ def test_doctor_fails_when_a_check_fails(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_doctor_end_to_end_with_the_bundled_model() -> None:
     checks = doctor.run_checks()
     assert all(c.ok for c in checks), checks
+
+
+def test_issue_30_doctor_out_names_damaged_stores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wsi-heatmap doctor OUT` reports a store whose scores chunk is gone."""
+    import numpy as np
+
+    from tests.fakes import NORMAL_RGB, ColourClassifier
+    from wsi.cli import main
+    from wsi.layout import Arrays
+    from wsi.pipeline import RunConfig, run
+    from wsi.synthetic import write_pyramid_tiff
+
+    rgb = np.full((1536, 1536, 3), 245, np.uint8)
+    rgb[300:1200, 300:1200] = NORMAL_RGB
+    slides = []
+    for stem in ("a", "b"):
+        slides.append(write_pyramid_tiff(tmp_path / f"{stem}.tif", rgb, mpp=0.243))
+    out = tmp_path / "out"
+    assert run(
+        RunConfig(slides=tuple(slides), out_dir=out), classifier=ColourClassifier()
+    ).ok
+    main(["doctor", str(out)])  # all stores fine: returns, exit status 0
+    assert "[FAIL]" not in capsys.readouterr().out
+    (out / "b" / "b.zarr" / Arrays.SCORES / "c" / "0").unlink()
+    with pytest.raises(SystemExit) as damaged:
+        main(["doctor", str(out)])
+    printed = capsys.readouterr().out
+    assert damaged.value.code == 1
+    assert "[ok  ] a:" in printed
+    assert "[FAIL] b:" in printed
+    assert "scores missing or damaged" in printed

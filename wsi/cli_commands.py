@@ -545,16 +545,27 @@ def view_command(
 
 
 @click.command("doctor")
-def doctor_command() -> None:
-    """Check the installation: versions, GPU, the bundled model, a slide end to end."""
+@click.argument(
+    "out_dir",
+    required=False,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+def doctor_command(out_dir: Path | None) -> None:
+    """Check the installation, or with OUT_DIR the slide stores of a run folder.
+
+    Without OUT_DIR: versions, GPU, the bundled models, a slide end to end. With
+    it: every OUT/<stem>/<stem>.zarr complete and undamaged.
+    """
     import logging
 
-    from wsi.doctor import run_checks
+    from wsi.doctor import check_outputs, run_checks
 
     wsi_logger = logging.getLogger("wsi")
     if wsi_logger.getEffectiveLevel() == logging.INFO:  # only the verdicts, unless -v
         logging.getLogger().setLevel(logging.WARNING)
-    checks = run_checks()
+    checks = run_checks() if out_dir is None else check_outputs(out_dir)
+    if out_dir is not None and not checks:
+        click.echo(f"{out_dir}: no slide stores (OUT/<stem>/<stem>.zarr) found")
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"
         click.echo(f"[{mark}] {check.name}: {check.detail}")

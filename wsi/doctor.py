@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Check", "run_checks"]
+__all__ = ["Check", "check_outputs", "run_checks"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,4 +121,49 @@ def run_checks() -> list[Check]:
             logger.debug("check %s failed", name, exc_info=True)
             detail, ok = f"{type(err).__name__}: {err}", False
         results.append(Check(name, ok, detail))
+    return results
+
+
+def check_outputs(out_dir: Path) -> list[Check]:
+    """Check every slide store under a run folder: complete, readable, undamaged.
+
+    One check per slide folder (``OUT/<stem>/<stem>.zarr``): tiling and scoring
+    complete, every scores chunk reads back as probabilities, the heatmap reads
+    back. A damaged store is named with the fix (rerun: damaged score chunks are
+    rescored).
+    """
+    import zarr
+
+    from wsi.layout import Arrays, Attr, SlideOutputs
+    from wsi.store import array, is_store, scores_intact
+
+    results = []
+    for folder in sorted(p for p in Path(out_dir).iterdir() if p.is_dir()):
+        outputs = SlideOutputs(folder)
+        if not is_store(outputs.store):
+            continue
+        problems = []
+        try:
+            root: Any = zarr.open_group(str(outputs.store), mode="r")
+            attrs = root.attrs.asdict()
+            if not attrs.get(Attr.TILING_COMPLETE):
+                problems.append("tiling not finished")
+            elif not attrs.get(Attr.SCORING_COMPLETE):
+                problems.append("not scored yet")
+            elif not scores_intact(outputs.store):
+                problems.append("scores missing or damaged")
+            if Arrays.HEATMAP in root:
+                try:
+                    np.asarray(array(root, Arrays.HEATMAP)[...])
+                except Exception as err:  # noqa: BLE001 - any decode error
+                    problems.append(f"heatmap damaged ({type(err).__name__})")
+        except (OSError, ValueError, KeyError) as err:
+            problems.append(f"unreadable ({err})")
+        detail = (
+            f"{outputs.store}: ok"
+            if not problems
+            else f"{outputs.store}: {'; '.join(problems)}; run the same command again "
+            "to finish or repair it"
+        )
+        results.append(Check(outputs.stem, not problems, detail))
     return results
