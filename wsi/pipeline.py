@@ -13,7 +13,8 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -40,6 +41,7 @@ __all__ = [
     "TunedSections",
     "generic_sections",
     "run",
+    "slide_outcome",
     "tuned_sections",
 ]
 
@@ -224,39 +226,30 @@ def run(
             "choose a writable --out"
         ) from err
     started = time.time()
-    for slide in config.slides:
-        stage = ["setup"]
-        try:
-            report.results.append(
-                _run_slide(
-                    slide, config, classifier=classifier, progress=progress, stage=stage
-                )
+    if config.scoring.scheduler:
+        from wsi.cluster import run_slides_on_cluster
+
+        # Whole slides are the tasks: each worker tiles, scores (its own threads),
+        # stitches and exports one slide; this process only submits and reports.
+        on_worker = replace(config, scoring=replace(config.scoring, scheduler=None))
+        outcomes = run_slides_on_cluster(
+            config.scoring.scheduler,
+            config.slides,
+            partial(slide_outcome, config=on_worker, classifier=classifier),
+            progress=progress,
+        )
+    else:
+        outcomes = [
+            slide_outcome(
+                slide, config=config, classifier=classifier, progress=progress
             )
-        except WsiError as err:
-            # Reported once, by whoever reads report.failures (the CLI prints it).
-            logger.debug("%s failed: %s", slide, err, exc_info=True)
-            report.failures.append(
-                Failure(
-                    slide=slide,
-                    stage=stage[-1],
-                    message=str(err),
-                    busy=isinstance(err, BusyError),
-                )
-            )
-            discard_unused(SlideOutputs.for_slide(out_dir, slide).store)
-        except (
-            OSError
-        ) as err:  # disk full, permissions: record, keep the store resumable
-            where = err.filename or SlideOutputs.for_slide(out_dir, slide).folder
-            message = (
-                f"{where}: {err.strerror or err}; free space or choose a writable "
-                "--out, then run again to resume"
-            )
-            logger.debug("%s failed: %s", slide, message)
-            report.failures.append(
-                Failure(slide=slide, stage=stage[-1], message=message)
-            )
-            discard_unused(SlideOutputs.for_slide(out_dir, slide).store)
+            for slide in config.slides
+        ]
+    for outcome in outcomes:
+        if isinstance(outcome, Failure):
+            report.failures.append(outcome)
+        else:
+            report.results.append(outcome)
     try:
         report.run_json = _write_run_json(config, report, seconds=time.time() - started)
     except OutputError as err:
@@ -265,6 +258,44 @@ def run(
             Failure(slide=out_dir / "run.json", stage="report", message=str(err))
         )
     return report
+
+
+def slide_outcome(
+    slide: Path,
+    *,
+    config: RunConfig,
+    classifier: PatchClassifier | None = None,
+    progress: Progress | None = None,
+) -> SlideResult | Failure:
+    """Run one slide; its result, or its failure as one line (never raises WsiError).
+
+    What each slide of :func:`run` goes through, here or on a cluster worker.
+    """
+    out_dir = Path(config.out_dir)
+    stage = ["setup"]
+    try:
+        return _run_slide(
+            slide, config, classifier=classifier, progress=progress, stage=stage
+        )
+    except WsiError as err:
+        # Reported once, by whoever reads report.failures (the CLI prints it).
+        logger.debug("%s failed: %s", slide, err, exc_info=True)
+        discard_unused(SlideOutputs.for_slide(out_dir, slide).store)
+        return Failure(
+            slide=slide,
+            stage=stage[-1],
+            message=str(err),
+            busy=isinstance(err, BusyError),
+        )
+    except OSError as err:  # disk full, permissions: record, keep the store resumable
+        where = err.filename or SlideOutputs.for_slide(out_dir, slide).folder
+        message = (
+            f"{where}: {err.strerror or err}; free space or choose a writable "
+            "--out, then run again to resume"
+        )
+        logger.debug("%s failed: %s", slide, message)
+        discard_unused(SlideOutputs.for_slide(out_dir, slide).store)
+        return Failure(slide=slide, stage=stage[-1], message=message)
 
 
 def _run_slide(

@@ -342,3 +342,46 @@ def test_issue_30_an_unwritable_run_json_does_not_hide_the_slides(
     assert [f.stage for f in report.failures] == ["report"]
     assert "run.json" in report.failures[0].message
     assert report.run_json is None
+
+
+def test_issue_30_whole_slides_run_on_the_cluster(
+    tumour_slide: Path, tmp_path: Path
+) -> None:
+    """With a scheduler, slides are tasks on the workers: same results as locally,
+    a broken slide is a one-line failure, the others go on, run.json is written."""
+    from distributed import LocalCluster
+
+    slides = []
+    for stem in ("one", "two"):
+        slides.append(tmp_path / f"{stem}.tif")
+        shutil.copy(tumour_slide, slides[-1])
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"not a slide")
+    local = run(
+        _config(tuple(slides), tmp_path / "local"), classifier=ColourClassifier()
+    )
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        config = RunConfig(
+            slides=(slides[0], broken, slides[1]),
+            out_dir=tmp_path / "cluster",
+            scoring=ScoringParams(batch_size=64, scheduler=cluster.scheduler_address),
+            tiling=TilingParams(chunk_patches=64),
+        )
+        remote = run(config, classifier=ColourClassifier())
+    assert [r.slide.name for r in remote.results] == ["one.tif", "two.tif"]
+    assert [f.slide.name for f in remote.failures] == ["broken.tif"]
+    assert "broken.tif" in remote.failures[0].message
+    for a, b in zip(local.results, remote.results, strict=True):
+        assert a.slide_probability == b.slide_probability
+        assert (
+            a.outputs.detections_csv.read_text() == b.outputs.detections_csv.read_text()
+        )
+    recorded = json.loads((tmp_path / "cluster" / "run.json").read_text())
+    assert len(recorded["results"]) == 2
+    assert len(recorded["failures"]) == 1
