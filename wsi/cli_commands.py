@@ -56,6 +56,23 @@ _OPTION_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
+def quiet_dask_logs() -> None:
+    """Keep dask.distributed's own tracebacks off the terminal (unless -v/--debug).
+
+    A lost scheduler makes ``distributed.client`` log reconnection tracebacks at
+    ERROR; the run reports it as one line per slide instead. distributed sets its
+    loggers' levels when imported, so this imports it first.
+    """
+    import logging
+
+    if logging.getLogger("wsi").getEffectiveLevel() <= logging.DEBUG:
+        return
+    import distributed  # noqa: F401 - its import configures the loggers we quiet
+
+    for name in ("distributed", "distributed.client", "distributed.core"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def _stack(func: F, options: list[Any]) -> F:
     """Apply click options so they list in the order given."""
     for option in reversed(options):
@@ -322,6 +339,8 @@ def run_command(
     from wsi.pipeline import run
 
     config = build_config(ctx, slides, out_dir, config_file, **options)
+    if config.scoring.scheduler:
+        quiet_dask_logs()
     report = run(config, progress=_progress())
     _print_table(report)
     if not report.ok:
@@ -458,6 +477,7 @@ def score_command(folders: tuple[Path, ...], overwrite: bool, **options: Any) ->
     if params.scheduler:
         from wsi.scoring import check_scheduler
 
+        quiet_dask_logs()
         check_scheduler(params.scheduler)
     for outputs in _stores(folders):
         result = score_store(
