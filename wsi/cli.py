@@ -96,7 +96,6 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: one-line errors and exit code 1, tracebacks only with ``--debug``."""
     args = list(sys.argv[1:] if argv is None else argv)
