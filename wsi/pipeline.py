@@ -444,7 +444,7 @@ def _finished_summary(outputs: SlideOutputs, digest: str) -> dict[str, Any] | No
     if summary.get("settings_hash") != digest:
         return None
     # A finished slide whose scores were damaged since is redone (issue 30).
-    return summary if scores_intact(outputs.store) else None
+    return summary if scores_intact(outputs.store, heatmap=True) else None
 
 
 def _result_from_summary(

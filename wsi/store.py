@@ -328,14 +328,23 @@ def damaged_score_chunks(group: zarr.Group, *, chunk: int) -> list[int]:
     return damaged
 
 
-def scores_intact(path: Path) -> bool:
-    """Whether a store's scores are complete and every chunk reads back."""
+def scores_intact(path: Path, *, heatmap: bool = False) -> bool:
+    """Whether a store's scores are complete and every chunk reads back.
+
+    With ``heatmap``, the stitched heatmap must read back too (it is small).
+    """
     try:
         group = open_store(Path(path))
         chunk = int(array(group, Arrays.SCORES).chunks[0])
         complete = bool(chunk_flags(group, Arrays.SCORED).all())
     except (OutputError, OSError, ValueError, KeyError):
         return False
+    if heatmap:
+        try:
+            np.asarray(array(group, Arrays.HEATMAP)[...])
+        except Exception as err:  # noqa: BLE001 - missing, or fails to decode
+            logger.warning("%s: the heatmap does not read back (%s)", path, err)
+            return False
     return complete and not damaged_score_chunks(group, chunk=chunk)
 
 

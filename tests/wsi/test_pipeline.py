@@ -385,3 +385,20 @@ def test_issue_30_whole_slides_run_on_the_cluster(
     recorded = json.loads((tmp_path / "cluster" / "run.json").read_text())
     assert len(recorded["results"]) == 2
     assert len(recorded["failures"]) == 1
+
+
+def test_issue_30_a_damaged_heatmap_is_stitched_again(
+    tumour_slide: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    clean = run(_config((tumour_slide,), out), classifier=ColourClassifier())
+    outputs = clean.results[0].outputs
+    heatmap = zarr.open_group(str(outputs.store), mode="r")[Arrays.HEATMAP][...]
+    for chunk in (outputs.store / Arrays.HEATMAP / "c").rglob("*"):
+        if chunk.is_file():
+            chunk.write_bytes(b"\x00garbage")
+    again = run(_config((tumour_slide,), out), classifier=ColourClassifier())
+    assert not again.results[0].skipped
+    np.testing.assert_array_equal(
+        zarr.open_group(str(outputs.store), mode="r")[Arrays.HEATMAP][...], heatmap
+    )
