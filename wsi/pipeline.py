@@ -18,10 +18,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict
 
+import numpy as np
+
 from wsi.detection import DetectionParams
 from wsi.errors import BusyError, OutputError, SettingsMismatchError, WsiError
 from wsi.export import PolygonParams
-from wsi.layout import SlideOutputs
+from wsi.layout import Arrays, SlideOutputs
 from wsi.locking import discard_unused, store_lock
 from wsi.progress import Progress
 from wsi.provenance import git_commit, settings_hash, software_versions
@@ -29,7 +31,7 @@ from wsi.scoring import PatchClassifier, ScoringParams, ScoringResult, score_sto
 from wsi.settings_change import reworded_mismatch
 from wsi.slide_score import SlideScoreParams
 from wsi.stages import export_slide, result_fields, stitch_slide
-from wsi.store import scores_intact
+from wsi.store import damaged_patch_chunks, scores_intact
 from wsi.tiling import TilingParams, tile_slide
 from wsi.tissue import TissueParams
 
@@ -345,6 +347,25 @@ def _run_slide(
         scored = (
             None if config.overwrite else _scored_before(outputs, config, classifier)
         )
+        # Tiles from an earlier run that are about to be scored must read back.
+        if (
+            scored is None
+            and tiled.resumed
+            and not tiled.patches_written
+            and damaged_patch_chunks(outputs.store, _chunks_to_score(outputs.store))
+        ):
+            stage.append("tile")
+            tiled = tile_slide(
+                slide,
+                outputs.store,
+                tiling=config.tiling,
+                tissue=config.tissue,
+                mpp=config.mpp,
+                mpp_from_objective=config.mpp_from_objective,
+                overwrite=True,
+                progress=progress,
+            )
+            stage.append("score")
         if scored is None:
             scored = score_store(
                 outputs.store,
@@ -384,6 +405,31 @@ def _run_slide(
         }
         _write_json_atomic(outputs.summary_json, summary)
         return _result_from_summary(slide, outputs, summary, skipped=False)
+
+
+def _chunks_to_score(store: Path) -> list[int]:
+    """The patch chunks scoring would (re)score: unflagged or damaged scores."""
+    from wsi.store import (
+        array,
+        chunk_flags,
+        damaged_score_chunks,
+        open_store,
+        open_tile_store,
+    )
+
+    tiles = open_tile_store(store)
+    n_chunks = -(-tiles.n_patches // tiles.chunk_patches)
+    group = open_store(store)
+    try:
+        done = chunk_flags(group, Arrays.SCORED)
+        chunk = int(array(group, Arrays.SCORES).chunks[0])
+    except OutputError:
+        return list(range(n_chunks))
+    if len(done) != n_chunks:
+        return list(range(n_chunks))
+    for index in damaged_score_chunks(group, chunk=chunk, warn=False):
+        done[index] = False
+    return [int(i) for i in np.flatnonzero(~done)]
 
 
 def _scored_before(

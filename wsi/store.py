@@ -298,7 +298,9 @@ def chunk_flags(group: zarr.Group, name: str) -> npt.NDArray[np.bool_]:
     return np.asarray(array(group, name)[:], dtype=bool)
 
 
-def damaged_score_chunks(group: zarr.Group, *, chunk: int) -> list[int]:
+def damaged_score_chunks(
+    group: zarr.Group, *, chunk: int, warn: bool = True
+) -> list[int]:
     """The flagged ``scores`` chunks that do not read back as finite probabilities.
 
     A chunk file that is missing reads as the fill value (NaN), a truncated or
@@ -319,13 +321,18 @@ def damaged_score_chunks(group: zarr.Group, *, chunk: int) -> list[int]:
             logger.debug("reading scores chunk %d: %s", index, err)
             ok = False
         if not ok:
-            logger.warning(
+            (logger.warning if warn else logger.debug)(
                 "%s: scores chunk %d is missing or damaged; it will be scored again",
-                Path(str(group.store)) / Arrays.SCORES / "c" / str(int(index)),
+                _store_dir(group) / Arrays.SCORES / "c" / str(int(index)),
                 index,
             )
             damaged.append(int(index))
     return damaged
+
+
+def _store_dir(group: zarr.Group) -> Path:
+    """The folder of a local store (zarr names it ``file:///...``)."""
+    return Path(str(group.store).removeprefix("file://"))
 
 
 def scores_intact(path: Path, *, heatmap: bool = False) -> bool:
@@ -345,7 +352,7 @@ def scores_intact(path: Path, *, heatmap: bool = False) -> bool:
         except Exception as err:  # noqa: BLE001 - missing, or fails to decode
             logger.warning("%s: the heatmap does not read back (%s)", path, err)
             return False
-    return complete and not damaged_score_chunks(group, chunk=chunk)
+    return complete and not damaged_score_chunks(group, chunk=chunk, warn=False)
 
 
 def mark_chunk_done(group: zarr.Group, name: str, index: int) -> None:
@@ -531,3 +538,54 @@ def read_tissue_mask(path: Path) -> TissueMask:
         downsample=float(mask_attrs["downsample"]),
         level=int(mask_attrs["level"]),
     )
+
+
+def damaged_patch_chunks(path: Path, chunks: list[int]) -> list[int]:
+    """The patch chunks among ``chunks`` whose patches do not read back.
+
+    A chunk file that fails to decode, or a missing one (it reads as the fill
+    value: black patches, which tissue selection never keeps). Scoring reads exactly these patches next, so the check costs one more read of
+    the chunks about to be scored. Each damaged chunk is named in a warning.
+    """
+    tiles = open_tile_store(Path(path))
+    group = tiles.open()
+    if chunks and tiles.layout == "source-jpeg" and not _source_tiles_present(group):
+        logger.warning(
+            "%s: some stored slide tiles are missing or empty; the slide is tiled "
+            "again",
+            path,
+        )
+        return list(chunks)
+    damaged = []
+    for index in chunks:
+        start = index * tiles.chunk_patches
+        try:
+            block = tiles.read_patches(start, start + tiles.chunk_patches, group=group)
+            ok = bool(block.reshape(len(block), -1).max(axis=1).all())
+        except Exception as err:  # noqa: BLE001 - any decode or shape error
+            logger.debug("reading patch chunk %d of %s: %s", index, path, err)
+            ok = False
+        if not ok:
+            logger.warning(
+                "%s: the patches of chunk %d are missing or damaged (%s layout); the "
+                "slide is tiled again",
+                path,
+                index,
+                tiles.layout,
+            )
+            damaged.append(index)
+    return damaged
+
+
+def _source_tiles_present(group: zarr.Group) -> bool:
+    """Whether every stored slide tile of a source-JPEG store has its bytes.
+
+    A missing ``source_tiles`` chunk reads as empty tiles, which patches would take
+    for background; only the stored bytes tell.
+    """
+    try:
+        blobs = array(group, Arrays.SOURCE_TILES)[:]
+    except Exception as err:  # noqa: BLE001 - a chunk that fails to decode
+        logger.debug("reading source tiles: %s", err)
+        return False
+    return all(len(bytes(blob)) > 0 for blob in np.asarray(blobs, dtype=object))

@@ -44,11 +44,11 @@ def tumour_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(slides: tuple[Path, ...], out: Path, **kw: object) -> RunConfig:
+    kw.setdefault("tiling", TilingParams(chunk_patches=64))
     return RunConfig(
         slides=slides,
         out_dir=out,
         scoring=ScoringParams(batch_size=64),
-        tiling=TilingParams(chunk_patches=64),
         **kw,
     )  # type: ignore[arg-type]
 
@@ -402,3 +402,48 @@ def test_issue_30_a_damaged_heatmap_is_stitched_again(
     np.testing.assert_array_equal(
         zarr.open_group(str(outputs.store), mode="r")[Arrays.HEATMAP][...], heatmap
     )
+
+
+@pytest.mark.parametrize("layout", ["auto", "patches"])
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_issue_30_damaged_tiles_under_lost_scores_are_tiled_again(
+    tumour_slide: Path,
+    tmp_path: Path,
+    damage: str,
+    layout: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scores to redo over damaged patch chunks: the slide is re-tiled, not scored
+    on black or undecodable patches; the results are the clean run's."""
+    out = tmp_path / "out"
+    tiling = TilingParams(chunk_patches=64, patch_layout=layout)  # type: ignore[arg-type]
+    clean = run(
+        _config((tumour_slide,), out, tiling=tiling), classifier=ColourClassifier()
+    )
+    outputs = clean.results[0].outputs
+    scores = zarr.open_group(str(outputs.store), mode="r")[Arrays.SCORES][:]
+    detections = outputs.detections_csv.read_text()
+    pixels = next(
+        outputs.store / name
+        for name in (Arrays.PATCHES, Arrays.CELLS, Arrays.SOURCE_TILES)
+        if (outputs.store / name).is_dir()
+    )
+    chunk_files = [p for p in (pixels / "c").rglob("*") if p.is_file()]
+    assert chunk_files
+    for chunk_file in chunk_files:
+        if damage == "delete":
+            chunk_file.unlink()
+        else:
+            chunk_file.write_bytes(chunk_file.read_bytes()[:5])
+    (outputs.store / Arrays.SCORES / "c" / "0").unlink()
+    # A new process has no decoded tiles cached (this one still has the old ones).
+    import wsi._tiffread
+
+    monkeypatch.setattr(wsi._tiffread, "_CACHE", wsi._tiffread._TileCache(1 << 26))
+    again = run(
+        _config((tumour_slide,), out, tiling=tiling), classifier=ColourClassifier()
+    )
+    assert again.ok
+    rescored = zarr.open_group(str(outputs.store), mode="r")[Arrays.SCORES][:]
+    np.testing.assert_array_equal(rescored, scores)
+    assert outputs.detections_csv.read_text() == detections
