@@ -50,10 +50,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as err:
-        raise OutputError(
-            f"cannot write {path}: {err.strerror or err}; check that the output "
-            f"folder is writable and the disk is not full"
-        ) from err
+        raise OutputError.write_failed(path, err) from err
     finally:
         with contextlib.suppress(OSError):  # gone after the rename, or never made
             tmp.unlink()

@@ -40,6 +40,15 @@ class OutputError(WsiError, OSError):
     """An output location cannot be written (permissions, full disk, not a folder)."""
 
     @classmethod
+    def write_failed(cls, path: object, err: OSError, *, step: str = "") -> OutputError:
+        """The one wording for a file that could not be written (disk full, ...)."""
+        during = f" (step {step})" if step else ""
+        return cls(
+            f"cannot write {path}: {err.strerror or err}{during}; free space or choose "
+            "a writable --out, then run the same command again to resume"
+        )
+
+    @classmethod
     def unwritable(cls, folder: object, err: OSError) -> OutputError:
         """The error for a folder that cannot be created or written."""
         return cls(

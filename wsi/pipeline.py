@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from wsi._atomic import atomic_output
 from wsi.detection import DetectionParams
 from wsi.errors import BusyError, OutputError, SettingsMismatchError, WsiError
 from wsi.export import PolygonParams
@@ -291,10 +292,7 @@ def slide_outcome(
         )
     except OSError as err:  # disk full, permissions: record, keep the store resumable
         where = err.filename or SlideOutputs.for_slide(out_dir, slide).folder
-        message = (
-            f"{where}: {err.strerror or err}; free space or choose a writable "
-            "--out, then run again to resume"
-        )
+        message = str(OutputError.write_failed(where, err, step=stage[-1]))
         logger.debug("%s failed: %s", slide, message)
         discard_unused(SlideOutputs.for_slide(out_dir, slide).store)
         return Failure(slide=slide, stage=stage[-1], message=message)
@@ -514,22 +512,8 @@ def _result_from_summary(
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``path`` through a temporary file of its own (unique per writer)."""
-    import tempfile
-
-    tmp: Path | None = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as handle:
-            tmp = Path(handle.name)
-            handle.write(json.dumps(data, indent=2, default=str) + "\n")
-        tmp.replace(path)
-    except OSError as err:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise OutputError(
-            f"{path}: cannot write ({err.strerror}); free space or choose another --out"
-        ) from err
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _write_run_json(config: RunConfig, report: RunReport, *, seconds: float) -> Path:

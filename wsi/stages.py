@@ -117,7 +117,7 @@ def update_summary(
     """
     import json
 
-    from wsi.errors import OutputError
+    from wsi._atomic import atomic_output
 
     try:
         summary = json.loads(outputs.summary_json.read_text())
@@ -129,16 +129,8 @@ def update_summary(
         "threshold", summary.get("threshold")
     )
     summary.pop("settings_hash", None)
-    tmp = outputs.summary_json.with_name(outputs.summary_json.name + ".tmp")
-    try:
+    with atomic_output(outputs.summary_json) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        tmp.replace(outputs.summary_json)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(
-            f"{outputs.summary_json}: cannot write ({err.strerror}); free space and "
-            "run the command again"
-        ) from err
     return True
 
 
