@@ -32,7 +32,7 @@ from wsi.scoring import PatchClassifier, ScoringParams, ScoringResult, score_sto
 from wsi.settings_change import reworded_mismatch
 from wsi.slide_score import SlideScoreParams
 from wsi.stages import export_slide, result_fields, stitch_slide
-from wsi.store import damaged_patch_chunks, scores_intact
+from wsi.store import damaged_patch_chunks, grid_intact, scores_intact
 from wsi.tiling import TilingParams, tile_slide
 from wsi.tissue import TissueParams
 
@@ -345,13 +345,22 @@ def _run_slide(
         scored = (
             None if config.overwrite else _scored_before(outputs, config, classifier)
         )
-        # Tiles from an earlier run that are about to be scored must read back.
+        # Tiles from an earlier run must read back: the patch grid always (stitching
+        # places the scores by it), the patches about to be scored.
         if (
-            scored is None
-            and tiled.resumed
+            tiled.resumed
             and not tiled.patches_written
-            and damaged_patch_chunks(outputs.store, _chunks_to_score(outputs.store))
+            and (
+                not grid_intact(outputs.store)
+                or (
+                    scored is None
+                    and damaged_patch_chunks(
+                        outputs.store, _chunks_to_score(outputs.store)
+                    )
+                )
+            )
         ):
+            scored = None  # tiled again from scratch: the scores go with the store
             stage.append("tile")
             tiled = tile_slide(
                 slide,
@@ -488,7 +497,8 @@ def _finished_summary(outputs: SlideOutputs, digest: str) -> dict[str, Any] | No
     if summary.get("settings_hash") != digest:
         return None
     # A finished slide whose scores were damaged since is redone (issue 30).
-    return summary if scores_intact(outputs.store, heatmap=True) else None
+    intact = scores_intact(outputs.store, heatmap=True) and grid_intact(outputs.store)
+    return summary if intact else None
 
 
 def _result_from_summary(

@@ -589,3 +589,31 @@ def _source_tiles_present(group: zarr.Group) -> bool:
         logger.debug("reading source tiles: %s", err)
         return False
     return all(len(bytes(blob)) > 0 for blob in np.asarray(blobs, dtype=object))
+
+
+def grid_intact(path: Path) -> bool:
+    """Whether a store's patch grid reads back: one distinct cell per patch, in order.
+
+    Patches are stored row-major, so their ``(row, col)`` keys strictly increase; a
+    missing ``grid`` chunk reads as zeros and breaks that, a damaged one fails to
+    decode. Stitching places the scores by this grid.
+    """
+    try:
+        group = open_store(Path(path))
+        rowcol = np.asarray(array(group, Arrays.GRID)[:], dtype=np.int64)
+        coords = np.asarray(array(group, Arrays.COORDS)[:], dtype=np.int64)
+    except Exception as err:  # noqa: BLE001 - missing array or a decode error
+        logger.warning("%s: the patch grid does not read back (%s)", path, err)
+        return False
+    if len(rowcol) != len(coords):
+        logger.warning("%s: the patch grid and coordinates disagree", path)
+        return False
+    if len(rowcol) < 2:
+        return True
+    keys = rowcol[:, 0] * (int(rowcol[:, 1].max()) + 1) + rowcol[:, 1]
+    ok = bool(np.all(np.diff(keys) > 0)) and bool(
+        np.all(np.diff(coords[:, 1] * (int(coords[:, 0].max()) + 1) + coords[:, 0]) > 0)
+    )
+    if not ok:
+        logger.warning("%s: the patch grid is damaged (patches out of order)", path)
+    return ok

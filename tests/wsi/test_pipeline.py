@@ -447,3 +447,25 @@ def test_issue_30_damaged_tiles_under_lost_scores_are_tiled_again(
     rescored = zarr.open_group(str(outputs.store), mode="r")[Arrays.SCORES][:]
     np.testing.assert_array_equal(rescored, scores)
     assert outputs.detections_csv.read_text() == detections
+
+
+@pytest.mark.parametrize("name", [Arrays.GRID, Arrays.COORDS])
+def test_issue_30_a_damaged_patch_grid_is_tiled_again(
+    tumour_slide: Path, tmp_path: Path, name: str
+) -> None:
+    """The grid places the scores: a missing chunk of it redoes the slide."""
+    out = tmp_path / "out"
+    clean = run(_config((tumour_slide,), out), classifier=ColourClassifier())
+    outputs = clean.results[0].outputs
+    heatmap = zarr.open_group(str(outputs.store), mode="r")[Arrays.HEATMAP][...]
+    detections = outputs.detections_csv.read_text()
+    for chunk in (outputs.store / name / "c").rglob("*"):
+        if chunk.is_file():
+            chunk.unlink()
+    again = run(_config((tumour_slide,), out), classifier=ColourClassifier())
+    assert again.ok
+    assert not again.results[0].skipped
+    np.testing.assert_array_equal(
+        zarr.open_group(str(outputs.store), mode="r")[Arrays.HEATMAP][...], heatmap
+    )
+    assert outputs.detections_csv.read_text() == detections
