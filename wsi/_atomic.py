@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from wsi.errors import OutputError
 
@@ -54,3 +55,17 @@ def atomic_output(path: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):  # gone after the rename, or never made
             tmp.unlink()
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file of its own.
+
+    Raises
+    ------
+    OutputError
+        The file cannot be written (its path, the cause and the fix).
+    """
+    import json
+
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")

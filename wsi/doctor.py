@@ -135,7 +135,8 @@ def check_outputs(out_dir: Path) -> list[Check]:
     import zarr
 
     from wsi.layout import Arrays, Attr, SlideOutputs
-    from wsi.store import array, is_store, scores_intact
+    from wsi.store import array, is_store
+    from wsi.store_checks import scores_intact
 
     results = []
     for folder in sorted(p for p in Path(out_dir).iterdir() if p.is_dir()):

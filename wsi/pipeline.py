@@ -7,32 +7,31 @@ recorded in the report and the batch goes on. ``run.json`` records the whole run
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 
-from wsi._atomic import atomic_output
+from wsi._atomic import write_json_atomic
 from wsi.detection import DetectionParams
 from wsi.errors import BusyError, OutputError, SettingsMismatchError, WsiError
 from wsi.export import PolygonParams
 from wsi.layout import Arrays, SlideOutputs
 from wsi.locking import discard_unused, store_lock
+from wsi.model_settings import TunedSections, generic_sections, tuned_sections
 from wsi.progress import Progress
-from wsi.provenance import git_commit, settings_hash, software_versions
+from wsi.provenance import settings_hash, software_versions
+from wsi.run_record import write_run_json
 from wsi.scoring import PatchClassifier, ScoringParams, ScoringResult, score_store
 from wsi.settings_change import reworded_mismatch
 from wsi.slide_score import SlideScoreParams
 from wsi.stages import export_slide, result_fields, stitch_slide
-from wsi.store import damaged_patch_chunks, grid_intact, scores_intact
+from wsi.store_checks import damaged_patch_chunks, grid_intact, scores_intact
 from wsi.tiling import TilingParams, tile_slide
 from wsi.tissue import TissueParams
 
@@ -84,71 +83,12 @@ class RunConfig:
         }
 
 
-class TunedSections(TypedDict):
-    """The settings a model's card tunes, as ``RunConfig`` keyword arguments."""
-
-    scoring: ScoringParams
-    polygons: PolygonParams
-    detection: DetectionParams
-    slide_score: SlideScoreParams
-
-
-def tuned_sections(
-    model: Path | str | None, **overrides: dict[str, Any]
-) -> TunedSections:
-    """The model's run settings: scoring (model, TTA), polygons, detection, slide score.
-
-    Each bundled model's card carries the settings chosen for it on development
-    slides; a model without them gets the generic defaults. ``overrides`` (section
-    -> field -> value) are applied on top, as a user's own settings are.
-
-    Examples
-    --------
-    >>> sections = tuned_sections(None, detection={"nms_radius_um": 300.0})
-    >>> sorted(sections), sections["detection"].nms_radius_um
-    (['detection', 'polygons', 'scoring', 'slide_score'], 300.0)
-    >>> config = RunConfig(slides=(), out_dir=Path("out"), **tuned_sections(None))
-    """
-    from model.registry import tuned_settings
-
-    values = _merged(tuned_settings(model), overrides)
-    values.setdefault("scoring", {}).setdefault(
-        "model_path", None if model is None else Path(model)
-    )
-    return generic_sections(**values)
-
-
-def generic_sections(
-    **overrides: dict[str, Any],
-) -> TunedSections:
-    """The generic polygon, detection and slide-score settings, with ``overrides``.
-
-    What a model without tuned settings gets (see :func:`tuned_sections`).
-    """
-    values = overrides
-    return {
-        "scoring": ScoringParams(**values.get("scoring", {})),
-        "polygons": PolygonParams(**values.get("polygons", {})),
-        "detection": DetectionParams(**values.get("detection", {})),
-        "slide_score": SlideScoreParams(**values.get("slide_score", {})),
-    }
-
-
 def _model_label(config: RunConfig) -> str:
     """The model as the overlay names it: the bundled name or the file's name."""
     from model.registry import DEFAULT_MODEL
 
     model = config.scoring.model_path
     return DEFAULT_MODEL if model is None else Path(model).name
-
-
-def _merged(
-    base: dict[str, dict[str, Any]], overrides: dict[str, dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    out = {k: dict(v) for k, v in base.items()}
-    for section, fields in overrides.items():
-        out.setdefault(section, {}).update(fields)
-    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,7 +194,7 @@ def run(
         else:
             report.results.append(outcome)
     try:
-        report.run_json = _write_run_json(config, report, seconds=time.time() - started)
+        report.run_json = write_run_json(config, report, seconds=time.time() - started)
     except OutputError as err:
         # Reported beside the slides' own errors, never instead of them.
         report.failures.append(
@@ -410,19 +350,14 @@ def _run_slide(
             "timings_s": timings,
             "versions": software_versions(),
         }
-        _write_json_atomic(outputs.summary_json, summary)
+        write_json_atomic(outputs.summary_json, summary)
         return _result_from_summary(slide, outputs, summary, skipped=False)
 
 
 def _chunks_to_score(store: Path) -> list[int]:
     """The patch chunks scoring would (re)score: unflagged or damaged scores."""
-    from wsi.store import (
-        array,
-        chunk_flags,
-        damaged_score_chunks,
-        open_store,
-        open_tile_store,
-    )
+    from wsi.store import array, chunk_flags, open_store, open_tile_store
+    from wsi.store_checks import damaged_score_chunks
 
     tiles = open_tile_store(store)
     n_chunks = -(-tiles.n_patches // tiles.chunk_patches)
@@ -518,84 +453,3 @@ def _result_from_summary(
         seconds=float(sum(summary["timings_s"].values())),
         skipped=skipped,
     )
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``path`` through a temporary file of its own (unique per writer)."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _write_run_json(config: RunConfig, report: RunReport, *, seconds: float) -> Path:
-    """Write ``run.json``, merged with what other runs on the folder recorded.
-
-    Runs on one output folder may overlap (each slide is locked by one of them): a
-    slide keeps its latest state, a run's own results and failures replace older
-    entries of the same slide, except that "busy" (another process had the slide)
-    never replaces a result. The merge holds a lock on the folder.
-    """
-    path = Path(config.out_dir) / "run.json"
-    results = [
-        {
-            "slide": str(r.slide),
-            "n_patches": r.n_patches,
-            "max_probability": r.max_probability,
-            "slide_probability": r.slide_probability,
-            "tumor_area_um2": r.tumor_area_um2,
-            "seconds": r.seconds,
-            "skipped": r.skipped,
-        }
-        for r in report.results
-    ]
-    failures = [asdict(f) | {"slide": str(f.slide)} for f in report.failures]
-    with _folder_lock(path.parent):
-        old = _read_run_json(path)
-        done = {r["slide"] for r in results}
-        failed = {f["slide"] for f in failures if not f.get("busy")}
-        kept = [
-            r for r in old.get("results", []) if r.get("slide") not in done | failed
-        ]
-        busy = {f["slide"] for f in failures if f.get("busy")}
-        finished_elsewhere = {r.get("slide") for r in kept} & busy
-        new_failures = [f for f in failures if f["slide"] not in finished_elsewhere]
-        kept_failures = [
-            f
-            for f in old.get("failures", [])
-            if f.get("slide") not in done | failed | busy
-        ]
-        _write_json_atomic(
-            path,
-            {
-                "config": asdict(config),
-                "versions": software_versions(),
-                "git_commit": git_commit(),
-                "seconds": seconds,
-                "results": kept + results,
-                "failures": kept_failures + new_failures,
-            },
-        )
-    return path
-
-
-def _read_run_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive OS lock on ``folder`` (released when the holder dies)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

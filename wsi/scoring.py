@@ -31,11 +31,11 @@ from wsi.store import (
     array,
     chunk_flags,
     create_chunk_flags,
-    damaged_score_chunks,
     mark_chunk_done,
     open_store,
     open_tile_store,
 )
+from wsi.store_checks import damaged_score_chunks
 
 __all__ = [
     "ClassifierSpec",

@@ -268,7 +268,8 @@ def test_issue_30_run_json_merges_runs_on_one_folder(
     tumour_slide: Path, tmp_path: Path
 ) -> None:
     """Two runs over one --out: run.json keeps both slides; busy is not a failure."""
-    from wsi.pipeline import Failure, RunReport, _write_run_json
+    from wsi.pipeline import Failure, RunReport
+    from wsi.run_record import write_run_json
 
     other = tmp_path / "other.tif"
     shutil.copy(tumour_slide, other)
@@ -286,7 +287,7 @@ def test_issue_30_run_json_merges_runs_on_one_folder(
     busy = RunReport(
         failures=[Failure(slide=tumour_slide, stage="setup", message="busy", busy=True)]
     )
-    _write_run_json(_config((tumour_slide,), out), busy, seconds=0.0)
+    write_run_json(_config((tumour_slide,), out), busy, seconds=0.0)
     recorded = json.loads((out / "run.json").read_text())
     assert len(recorded["results"]) == 2
     assert recorded["failures"] == []
@@ -294,7 +295,7 @@ def test_issue_30_run_json_merges_runs_on_one_folder(
     failed = RunReport(
         failures=[Failure(slide=other, stage="tile", message="cannot read")]
     )
-    _write_run_json(_config((other,), out), failed, seconds=0.0)
+    write_run_json(_config((other,), out), failed, seconds=0.0)
     recorded = json.loads((out / "run.json").read_text())
     assert [Path(r["slide"]).name for r in recorded["results"]] == ["tumour.tif"]
     assert [Path(f["slide"]).name for f in recorded["failures"]] == ["other.tif"]
@@ -304,12 +305,12 @@ def test_issue_30_concurrent_json_writers_do_not_collide(tmp_path: Path) -> None
     """Each writer has its own temporary file: none fails, none is left behind."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from wsi.pipeline import _write_json_atomic
+    from wsi._atomic import write_json_atomic
 
     target = tmp_path / "run.json"
 
     def write(i: int) -> None:
-        _write_json_atomic(target, {"writer": i, "padding": "x" * 20000})
+        write_json_atomic(target, {"writer": i, "padding": "x" * 20000})
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, range(64)))
@@ -323,18 +324,17 @@ def test_issue_30_an_unwritable_run_json_does_not_hide_the_slides(
     """Disk full at the end: the slides' results stay and run.json's error joins them."""
     import errno
 
-    import wsi.pipeline
+    import wsi.run_record
+    from wsi.errors import OutputError
 
-    real = wsi.pipeline._write_json_atomic
+    real = wsi.run_record.write_json_atomic
 
     def full_disk(path: Path, data: dict[str, object]) -> None:
         if path.name == "run.json":
-            raise wsi.pipeline.OutputError(
-                f"{path}: cannot write ({errno.errorcode[errno.ENOSPC]})"
-            )
+            raise OutputError(f"{path}: cannot write ({errno.errorcode[errno.ENOSPC]})")
         real(path, data)
 
-    monkeypatch.setattr(wsi.pipeline, "_write_json_atomic", full_disk)
+    monkeypatch.setattr(wsi.run_record, "write_json_atomic", full_disk)
     report = run(
         _config((tumour_slide,), tmp_path / "out"), classifier=ColourClassifier()
     )
