@@ -29,6 +29,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from wsi._atomic import atomic_output
 from wsi.colormap import TUMOR_RGB
 from wsi.errors import AnnotationError
+from wsi.lesion_size import max_diameter_um
 from wsi.polygons import TumorRegion
 
 __all__ = ["TUMOR_CLASS", "read_geojson", "regions_to_geojson", "write_geojson"]
@@ -57,7 +58,9 @@ def regions_to_geojson(
     -------
     dict
         A GeoJSON FeatureCollection; measurements are ``Max probability``,
-        ``Mean probability``, ``Area µm^2``, ``Perimeter µm`` and ``Heatmap cells``.
+        ``Mean probability``, ``Area µm^2``, ``Perimeter µm``, ``Max diameter mm``
+        (the longest distance across the region, `wsi.lesion_size`) and
+        ``Heatmap cells``.
 
     Examples
     --------
@@ -91,6 +94,9 @@ def regions_to_geojson(
                         "Mean probability": round(region.mean_probability, 6),
                         "Area µm^2": round(region.area_um2, 3),
                         "Perimeter µm": round(geom.length * slide_mpp, 3),
+                        "Max diameter mm": round(
+                            max_diameter_um(region.polygon, mpp=slide_mpp) / 1000, 4
+                        ),
                         "Heatmap cells": region.n_cells,
                     },
                 },

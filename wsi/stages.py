@@ -29,6 +29,7 @@ from wsi.heatmap import (
     write_heatmap_zarr,
 )
 from wsi.layout import Arrays, Attr, SlideOutputs
+from wsi.lesion_size import max_diameter_um
 from wsi.locking import store_lock
 from wsi.overlay import save_overlay_png
 from wsi.polygons import region_cells
@@ -75,6 +76,8 @@ class Exported:
     n_detections: int
     tumor_area_um2: float
     slide_score: SlideScore
+    #: Longest diameter of each exported region, mm, largest first.
+    diameters_mm: tuple[float, ...] = ()
 
 
 def result_fields(stitched: Stitched, exported: Exported) -> dict[str, Any]:
@@ -92,6 +95,10 @@ def result_fields(stitched: Stitched, exported: Exported) -> dict[str, Any]:
         "tumor_area_um2": exported.tumor_area_um2,
         "n_regions": exported.n_regions,
         "n_detections": exported.n_detections,
+        "largest_diameter_mm": exported.diameters_mm[0]
+        if exported.diameters_mm
+        else None,
+        "region_diameters_mm": list(exported.diameters_mm),
     }
 
 
@@ -250,11 +257,17 @@ def export_slide(
             score.probability,
             score.method,
         )
+        mpp = grid.geometry.mpp
+        diameters = sorted(
+            (round(max_diameter_um(r.polygon, mpp=mpp) / 1000, 4) for r in regions),
+            reverse=True,
+        )
         return Exported(
             n_regions=len(regions),
             n_detections=len(dets),
             tumor_area_um2=area,
             slide_score=score,
+            diameters_mm=tuple(diameters),
         )
 
 

@@ -636,3 +636,38 @@ def test_real_lesion_box_helper_is_sane() -> None:
     assert len(holes) == 6
     assert truth.area > 5e7
     assert box(*truth.bounds).contains(truth)
+
+
+# --- lesion size (issue 31) -------------------------------------------------------------
+
+
+def test_max_diameter_matches_shapely_on_known_shapes() -> None:
+    """The longest distance across a region: the hull's, as shapely measures it."""
+    from shapely.geometry import box
+
+    from wsi.lesion_size import max_diameter_um
+
+    ring = box(0, 0, 2000, 1000).difference(box(500, 250, 1500, 750))  # a hole
+    two_cells = shapely.union_all([box(0, 0, 384, 384), box(384, 384, 768, 768)])
+    for region in (box(0, 0, 300, 400), ring, two_cells):
+        hull = np.asarray(region.convex_hull.exterior.coords)
+        expected = max(
+            shapely.distance(shapely.points(a), shapely.points(b))
+            for a in hull
+            for b in hull
+        )
+        assert max_diameter_um(region, mpp=0.243) == pytest.approx(expected * 0.243)
+    # A 0.19 mm and a 0.21 mm line of cells lie on either side of the ITC limit.
+    assert max_diameter_um(box(0, 0, 190 / 0.25, 1), mpp=0.25) < 200
+    assert max_diameter_um(box(0, 0, 210 / 0.25, 1), mpp=0.25) > 200
+
+
+def test_regions_carry_their_diameter_to_qupath(tmp_path: Path) -> None:
+    _, regions = _regions(stride_px=32, mpp=0.226)
+    write_geojson(regions, tmp_path / "t.geojson", slide_mpp=0.226)
+    lines = (tmp_path / "t.geojson").read_text(encoding="utf-8").splitlines()[1:-1]
+    for region, line in zip(regions, lines, strict=True):
+        measured = json.loads(line.rstrip(","))["properties"]["measurements"]
+        hull = np.asarray(region.polygon.convex_hull.exterior.coords)
+        longest = max(np.hypot(*(a - b)) for a in hull for b in hull) * 0.226 / 1000
+        assert measured["Max diameter mm"] == pytest.approx(longest, abs=1e-4)

@@ -469,3 +469,28 @@ def test_issue_30_a_damaged_patch_grid_is_tiled_again(
         zarr.open_group(str(outputs.store), mode="r")[Arrays.HEATMAP][...], heatmap
     )
     assert outputs.detections_csv.read_text() == detections
+
+
+def test_summary_gives_the_largest_lesion_diameter(
+    tumour_slide: Path, tmp_path: Path
+) -> None:
+    """summary.json's largest diameter is the largest region's in tumor.geojson."""
+    exact = PolygonParams(smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0)
+    report = run(
+        _config((tumour_slide,), tmp_path / "out", polygons=exact),
+        classifier=ColourClassifier(),
+    )
+    outputs = report.results[0].outputs
+    summary = json.loads(outputs.summary_json.read_text())
+    features = json.loads(outputs.geojson.read_text())["features"]
+    diameters = sorted(
+        (f["properties"]["measurements"]["Max diameter mm"] for f in features),
+        reverse=True,
+    )
+    assert diameters
+    assert summary["region_diameters_mm"] == diameters
+    assert summary["largest_diameter_mm"] == diameters[0]
+    # The tumour disc is 2 x 450 px x 0.243 um = 219 um across; regions follow
+    # 93 um cell edges, so the measure is within one cell diagonal (132 um) of it.
+    true_mm = 2 * TUMOUR_RADIUS * MPP / 1000
+    assert abs(summary["largest_diameter_mm"] - true_mm) < 0.132
