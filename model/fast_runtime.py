@@ -38,9 +38,9 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from model.card import ModelCard, read_card
+from model.card import read_card
+from model.classifier import CardClassifier
 from model.registry import WEIGHTS_DIR, resolve_model_path
-from model.tta import check_tta, n_views, score_views
 from wsi.errors import ModelLoadError
 
 __all__ = [
@@ -112,7 +112,7 @@ def _gpu_present() -> bool:
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class OpenVinoPatchClassifier:
+class OpenVinoPatchClassifier(CardClassifier):
     """An OpenVINO patch classifier: ``uint8[N, 96, 96, 3]`` -> ``float32[N]``.
 
     Build it with :func:`load_fast_classifier`. Thread-safe: each calling thread
@@ -120,60 +120,19 @@ class OpenVinoPatchClassifier:
     (``sha256``) is that of the ``.keras`` file it was derived from.
     """
 
-    card: ModelCard
-    path: Path
     fast_dir: Path
     precision: str
-    tta: str = "none"
-    tta_mean: str = "arithmetic"
-    batch_size: int = 256
     _compiled: dict[int, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
-
-    def __post_init__(self) -> None:
-        check_tta(self.tta, self.tta_mean)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-
-    @property
-    def sha256(self) -> str:
-        """sha256 of the ``.keras`` file the model was derived from."""
-        return self.card.weights_sha256
-
-    @property
-    def input_px(self) -> int:
-        """Patch side the model takes, in pixels."""
-        return self.card.input_px
-
-    @property
-    def mpp(self) -> float:
-        """Resolution the model was trained at, in micrometres per pixel."""
-        return float(self.card.mpp)
 
     @property
     def runtime(self) -> str:
         """``openvino-int8`` or ``openvino-fp32``."""
         return f"openvino-{self.precision}"
 
-    def __call__(self, patches: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """Probability of tumour in the centre 32x32 of each patch (TTA combined).
-
-        Raises
-        ------
-        TypeError
-            ``patches`` is not a uint8 array.
-        ValueError
-            ``patches`` is not shaped ``[N, 96, 96, 3]``.
-        """
-        return score_views(
-            patches,
-            self.predict,
-            input_px=self.input_px,
-            tta=self.tta,
-            tta_mean=self.tta_mean,
-            images_per_pass=self.batch_size // n_views(self.tta),
-        )
+    def _forward_pass(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        return self.predict(images)
 
     def predict(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Forward passes without TTA: ``float32[len(images)]``.

@@ -20,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from model.card import ModelCard, card_path, read_card
+from model.classifier import CardClassifier
 from model.registry import BUNDLED_MODELS, resolve_model_path
-from model.tta import check_tta, n_views, score_views
+from model.tta import check_tta
 from wsi.errors import ModelLoadError
 from wsi.geometry import PATCH_PX
 
@@ -58,7 +59,7 @@ def bundled_model_path() -> Path:
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class KerasPatchClassifier:
+class KerasPatchClassifier(CardClassifier):
     """A loaded Keras patch classifier: ``uint8[N, 96, 96, 3]`` -> ``float32[N]``.
 
     Build it with ``load_classifier``. Calls are thread-safe; each call scores its
@@ -66,67 +67,19 @@ class KerasPatchClassifier:
     ``batch_size`` patches with all their TTA views together on a GPU.
     """
 
-    card: ModelCard
-    path: Path
     model: Any = field(repr=False)
-    tta: str = "none"
-    tta_mean: str = "arithmetic"
-    batch_size: int = 256
     on_gpu: bool = False
     _forward: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        check_tta(self.tta, self.tta_mean)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        super().__post_init__()
         object.__setattr__(self, "_forward", _make_forward(self.model))
 
-    @property
-    def sha256(self) -> str:
-        """sha256 of the model file (verified against the sidecar at load)."""
-        return self.card.weights_sha256
+    def _images_per_pass(self) -> int:
+        return self.batch_size if self.on_gpu else super()._images_per_pass()
 
-    @property
-    def input_px(self) -> int:
-        """Patch side the model takes, in pixels."""
-        return self.card.input_px
-
-    @property
-    def mpp(self) -> float:
-        """Resolution the model was trained at, in micrometres per pixel."""
-        return float(self.card.mpp)
-
-    def __call__(self, patches: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """Probability of tumour in the centre 32x32 of each patch.
-
-        Parameters
-        ----------
-        patches
-            ``uint8[N, 96, 96, 3]`` RGB patches.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``float32[N]`` probabilities in [0, 1], combined over the TTA views.
-
-        Raises
-        ------
-        TypeError
-            ``patches`` is not a uint8 array.
-        ValueError
-            ``patches`` is not shaped ``[N, 96, 96, 3]``.
-        """
-        per_pass = self.batch_size
-        if not self.on_gpu:
-            per_pass = self.batch_size // n_views(self.tta)
-        return score_views(
-            patches,
-            self._predict,
-            input_px=self.input_px,
-            tta=self.tta,
-            tta_mean=self.tta_mean,
-            images_per_pass=per_pass,
-        )
+    def _forward_pass(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        return self._predict(images)
 
     def _predict(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """One forward pass without TTA: ``float32[len(images)]``."""

@@ -97,6 +97,6 @@ def tuned_settings(model: Path | str | None) -> dict[str, dict[str, Any]]:
     Examples
     --------
     >>> sorted(tuned_settings("efficientnet-lite0"))
-    ['detection', 'polygons', 'slide_score']
+    ['detection', 'polygons', 'scoring', 'slide_score']
     """
     return {k: dict(v) for k, v in check_model(model).settings.items()}
