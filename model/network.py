@@ -19,7 +19,6 @@ __all__ = [
     "PRETRAINED_SHIPPED",
     "build_model",
     "cached_imagenet_weights",
-    "check_internal_px",
     "preprocessing_for",
 ]
 
@@ -61,15 +60,6 @@ def cached_imagenet_weights() -> Path | None:
     return None
 
 
-def check_internal_px(arch: str, internal_px: int) -> None:
-    """Raise ValueError unless ``internal_px`` suits ``arch`` (see ``build_model``)."""
-    if internal_px != PATCH_PX and (arch != "nasnet-mobile" or internal_px < PATCH_PX):
-        raise ValueError(
-            f"internal_px (here {internal_px}, arch {arch!r}) resamples the patch "
-            f"inside nasnet-mobile only, to at least the patch size {PATCH_PX} px"
-        )
-
-
 def build_model(
     arch: str = "nasnet-mobile",
     *,
@@ -78,7 +68,6 @@ def build_model(
     dropout: float | None = None,
     bn_momentum: float = DEFAULT_BN_MOMENTUM,
     seed: int = 0,
-    internal_px: int = PATCH_PX,
 ) -> Any:
     """Build an uncompiled Keras model.
 
@@ -99,17 +88,9 @@ def build_model(
         Moving-average momentum of every batch-norm layer.
     seed
         Seed for weight initialisation.
-    internal_px
-        NASNetMobile only: resample the 96x96 patch to this size inside the model
-        (bilinear) before the trunk, so that its deeper cells keep more of the
-        patch's detail. The model still takes the same 96x96 patch (the PCam
-        geometry is unchanged), and the trunk's last map is average-pooled back to
-        its 96-px size, so every weight has the shape it has at 96 px and weights
-        move freely between the two (``--init-from``).
     """
     import keras
 
-    check_internal_px(arch, internal_px)
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((PATCH_PX, PATCH_PX, 3), name="rgb")
     if arch in PRETRAINED_SHIPPED:
@@ -127,7 +108,7 @@ def build_model(
         )
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
     if arch == "nasnet-mobile":
-        features = _nasnet_trunk(x, imagenet_weights, internal_px=internal_px)
+        features = _nasnet_trunk(x, imagenet_weights)
     elif arch == "small-cnn":
         features = _small_cnn(x)
     elif arch == "logreg":
@@ -187,17 +168,11 @@ def _finish(
     return model
 
 
-def _nasnet_trunk(
-    x: Any, imagenet_weights: Path | None, *, internal_px: int = PATCH_PX
-) -> Any:
+def _nasnet_trunk(x: Any, imagenet_weights: Path | None) -> Any:
     import keras
 
-    if internal_px != PATCH_PX:
-        x = keras.layers.Resizing(
-            internal_px, internal_px, interpolation="bilinear", name="upsample"
-        )(x)
     trunk = keras.applications.NASNetMobile(
-        input_shape=(internal_px, internal_px, 3), include_top=False, weights=None
+        input_shape=(PATCH_PX, PATCH_PX, 3), include_top=False, weights=None
     )
     if imagenet_weights is not None:
         path = Path(imagenet_weights)
@@ -212,22 +187,7 @@ def _nasnet_trunk(
         logger.warning(
             "NASNetMobile trunk starts from random weights (no ImageNet file)"
         )
-    features = trunk(x)
-    if internal_px != PATCH_PX:
-        side = _nasnet_map_side(PATCH_PX)
-        pool = int(features.shape[1]) - side + 1
-        features = keras.layers.AveragePooling2D(
-            pool, strides=1, padding="valid", name="pool_to_patch_map"
-        )(features)
-    return features
-
-
-def _nasnet_map_side(px: int) -> int:
-    """Side of NASNetMobile's last feature map for a px x px input (3 at 96 px)."""
-    side = (px - 3) // 2 + 1  # the stem's valid 3x3 convolution, stride 2
-    for _ in range(4):  # two stem reductions, two reduction cells: "same", stride 2
-        side = -(-side // 2)
-    return side
+    return trunk(x)
 
 
 def _small_cnn(x: Any) -> Any:

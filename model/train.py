@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,9 +50,7 @@ from model.network import (
     PRETRAINED_SHIPPED,
     build_model,
     cached_imagenet_weights,
-    check_internal_px,
 )
-from wsi.geometry import PATCH_PX
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
@@ -140,7 +138,6 @@ class TrainConfig:
     folds: int = 1
     holdout_fold: int | None = None
     fold_teachers: tuple[Path, ...] = ()
-    internal_px: int = PATCH_PX
     temperature: float = 1.0
     dropout: float | None = None
 
@@ -212,7 +209,6 @@ class TrainConfig:
                 "shift moves the labelled centre 32x32 off the patch's centre; "
                 "use it with a teacher, which scores the shifted view"
             )
-        check_internal_px(self.arch, self.internal_px)
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.temperature > 0:
@@ -242,7 +238,23 @@ class TrainResult:
     seconds: float
 
 
-def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
+def _build(config: TrainConfig) -> Any:
+    """The network of ``config`` (``model.network.build_model``)."""
+    return build_model(
+        config.arch,
+        imagenet_weights=config.imagenet_weights,
+        pretrained=config.pretrained,
+        seed=config.seed,
+        dropout=config.dropout,
+    )
+
+
+def train(
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[Any] = (),
+    build: Callable[[TrainConfig], Any] | None = None,
+) -> TrainResult:
     """Train (or resume) a run described by ``config``; see the module docstring.
 
     Parameters
@@ -251,6 +263,10 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         The run.
     callbacks
         Extra Keras callbacks, called after the run's own (progress bars, tests).
+    build
+        Builds the uncompiled network from ``config`` instead of
+        ``model.network.build_model`` (a hook for experiments, research/): it must
+        take the 96x96 patch and return one probability.
 
     Raises
     ------
@@ -319,14 +335,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
             config = replace(config, imagenet_weights=cached)
     steps = config.steps_per_epoch or max(1, len(train_set) // global_batch)
     with strategy.scope():
-        model = build_model(
-            config.arch,
-            imagenet_weights=config.imagenet_weights,
-            pretrained=config.pretrained,
-            seed=config.seed,
-            internal_px=config.internal_px,
-            dropout=config.dropout,
-        )
+        model = (build or _build)(config)
         if config.init_from is not None and not resume_epoch(out / "backup"):
             _init_weights(model, config.init_from, arch=config.arch)
         teacher = None

@@ -9,7 +9,6 @@ import click
 
 from model.network import ARCHITECTURES
 from model.registry import BUNDLED_MODELS, DEFAULT_MODEL
-from wsi.geometry import PATCH_PX
 
 #: The --model help of every command that scores (one place).
 MODEL_HELP = (
@@ -197,15 +196,6 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     help="Train without this fold (0-based) of --folds: a cross-fitted teacher "
     "for --fold-teacher.",
 )
-@click.option(
-    "--internal-px",
-    type=click.IntRange(min=PATCH_PX),
-    default=PATCH_PX,
-    show_default=True,
-    help="nasnet-mobile: resample each 96x96 patch to N x N inside the model "
-    "before its trunk (more detail in the deep cells, about (N/96)^2 the "
-    "compute); weights move to and from 96-px models with --init-from.",
-)
 def train_command(
     train_data: Path,
     valid_data: Path | None,
@@ -236,7 +226,6 @@ def train_command(
     limit: int | None,
     folds: int | None,
     holdout_fold: int | None,
-    internal_px: int,
 ) -> None:
     """Train a patch classifier on TRAIN_DATA; rerun the same command to resume."""
     from dataclasses import replace
@@ -312,7 +301,6 @@ def train_command(
         limit_train=limit,
         folds=folds or 1,
         holdout_fold=holdout_fold,
-        internal_px=internal_px,
     )
     if bn_recalibration is not None:
         config = replace(config, bn_recalibration=bn_recalibration)
