@@ -92,9 +92,7 @@ class TrainConfig:
     teacher. ``feature_weight`` > 0 adds matching the teacher's last feature map
     (:mod:`model.feature_distill`) to the loss, with that weight; ``teacher_tta``
     targets the teacher's mean over the 8 symmetries of each view instead.
-    ``temperature`` > 1 compares target and prediction as softened logits
-    (``model.distill.TemperedCrossentropy``), so the student also matches how sure
-    the teacher is where it is sure. ``dropout`` sets the head's dropout rate (None:
+    ``dropout`` sets the head's dropout rate (None:
     the architecture's default, ``model.network.build_model``); it has no weights,
     so ``init_from`` works across rates.
     ``folds`` with ``holdout_fold`` trains without that fold (``model.data.fold_ids``):
@@ -138,7 +136,6 @@ class TrainConfig:
     folds: int = 1
     holdout_fold: int | None = None
     fold_teachers: tuple[Path, ...] = ()
-    temperature: float = 1.0
     dropout: float | None = None
 
     def __post_init__(self) -> None:
@@ -211,10 +208,6 @@ class TrainConfig:
             )
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if self.temperature != 1 and self.teacher is None and not self.fold_teachers:
-            raise ValueError("temperature softens a teacher's targets; give a teacher")
         if self.folds < 1:
             raise ValueError(f"folds must be at least 1, got {self.folds}")
         if self.holdout_fold is not None and not 0 <= self.holdout_fold < self.folds:
@@ -254,6 +247,7 @@ def train(
     *,
     callbacks: Sequence[Any] = (),
     build: Callable[[TrainConfig], Any] | None = None,
+    loss: Any = None,
 ) -> TrainResult:
     """Train (or resume) a run described by ``config``; see the module docstring.
 
@@ -267,6 +261,10 @@ def train(
         Builds the uncompiled network from ``config`` instead of
         ``model.network.build_model`` (a hook for experiments, research/): it must
         take the 96x96 patch and return one probability.
+    loss
+        A Keras loss for soft (teacher) targets instead of
+        ``model.distill.target_crossentropy`` (a hook for experiments, research/):
+        it gets ``[B, 2]`` labels (target, true label) and ``[B, 1]`` predictions.
 
     Raises
     ------
@@ -352,7 +350,9 @@ def train(
             )
         if config.feature_weight:
             model = _feature_matching(model, teacher, config.feature_weight)
-        model.compile(optimizer=_optimizer(config, steps), **_loss_and_metrics(config))
+        model.compile(
+            optimizer=_optimizer(config, steps), **_loss_and_metrics(config, loss)
+        )
     first_epoch = resume_epoch(out / "backup")
     if first_epoch:
         logger.info("resuming %s at epoch %d", out, first_epoch + 1)
@@ -458,8 +458,10 @@ def _feature_matching(student: Any, teacher: Any, weight: float) -> Any:
     return FeatureMatching(student, teacher_shape=shape, weight=weight)  # type: ignore[arg-type]
 
 
-def _loss_and_metrics(config: TrainConfig) -> dict[str, Any]:
+def _loss_and_metrics(config: TrainConfig, loss: Any = None) -> dict[str, Any]:
     """``compile`` arguments: the loss, and ``auc`` and ``accuracy`` on true labels.
+
+    ``loss`` replaces the distillation loss on soft targets (the ``train`` hook).
 
     Runs on soft targets get ``[B, 2]`` labels (target, true label; see
     ``model.distill``), so their metrics still compare the predictions with the
@@ -472,10 +474,10 @@ def _loss_and_metrics(config: TrainConfig) -> dict[str, Any]:
             "loss": "binary_crossentropy",
             "metrics": [keras.metrics.AUC(name="auc", num_thresholds=1000), "accuracy"],
         }
-    from model.distill import HardLabelAccuracy, HardLabelAUC, tempered_crossentropy
+    from model.distill import HardLabelAccuracy, HardLabelAUC, target_crossentropy
 
     return {
-        "loss": tempered_crossentropy(config.temperature),
+        "loss": target_crossentropy if loss is None else loss,
         "metrics": [
             HardLabelAUC(name="auc", num_thresholds=1000),
             HardLabelAccuracy(name="accuracy"),

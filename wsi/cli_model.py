@@ -125,15 +125,6 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     "each view (8x the teacher's cost).",
 )
 @click.option(
-    "--temperature",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="With --teacher: compare target and prediction as logits divided by this "
-    "(Hinton's temperature; above 1 the student also learns how sure the teacher "
-    "is where it is sure).",
-)
-@click.option(
     "--dropout",
     type=click.FloatRange(0, 1, max_open=True),
     default=None,
@@ -215,7 +206,6 @@ def train_command(
     label_weight: float,
     feature_weight: float,
     teacher_tta: bool,
-    temperature: float,
     dropout: float | None,
     mixup: float,
     free_rotation: bool,
@@ -242,11 +232,6 @@ def train_command(
         raise click.UsageError(
             "--teacher-tta needs --teacher and no --feature-weight: it averages "
             "the teacher's probabilities over the 8 symmetries of each view"
-        )
-    if temperature != 1 and teacher is None and not fold_teachers:
-        raise click.UsageError(
-            "--temperature needs --teacher (or --fold-teacher): it softens the "
-            "teacher's targets"
         )
     if feature_weight and teacher is None:
         raise click.UsageError(
@@ -292,7 +277,6 @@ def train_command(
         label_weight=label_weight,
         feature_weight=feature_weight,
         teacher_tta=teacher_tta,
-        temperature=temperature,
         dropout=dropout,
         mixup=mixup,
         checkpoint_steps=checkpoint_steps,

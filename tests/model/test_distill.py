@@ -96,9 +96,9 @@ def test_mixup_mixes_views_and_labels_alike(pcam_dir: Path) -> None:
     np.testing.assert_array_equal(again[1].numpy()[:, TARGET], t)
 
 
-@pytest.mark.parametrize(("mixup", "temperature"), [(0.2, 1.0), (0.0, 4.0)])
+@pytest.mark.parametrize("mixup", [0.2, 0.0])
 def test_student_loss_falls_when_trained_on_teacher_targets(
-    tiny_model: Path, pcam_dir: Path, tmp_path: Path, mixup: float, temperature: float
+    tiny_model: Path, pcam_dir: Path, tmp_path: Path, mixup: float
 ) -> None:
     from model.predict import load_classifier
     from model.train import TrainConfig, train
@@ -117,7 +117,6 @@ def test_student_loss_falls_when_trained_on_teacher_targets(
             teacher=tiny_model,
             label_weight=0.0,
             mixup=mixup,
-            temperature=temperature,
             augment=AugmentParams(brightness=0, contrast=0, saturation=0, hue=0),
         )
     )
@@ -126,7 +125,7 @@ def test_student_loss_falls_when_trained_on_teacher_targets(
     assert losses[-1] < losses[0]
     recipe = json.loads((out / "config.json").read_text())
     assert recipe["teacher"] == str(tiny_model)
-    assert (recipe["mixup"], recipe["temperature"]) == (mixup, temperature)
+    assert recipe["mixup"] == mixup
     # The student is a plain classifier: it loads in safe mode without the loss.
     student = load_classifier(out / "best.keras")
     assert student(np.zeros((2, 96, 96, 3), np.uint8)).shape == (2,)

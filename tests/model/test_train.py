@@ -312,12 +312,12 @@ def test_cli_train_passes_the_distillation_options(
     args = ["train", str(pcam_dir), "--valid", str(pcam_dir), "--out", str(out)]
     args += ["--arch", "logreg", "--epochs", "1", "--batch-size", "24"]
     args += ["--teacher", str(tiny_model), "--label-weight", "0.3", "--mixup", "0.2"]
-    result = CliRunner().invoke(cli, [*args, "--temperature", "2", "--dropout", "0"])
+    result = CliRunner().invoke(cli, [*args, "--dropout", "0"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["teacher"] == str(tiny_model)
     assert (config["label_weight"], config["mixup"]) == (0.3, 0.2)
-    assert (config["temperature"], config["dropout"]) == (2.0, 0.0)
+    assert config["dropout"] == 0.0
     missing = CliRunner().invoke(cli, [*args[:-6], "--teacher", str(tmp_path / "no")])
     assert missing.exit_code == 2
     assert "does not exist" in missing.output

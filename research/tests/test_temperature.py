@@ -1,4 +1,4 @@
-"""Distillation at a temperature: target and prediction compared as softened logits."""
+"""Distillation at a temperature (research/temperature.py): softened logits."""
 
 from __future__ import annotations
 
@@ -6,14 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from temperature import TemperedCrossentropy, tempered_crossentropy
 
-from model.distill import (
-    HARD_LABEL,
-    TARGET,
-    TemperedCrossentropy,
-    target_crossentropy,
-    tempered_crossentropy,
-)
+from model.distill import HARD_LABEL, TARGET, target_crossentropy
 
 pytestmark = pytest.mark.tf
 
@@ -101,11 +96,22 @@ def test_the_temperature_survives_serialisation() -> None:
         TemperedCrossentropy(0.0)
 
 
-def test_temperature_needs_a_teacher(tmp_path: Path, pcam_dir: Path) -> None:
-    from model.train import TrainConfig
+def test_a_distillation_run_at_a_temperature_through_the_hook(
+    tiny_model: Path, pcam_dir: Path, tmp_path: Path
+) -> None:
+    """model.train.train(config, loss=...) trains a student at temperature 4."""
+    from model.train import TrainConfig, train
 
-    base = {"train_data": pcam_dir, "valid_data": None, "out_dir": tmp_path}
-    with pytest.raises(ValueError, match="give a teacher"):
-        TrainConfig(**base, temperature=4.0)
-    with pytest.raises(ValueError, match="temperature must be positive"):
-        TrainConfig(**base, temperature=-1.0)
+    config = TrainConfig(
+        train_data=pcam_dir,
+        valid_data=pcam_dir,
+        out_dir=tmp_path / "run",
+        arch="logreg",
+        epochs=1,
+        batch_size=8,
+        steps_per_epoch=2,
+        teacher=tiny_model,
+        label_weight=0.1,
+    )
+    result = train(config, loss=tempered_crossentropy(4.0))
+    assert result.best_model.is_file()
