@@ -96,10 +96,19 @@ def cluster(n_workers: int, threads: int) -> Iterator[tuple[str, list[Any], Any]
 
 
 def run_cli(
-    slides: list[Path], out: Path, *extra: str, kill: Any = None
+    slides: list[Path],
+    out: Path,
+    *extra: str,
+    kill: Any = None,
+    fresh: bool = True,
 ) -> dict[str, Any]:
-    """``wsi-heatmap SLIDES --out OUT EXTRA``: seconds, exit code, run.json."""
-    shutil.rmtree(out, ignore_errors=True)
+    """``wsi-heatmap SLIDES --out OUT EXTRA``: seconds, exit code, run.json.
+
+    ``kill`` (seconds, process) SIGKILLs the process that long after the start;
+    ``fresh=False`` keeps what ``out`` holds (a resumed run).
+    """
+    if fresh:
+        shutil.rmtree(out, ignore_errors=True)
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -153,38 +162,24 @@ def main() -> int:
             {"run": f"{n} worker process(es) x {args.threads} threads", **result}
         )
         print(rows[-1], flush=True)
-    if args.kill_worker_after is not None:
-        with cluster(2, args.threads) as (address, workers, _):
+    for delay, victim in (
+        (args.kill_worker_after, "worker"),
+        (args.kill_scheduler_after, "scheduler"),
+    ):
+        if delay is None:
+            continue
+        folder = work / f"killed-{victim}"
+        with cluster(2, args.threads) as (address, workers, scheduler):
+            target = workers[0] if victim == "worker" else scheduler
             result = run_cli(
-                slides,
-                work / "killed-worker",
-                "--scheduler",
-                address,
-                kill=(args.kill_worker_after, workers[0]),
+                slides, folder, "--scheduler", address, kill=(delay, target)
             )
-        rows.append(
-            {"run": f"2 workers, one killed at {args.kill_worker_after:g} s", **result}
-        )
+        rows.append({"run": f"2 workers, {victim} killed at {delay:g} s", **result})
         print(rows[-1], flush=True)
-    if args.kill_scheduler_after is not None:
-        with cluster(2, args.threads) as (address, _, scheduler):
-            result = run_cli(
-                slides,
-                work / "killed-scheduler",
-                "--scheduler",
-                address,
-                kill=(args.kill_scheduler_after, scheduler),
-            )
-        rows.append(
-            {
-                "run": f"2 workers, scheduler killed at {args.kill_scheduler_after:g} s",
-                **result,
-            }
-        )
-        print(rows[-1], flush=True)
-        resumed = run_cli_resume(slides, work / "killed-scheduler")
-        rows.append({"run": "the same command again, locally", **resumed})
-        print(rows[-1], flush=True)
+        if victim == "scheduler":
+            resumed = run_cli(slides, folder, fresh=False)
+            rows.append({"run": "the same command again, locally", **resumed})
+            print(rows[-1], flush=True)
     shutil.rmtree(work, ignore_errors=True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -202,29 +197,6 @@ def main() -> int:
         ]
         args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
-
-
-def run_cli_resume(slides: list[Path], out: Path) -> dict[str, Any]:
-    """Rerun into the same folder (no wipe): finished slides are kept."""
-    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
-    start = time.perf_counter()
-    done = subprocess.run(
-        [BIN / "wsi-heatmap", "-q", *map(str, slides), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    seconds = time.perf_counter() - start
-    record = json.loads((out / "run.json").read_text())
-    return {
-        "seconds": seconds,
-        "exit": done.returncode,
-        "finished": len(record.get("results", [])),
-        "failed": len(record.get("failures", [])),
-        "stderr_lines": done.stderr.splitlines()[:12],
-        "slides_per_minute": 60 * len(record.get("results", [])) / seconds,
-    }
 
 
 if __name__ == "__main__":

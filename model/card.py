@@ -18,6 +18,7 @@ __all__ = [
     "card_path",
     "check_training_split",
     "file_sha256",
+    "in_held_out_split",
     "read_card",
     "write_card",
 ]
@@ -82,6 +83,17 @@ class ModelCard:
             )
 
 
+def in_held_out_split(path: object) -> bool:
+    """Whether ``path`` lies in a held-out split (a folder named in HELD_OUT_SPLITS).
+
+    Examples
+    --------
+    >>> in_held_out_split("pcam/test-dev"), in_held_out_split("pcam/train")
+    (True, False)
+    """
+    return bool(set(Path(str(path)).parts) & set(HELD_OUT_SPLITS))
+
+
 def check_training_split(card: ModelCard, *, source: Path) -> None:
     """Refuse a model that saw a held-out split (``HELD_OUT_SPLITS``) in training.
 
@@ -108,7 +120,7 @@ def check_training_split(card: ModelCard, *, source: Path) -> None:
     for key, value in entries.items():
         values = value if isinstance(value, (list, tuple)) else [value]
         for item in values:
-            if item and set(Path(str(item)).parts) & set(HELD_OUT_SPLITS):
+            if item and in_held_out_split(item):
                 raise ModelLoadError(
                     f"{source}: its recipe's {key} is {item}, a held-out split "
                     f"({', '.join(HELD_OUT_SPLITS)}) kept for choosing models and "

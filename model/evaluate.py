@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -294,12 +293,13 @@ def auc_ci95(
     n_resamples: int = N_BOOTSTRAP,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Bootstrap 95% confidence interval of the ROC AUC (percentile method).
+    """Bootstrap 95% confidence interval of the ROC AUC.
 
-    Patches are resampled with replacement ``n_resamples`` times
-    (``scipy.stats.bootstrap``, paired labels and scores, a fixed seed so the same
-    scores always give the same interval). Two models whose AUCs differ by less
-    than this interval's half-width are not told apart by the data.
+    Positives and negatives are resampled separately (stratified, ``n_resamples``
+    times, a fixed seed so the same scores always give the same interval;
+    ``wsi.evaluation.slide_level.bootstrap_auc_ci``, which the slide AUC uses too).
+    Two models whose AUCs differ by less than this interval's half-width are not
+    told apart by the data.
 
     Examples
     --------
@@ -308,34 +308,10 @@ def auc_ci95(
     >>> low < roc_auc(labels, scores) < high
     True
     """
-    from scipy.stats import DegenerateDataWarning, bootstrap
+    from wsi.evaluation.slide_level import bootstrap_auc_ci
 
     positive, s = _check_scored(labels, scores)
-
-    def statistic(y: npt.NDArray[np.bool_], x: npt.NDArray[np.float64]) -> float:
-        if y.all() or not y.any():
-            return float("nan")
-        return roc_auc(y, x)
-
-    with warnings.catch_warnings():
-        # Every resample has the same AUC (e.g. 1.0 on a small, separable set):
-        # scipy warns that the interval is degenerate; it is that single value.
-        warnings.simplefilter("ignore", DegenerateDataWarning)
-        result = bootstrap(
-            (positive, s),
-            statistic,
-            paired=True,
-            vectorized=False,
-            n_resamples=n_resamples,
-            method="percentile",
-            rng=np.random.default_rng(seed),
-        )
-    interval = result.confidence_interval
-    if np.isnan(interval.low) or np.isnan(interval.high):
-        values = result.bootstrap_distribution
-        values = values[np.isfinite(values)]
-        return float(values.min()), float(values.max())
-    return float(interval.low), float(interval.high)
+    return bootstrap_auc_ci(positive, s, n_resamples=n_resamples, seed=seed)
 
 
 def log_loss(labels: npt.ArrayLike, probs: npt.ArrayLike) -> float:

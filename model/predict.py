@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from model.card import ModelCard, card_path, read_card
 from model.classifier import CardClassifier
-from model.registry import BUNDLED_MODELS, resolve_model_path
+from model.registry import BUNDLED_MODELS, MODEL_FIX, resolve_model_path
 from model.tta import check_tta
 from wsi.errors import ModelLoadError
 from wsi.geometry import PATCH_PX
@@ -40,10 +40,7 @@ logger = logging.getLogger(__name__)
 BUNDLED_MODEL_NAME: Final = "pcam-nasnet-mobile.keras"
 #: Members every Keras 3 ``.keras`` archive holds.
 _KERAS_MEMBERS: Final = ("config.json", "model.weights.h5")
-_FIX: Final = (
-    "pass a .keras file written by 'wsi-heatmap train' (best.keras) with "
-    "its .json sidecar, or leave --model out to use the bundled model"
-)
+_FIX: Final = MODEL_FIX
 
 
 def bundled_model_path() -> Path:

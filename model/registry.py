@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUNDLED_MODELS",
     "DEFAULT_MODEL",
+    "MODEL_FIX",
     "WEIGHTS_DIR",
     "check_model",
     "resolve_model_path",
@@ -30,6 +31,12 @@ BUNDLED_MODELS: Final = {
 #: The bundled model with the best patch AUC and lesion FROC on held-out PCam test
 #: patches and slides built from them (docs/MODELS.md).
 DEFAULT_MODEL: Final = "efficientnet-lite0"
+#: The fix named by every error about a ``--model`` value.
+MODEL_FIX: Final = (
+    "pass a .keras file written by 'wsi-heatmap train' (best.keras) with its .json "
+    f"sidecar, or a bundled model: {', '.join(BUNDLED_MODELS)} (default "
+    f"{DEFAULT_MODEL})"
+)
 
 
 def resolve_model_path(model: Path | str | None) -> Path:
@@ -80,11 +87,7 @@ def check_model(model: Path | str | None) -> ModelCard:
 
     path = resolve_model_path(model)
     if not path.is_file():
-        raise ModelLoadError(
-            f"{path}: no such model file; pass a .keras file saved by 'wsi-heatmap "
-            f"train' or a bundled model: {', '.join(BUNDLED_MODELS)} "
-            f"(default {DEFAULT_MODEL})"
-        )
+        raise ModelLoadError(f"{path}: no such model file; {MODEL_FIX}")
     return read_card(path, verify=False)
 
 

@@ -35,7 +35,7 @@ from model.batchnorm import (
     recalibration_patches,
 )
 from model.callbacks import BestCheckpoint, CurvesPlot, ResumableBackup, resume_epoch
-from model.card import HELD_OUT_SPLITS
+from model.card import HELD_OUT_SPLITS, in_held_out_split
 from model.data import (
     IndexedPatchSet,
     PatchSet,
@@ -143,7 +143,7 @@ class TrainConfig:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         for name in ("train_data", "valid_data"):
             folder = getattr(self, name)
-            if folder is not None and set(Path(folder).parts) & set(HELD_OUT_SPLITS):
+            if folder is not None and in_held_out_split(folder):
                 raise ValueError(
                     f"{name} {folder} is a held-out split ({', '.join(HELD_OUT_SPLITS)})"
                     ", kept for choosing models and settings: train on train/ and "

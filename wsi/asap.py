@@ -67,7 +67,7 @@ def regions_to_asap_xml(regions: Sequence[TumorRegion]) -> str:
     >>> from shapely.geometry import box
     >>> region = TumorRegion(polygon=box(0, 0, 10.5, 20), max_probability=0.9,
     ...                      mean_probability=0.8, area_um2=1.0, n_cells=1,
-    ...                      l0_peak_xy=(5, 10))
+    ...                      l0_peak_xy=(5, 10), max_diameter_um=5.6)
     >>> regions_to_asap_xml([region]).splitlines()[5].strip()
     '<Coordinate Order="0" X="10.5" Y="0" />'
     """

@@ -29,7 +29,6 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from wsi._atomic import atomic_output
 from wsi.colormap import TUMOR_RGB
 from wsi.errors import AnnotationError
-from wsi.lesion_size import max_diameter_um
 from wsi.polygons import TumorRegion
 
 __all__ = ["TUMOR_CLASS", "read_geojson", "regions_to_geojson", "write_geojson"]
@@ -67,7 +66,7 @@ def regions_to_geojson(
     >>> from shapely.geometry import box
     >>> region = TumorRegion(polygon=box(0, 0, 100, 50), max_probability=0.9,
     ...                      mean_probability=0.7, area_um2=295.25, n_cells=2,
-    ...                      l0_peak_xy=(25, 25))
+    ...                      l0_peak_xy=(25, 25), max_diameter_um=27.2)
     >>> feature = regions_to_geojson([region], slide_mpp=0.243)["features"][0]
     >>> feature["geometry"]["coordinates"]
     [[[0.0, 0.0], [100.0, 0.0], [100.0, 50.0], [0.0, 50.0], [0.0, 0.0]]]
@@ -94,9 +93,7 @@ def regions_to_geojson(
                         "Mean probability": round(region.mean_probability, 6),
                         "Area µm^2": round(region.area_um2, 3),
                         "Perimeter µm": round(geom.length * slide_mpp, 3),
-                        "Max diameter mm": round(
-                            max_diameter_um(region.polygon, mpp=slide_mpp) / 1000, 4
-                        ),
+                        "Max diameter mm": round(region.max_diameter_um / 1000, 4),
                         "Heatmap cells": region.n_cells,
                     },
                 },

@@ -15,8 +15,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from wsi._atomic import write_json_atomic
 from wsi.detection import DetectionParams
 from wsi.errors import BusyError, OutputError, SettingsMismatchError, WsiError
@@ -31,7 +29,12 @@ from wsi.scoring import PatchClassifier, ScoringParams, ScoringResult, score_sto
 from wsi.settings_change import reworded_mismatch
 from wsi.slide_score import SlideScoreParams
 from wsi.stages import export_slide, result_fields, stitch_slide
-from wsi.store_checks import damaged_patch_chunks, grid_intact, scores_intact
+from wsi.store_checks import (
+    chunks_to_score,
+    damaged_patch_chunks,
+    grid_intact,
+    scores_intact,
+)
 from wsi.tiling import TilingParams, tile_slide
 from wsi.tissue import TissueParams
 
@@ -259,17 +262,21 @@ def _run_slide(
         timings: dict[str, float] = {}
         stage.append("tile")
         t0 = time.perf_counter()
-        try:
-            tiled = tile_slide(
+
+        def tile(*, overwrite: bool) -> Any:
+            return tile_slide(
                 slide,
                 outputs.store,
                 tiling=config.tiling,
                 tissue=config.tissue,
                 mpp=config.mpp,
                 mpp_from_objective=config.mpp_from_objective,
-                overwrite=config.overwrite,
+                overwrite=overwrite,
                 progress=progress,
             )
+
+        try:
+            tiled = tile(overwrite=config.overwrite)
         except SettingsMismatchError as err:
             raise reworded_mismatch(
                 err,
@@ -285,33 +292,14 @@ def _run_slide(
         scored = (
             None if config.overwrite else _scored_before(outputs, config, classifier)
         )
-        # Tiles from an earlier run must read back: the patch grid always (stitching
-        # places the scores by it), the patches about to be scored.
         if (
             tiled.resumed
             and not tiled.patches_written
-            and (
-                not grid_intact(outputs.store)
-                or (
-                    scored is None
-                    and damaged_patch_chunks(
-                        outputs.store, _chunks_to_score(outputs.store)
-                    )
-                )
-            )
+            and _tiles_damaged(outputs.store, rescoring=scored is None)
         ):
             scored = None  # tiled again from scratch: the scores go with the store
             stage.append("tile")
-            tiled = tile_slide(
-                slide,
-                outputs.store,
-                tiling=config.tiling,
-                tissue=config.tissue,
-                mpp=config.mpp,
-                mpp_from_objective=config.mpp_from_objective,
-                overwrite=True,
-                progress=progress,
-            )
+            tiled = tile(overwrite=True)
             stage.append("score")
         if scored is None:
             scored = score_store(
@@ -354,24 +342,19 @@ def _run_slide(
         return _result_from_summary(slide, outputs, summary, skipped=False)
 
 
-def _chunks_to_score(store: Path) -> list[int]:
-    """The patch chunks scoring would (re)score: unflagged or damaged scores."""
-    from wsi.store import array, chunk_flags, open_store, open_tile_store
-    from wsi.store_checks import damaged_score_chunks
+def _tiles_damaged(store: Path, *, rescoring: bool) -> bool:
+    """Whether tiles from an earlier run fail to read back where it matters.
 
-    tiles = open_tile_store(store)
-    n_chunks = -(-tiles.n_patches // tiles.chunk_patches)
-    group = open_store(store)
-    try:
-        done = chunk_flags(group, Arrays.SCORED)
-        chunk = int(array(group, Arrays.SCORES).chunks[0])
-    except OutputError:
-        return list(range(n_chunks))
-    if len(done) != n_chunks:
-        return list(range(n_chunks))
-    for index in damaged_score_chunks(group, chunk=chunk, warn=False):
-        done[index] = False
-    return [int(i) for i in np.flatnonzero(~done)]
+    The patch grid always (stitching places the scores by it); with ``rescoring``,
+    the patches of the chunks about to be scored.
+    """
+    from wsi.store import open_store
+
+    if not grid_intact(store):
+        return True
+    return rescoring and bool(
+        damaged_patch_chunks(store, chunks_to_score(open_store(store), warn=False))
+    )
 
 
 def _scored_before(
@@ -385,7 +368,7 @@ def _scored_before(
     """
     import zarr
 
-    from wsi.layout import Arrays, Attr
+    from wsi.layout import Attr
 
     try:
         root: Any = zarr.open_group(str(outputs.store), mode="r")

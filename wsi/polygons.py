@@ -23,6 +23,7 @@ from wsi.cell_outlines import cell_outlines
 from wsi.detection import cell_size_um, smooth_heatmap
 from wsi.geometry import TileGrid
 from wsi.heatmap_tiff import check_heatmap
+from wsi.lesion_size import max_diameter_um
 
 __all__ = [
     "PolygonParams",
@@ -118,6 +119,9 @@ class TumorRegion:
         any simplification).
     n_cells
         Number of tumour cells.
+    max_diameter_um
+        Longest diameter: the largest distance between two points of the region
+        (`wsi.lesion_size.max_diameter_um`), in microns.
     l0_peak_xy
         Level-0 ``(x, y)``, rounded to whole pixels, of the centre of the cell with the
         highest probability (the first in row-major order on ties): the region's
@@ -130,6 +134,7 @@ class TumorRegion:
     area_um2: float
     n_cells: int
     l0_peak_xy: tuple[int, int]
+    max_diameter_um: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +219,7 @@ def heatmap_regions(
                 area_um2=comp.n_cells * _cell_area_um2(grid),
                 n_cells=comp.n_cells,
                 l0_peak_xy=_cell_centre_l0(grid, comp.peak_rc),
+                max_diameter_um=max_diameter_um(geom, mpp=grid.geometry.mpp),
             )
         )
     logger.debug("%d tumour regions at threshold %s", len(regions), params.threshold)

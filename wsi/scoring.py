@@ -35,7 +35,7 @@ from wsi.store import (
     open_store,
     open_tile_store,
 )
-from wsi.store_checks import damaged_score_chunks
+from wsi.store_checks import chunks_to_score
 
 __all__ = [
     "ClassifierSpec",
@@ -283,10 +283,7 @@ def score_store(
             runtime=runtime,
             model=None if classifier is not None else _model_name(params),
         )
-        done = chunk_flags(root, Arrays.SCORED)
-        for index in damaged_score_chunks(root, chunk=chunk):
-            done[index] = False  # a flag whose chunk does not read back: redo it
-        todo = [i for i in range(n_chunks) if not done[i]]
+        todo = chunks_to_score(root)  # a flag whose chunk does not read back: redo
         logger.info("%s: %d of %d chunks to score", store_path, len(todo), n_chunks)
         report = ensure_progress(progress)
         report.start(len(todo), "score")

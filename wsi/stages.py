@@ -29,7 +29,6 @@ from wsi.heatmap import (
     write_heatmap_zarr,
 )
 from wsi.layout import Arrays, Attr, SlideOutputs
-from wsi.lesion_size import max_diameter_um
 from wsi.locking import store_lock
 from wsi.overlay import save_overlay_png
 from wsi.polygons import region_cells
@@ -257,10 +256,8 @@ def export_slide(
             score.probability,
             score.method,
         )
-        mpp = grid.geometry.mpp
         diameters = sorted(
-            (round(max_diameter_um(r.polygon, mpp=mpp) / 1000, 4) for r in regions),
-            reverse=True,
+            (round(r.max_diameter_um / 1000, 4) for r in regions), reverse=True
         )
         return Exported(
             n_regions=len(regions),

@@ -19,6 +19,7 @@ from wsi.layout import Arrays
 from wsi.store import array, chunk_flags, open_store, open_tile_store
 
 __all__ = [
+    "chunks_to_score",
     "damaged_patch_chunks",
     "damaged_score_chunks",
     "grid_intact",
@@ -63,6 +64,22 @@ def damaged_score_chunks(
 def _store_dir(group: zarr.Group) -> Path:
     """The folder of a local store (zarr names it ``file:///...``)."""
     return Path(str(group.store).removeprefix("file://"))
+
+
+def chunks_to_score(group: zarr.Group, *, warn: bool = True) -> list[int]:
+    """The scores chunks to (re)compute: not flagged done, or flagged but damaged.
+
+    All of them while the store has no scores yet (or flags of another chunking).
+    """
+    tiles = open_tile_store(_store_dir(group))
+    n_chunks = -(-tiles.n_patches // tiles.chunk_patches)
+    done = chunk_flags(group, Arrays.SCORED)
+    if Arrays.SCORES not in group or len(done) != n_chunks:
+        return list(range(n_chunks))
+    chunk = int(array(group, Arrays.SCORES).chunks[0])
+    for index in damaged_score_chunks(group, chunk=chunk, warn=warn):
+        done[index] = False
+    return [int(i) for i in np.flatnonzero(~done)]
 
 
 def scores_intact(path: Path, *, heatmap: bool = False) -> bool:

@@ -24,7 +24,7 @@ def test_bundling_refuses_a_model_whose_recipe_used_test_dev(
     shutil.copytree(tiny_run, run)
     sidecar = card_path(run / "best.keras")
     card = json.loads(sidecar.read_text())
-    card["recipe"][entry] = "../shared/data/pcam/test-dev"
+    card["recipe"][entry] = "data/pcam/test-dev"
     card["weights_sha256"] = file_sha256(run / "best.keras")
     sidecar.write_text(json.dumps(card))
     out = tmp_path / "bundle.keras"
