@@ -678,8 +678,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     md = (
         f"Model `{args.model}`, set `{args.set}` ({len(slides)} slides, "
         f"{rows[0]['n_lesions']} lesions in the FROC); "
-        f"`benchmarks/bench_detection.py --set {args.set} --model {args.model}"
-        f"{' --defaults-only' if args.defaults_only else ''}`.\n\n" + tables(rows)
+        f"`benchmarks/bench_detection.py --evalset {args.evalset} --set {args.set} "
+        f"--model {args.model}"
+        f"{'' if args.tta == 'none' else ' --tta ' + args.tta}"
+        f"{' --defaults-only' if args.defaults_only else ''}"
+        f"{' --doc-key ' + args.doc_key if args.doc_key else ''}`.\n\n" + tables(rows)
     )
     (results / f"{stem}.md").write_text(md)
     if not args.no_doc:

@@ -26,9 +26,9 @@ __all__ = [
 CARD_VERSION = 1
 #: The sections of a run's settings that a card may tune for its model (the
 #: ``RunConfig`` sections): test-time augmentation, polygons, lesion candidates, slide
-#: score. Of ``scoring`` only ``TUNED_SCORING_FIELDS``: where and how fast to score is
+#: score, the staging view of lesions. Of ``scoring`` only ``TUNED_SCORING_FIELDS``: where and how fast to score is
 #: the machine's business, not the model's.
-TUNED_SECTIONS = ("scoring", "polygons", "detection", "slide_score")
+TUNED_SECTIONS = ("scoring", "polygons", "detection", "slide_score", "staging")
 TUNED_SCORING_FIELDS = ("tta",)
 #: Folder names of patch sets kept for choosing models and settings: a model that
 #: learnt from them in any form (labels, early stopping, a teacher's input) could

@@ -147,8 +147,13 @@ class Placed:
         )
 
 
-def load_lesions(folder: Path, sources: Sequence[str]) -> list[Lesion]:
-    """Every positive outline of the given NCRF JSON stems within the size limits."""
+def load_lesions(
+    folder: Path,
+    sources: Sequence[str],
+    *,
+    major_um: tuple[float, float] = (MIN_MAJOR_UM, MAX_MAJOR_UM),
+) -> list[Lesion]:
+    """Every positive outline of the given NCRF JSON stems within ``major_um``."""
     lesions = []
     for stem in sources:
         data = json.loads((folder / f"{stem}.json").read_text())
@@ -163,7 +168,7 @@ def load_lesions(folder: Path, sources: Sequence[str]) -> list[Lesion]:
                 if hole.is_valid and poly.contains(hole):
                     poly = poly.difference(hole)
             lesion = Lesion(polygon=poly, source=stem, index=i)
-            if MIN_MAJOR_UM <= lesion.major_um <= MAX_MAJOR_UM:
+            if major_um[0] <= lesion.major_um <= major_um[1]:
                 lesions.append(lesion)
     return lesions
 

@@ -74,14 +74,18 @@ def regions_to_asap_xml(regions: Sequence[TumorRegion]) -> str:
     root = ET.Element("ASAP_Annotations")
     annotations = ET.SubElement(root, "Annotations")
     count = 0
-    for region in regions:
+    for number, region in enumerate(regions, start=1):
         geom = region.polygon
         parts = geom.geoms if isinstance(geom, MultiPolygon) else [geom]
         for part in parts:
             rings = [(TUMOR_GROUP, part.exterior)]
             rings += [(EXCLUSION_GROUP, ring) for ring in part.interiors]
             for group, ring in rings:
-                _annotation(annotations, f"Annotation {count}", group, ring.coords)
+                # Outlines carry the region's name (size class, diameter) for ASAP.
+                label = f" {region.name(number)}" if group == TUMOR_GROUP else ""
+                _annotation(
+                    annotations, f"Annotation {count}{label}", group, ring.coords
+                )
                 count += 1
     groups = ET.SubElement(root, "AnnotationGroups")
     for name in (TUMOR_GROUP, EXCLUSION_GROUP):

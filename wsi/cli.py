@@ -48,6 +48,7 @@ _HELP = """Find metastases in whole-slide images: tile, score, stitch a heatmap,
   wsi-heatmap SLIDE... [--out DIR]         the whole pipeline (default command)
   wsi-heatmap tile|score|stitch ...        single stages on the same store
   wsi-heatmap train / eval-patches         the patch classifier
+  wsi-heatmap stage OUT                    patients' pN stages (Camelyon17)
   wsi-heatmap evaluate OUT --annotations   metrics against the ground truth
   wsi-heatmap view OUT [--annotations]     local web viewer
   wsi-heatmap doctor                       check the installation

@@ -88,14 +88,19 @@ def _print_table(report: Any) -> None:
         click.echo(_error_line(failure.slide, failure.message), err=True)
     if not report.results:
         return
-    rows = [("slide", "patches", "slide prob", "max cell", "tumour mm2", "time s")]
+    header = "slide|patches|slide prob|node class|max cell|tumour mm2|time s"
+    rows = [tuple(header.split("|"))]
     for r in report.results:
         note = " (done before)" if r.skipped else ""
+        size = r.node_class or "-"
+        if r.largest_diameter_mm is not None:
+            size += f" {r.largest_diameter_mm:.2f} mm"
         rows.append(
             (
                 r.slide.name + note,
                 str(r.n_patches),
                 "-" if r.slide_probability is None else f"{r.slide_probability:.3f}",
+                size,
                 f"{r.max_probability:.3f}",
                 f"{r.tumor_area_um2 / 1e6:.3f}",
                 f"{r.seconds:.1f}",
@@ -219,13 +224,11 @@ def score_command(folders: tuple[Path, ...], overwrite: bool, **options: Any) ->
 @polygon_options
 def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
     """Stitch scored FOLDERS into heatmaps and export polygons, detections, overlays."""
+    from wsi.model_settings import POST_SECTIONS
     from wsi.pipeline import generic_sections, tuned_sections
     from wsi.stages import export_slide, scored_model, stitch_slide, update_summary
 
-    flags = {
-        name: flag_values(options, name)
-        for name in ("polygons", "detection", "slide_score")
-    }
+    flags = {name: flag_values(options, name) for name in POST_SECTIONS}
     for outputs in _stores(folders):
         # The settings tuned for the model that scored the slide, then the flags
         # (a classifier passed in from Python has none: the generic defaults).
@@ -243,6 +246,7 @@ def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
             params=params,
             detection=sections["detection"],
             scoring=sections["slide_score"],
+            staging=sections["staging"],
             model_name=None if model is None else Path(model).name,
         )
         update_summary(
@@ -250,16 +254,16 @@ def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
             stitched,
             exported,
             settings={
-                name: dataclasses.asdict(sections[name])
-                for name in ("polygons", "detection", "slide_score")
+                name: dataclasses.asdict(sections[name])  # type: ignore[literal-required]
+                for name in POST_SECTIONS
             },
         )
         click.echo(
             f"{outputs.stem}: slide probability "
             f"{exported.slide_score.probability:.3f} "
             f"(max cell {stitched.max_probability:.3f}), "
-            f"{exported.n_regions} regions, {exported.n_detections} candidates "
-            f"-> {outputs.folder}"
+            f"{exported.n_regions} regions, {exported.n_detections} candidates, "
+            f"{_size_text(exported)} -> {outputs.folder}"
         )
 
 
@@ -318,6 +322,7 @@ def doctor_command(out_dir: Path | None) -> None:
 def register(group: click.Group) -> None:
     """Add every command to the ``wsi-heatmap`` group."""
     from wsi.cli_evaluate import evaluate_command
+    from wsi.cli_stage import stage_command
 
     for command in (
         run_command,
@@ -328,7 +333,16 @@ def register(group: click.Group) -> None:
         eval_patches_command,
         export_model_command,
         evaluate_command,
+        stage_command,
         view_command,
         doctor_command,
     ):
         group.add_command(command)
+
+
+def _size_text(exported: Any) -> str:
+    """``node class micro (largest lesion 0.43 mm)``, or ``node class negative``."""
+    text = f"node class {exported.node_class.value}"
+    if exported.lesions:
+        text += f" (largest lesion {exported.lesions[0].diameter_mm:.2f} mm)"
+    return text

@@ -1,4 +1,8 @@
-"""CLI command ``evaluate``: Camelyon16 metrics of a run's outputs (see wsi.evaluation)."""
+"""CLI command ``evaluate``: Camelyon16 and Camelyon17 metrics of a run's outputs.
+
+See wsi.evaluation (lesions, slides, Dice) and wsi.evaluation.staging (node classes,
+pN stages, lesion size).
+"""
 
 from __future__ import annotations
 
@@ -18,9 +22,14 @@ __all__ = ["evaluate_command"]
 @click.option(
     "--annotations",
     type=click.Path(exists=True, path_type=Path),
-    required=True,
     help="Truth: a file or folder of ASAP .xml, QuPath .geojson, NCRF .json or "
     "*_Mask.tif, matched to slides by stem; a slide without one is normal.",
+)
+@click.option(
+    "--stages",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Camelyon17 stage_labels.csv: node classes and patients' pN stages "
+    "(with --annotations, also the lesion-size error).",
 )
 @click.option(
     "--reference",
@@ -39,12 +48,46 @@ __all__ = ["evaluate_command"]
 )
 def evaluate_command(
     out_dir: Path,
-    annotations: Path,
+    annotations: Path | None,
+    stages: Path | None,
     reference: Path | None,
     eval_out: Path | None,
     include_excluded: bool,
 ) -> None:
-    """Score the outputs in OUT_DIR against the truth: FROC, slide AUC, Dice."""
+    """Score the outputs in OUT_DIR against the truth: FROC, slide AUC, Dice, stages.
+
+    --annotations gives the Camelyon16 metrics (lesions, slides, Dice); --stages the
+    Camelyon17 ones (node classes, patients' pN stages). Give one or both.
+    """
+    if annotations is None and stages is None:
+        raise click.UsageError("give --annotations, --stages or both")
+    ok = True
+    if annotations is not None:
+        ok = _camelyon16(
+            out_dir, annotations, reference, eval_out, include_excluded=include_excluded
+        )
+    if stages is not None:
+        from wsi.evaluation.staging import evaluate_staging
+
+        report = evaluate_staging(
+            out_dir,
+            stages,
+            annotations=annotations if annotations and annotations.is_dir() else None,
+            eval_out=eval_out or out_dir / "evaluation",
+        )
+        _print_staging(report)
+    if not ok:
+        sys.exit(1)
+
+
+def _camelyon16(
+    out_dir: Path,
+    annotations: Path,
+    reference: Path | None,
+    eval_out: Path | None,
+    *,
+    include_excluded: bool,
+) -> bool:
     from wsi.evaluation import EvalConfig, evaluate
     from wsi.progress import TqdmProgress
 
@@ -57,8 +100,42 @@ def evaluate_command(
     )
     report = evaluate(config, progress=TqdmProgress(leave=False))
     _print_report(report)
-    if not report.ok:
-        sys.exit(1)
+    return bool(report.ok)
+
+
+def _print_staging(report: Any) -> None:
+    classes = ["negative", "itc", "micro", "macro"]
+    click.echo("nodes: truth (rows) x predicted (columns)")
+    width = max(map(len, classes))
+    click.echo(" " * width + "  " + "  ".join(c.rjust(width) for c in classes))
+    for name, row in zip(classes, report.confusion, strict=True):
+        click.echo(
+            name.ljust(width) + "  " + "  ".join(str(v).rjust(width) for v in row)
+        )
+    click.echo(
+        f"node accuracy {_number(report.node_accuracy)} "
+        f"({report.n_nodes - len(report.unscored_nodes)} of {report.n_nodes} nodes "
+        "with a result)"
+    )
+    for patient, truth, predicted in report.patients:
+        shown = predicted or "not staged"
+        mark = "" if predicted == truth else "  <-"
+        click.echo(f"{patient}: truth {truth}, predicted {shown}{mark}")
+    if report.kappa is not None:
+        ci = (
+            ""
+            if report.kappa_ci is None
+            else f" (95% CI {report.kappa_ci[0]:.3f}-{report.kappa_ci[1]:.3f})"
+        )
+        click.echo(f"patient kappa (quadratic) {report.kappa:.3f}{ci}")
+    if report.diameters:
+        click.echo(
+            f"largest-lesion diameter error {_number(report.diameter_mae_mm)} mm "
+            f"({len(report.diameters)} tumour nodes); micro-metastases "
+            f"{_number(report.micro_diameter_mae_mm)} mm"
+        )
+    for stem in report.unscored_nodes:
+        click.echo(f"error: {stem}: no result in the run", err=True)
 
 
 def _print_report(report: Any) -> None:

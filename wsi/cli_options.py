@@ -276,6 +276,7 @@ def build_config(
             "polygons",
             "detection",
             "slide_score",
+            "staging",
         )
     }
     if config_file is not None:

@@ -86,7 +86,7 @@ def regions_to_geojson(
                 "geometry": json.loads(shapely.to_geojson(geom)),
                 "properties": {
                     "objectType": "annotation",
-                    "name": f"{TUMOR_CLASS} {number}",
+                    "name": region.name(number),
                     "classification": {"name": TUMOR_CLASS, "color": list(TUMOR_RGB)},
                     "measurements": {
                         "Max probability": round(region.max_probability, 6),

@@ -13,10 +13,14 @@ from typing import Any, TypedDict
 
 from wsi.detection import DetectionParams
 from wsi.export import PolygonParams
+from wsi.lesion_class import StagingParams
 from wsi.scoring import ScoringParams
 from wsi.slide_score import SlideScoreParams
 
-__all__ = ["TunedSections", "generic_sections", "tuned_sections"]
+__all__ = ["POST_SECTIONS", "TunedSections", "generic_sections", "tuned_sections"]
+
+#: The sections that turn a heatmap into results (what ``stitch`` redoes).
+POST_SECTIONS = ("polygons", "detection", "slide_score", "staging")
 
 
 class TunedSections(TypedDict):
@@ -26,12 +30,13 @@ class TunedSections(TypedDict):
     polygons: PolygonParams
     detection: DetectionParams
     slide_score: SlideScoreParams
+    staging: StagingParams
 
 
 def tuned_sections(
     model: Path | str | None, **overrides: dict[str, Any]
 ) -> TunedSections:
-    """The model's run settings: scoring (model, TTA), polygons, detection, slide score.
+    """The model's run settings: scoring (model, TTA) and the `POST_SECTIONS`.
 
     Each bundled model's card carries the settings chosen for it on development
     slides; a model without them gets the generic defaults. ``overrides`` (section
@@ -41,7 +46,7 @@ def tuned_sections(
     --------
     >>> sections = tuned_sections(None, detection={"nms_radius_um": 300.0})
     >>> sorted(sections), sections["detection"].nms_radius_um
-    (['detection', 'polygons', 'scoring', 'slide_score'], 300.0)
+    (['detection', 'polygons', 'scoring', 'slide_score', 'staging'], 300.0)
     >>> from wsi.pipeline import RunConfig
     >>> config = RunConfig(slides=(), out_dir=Path("out"), **tuned_sections(None))
     """
@@ -57,7 +62,7 @@ def tuned_sections(
 def generic_sections(
     **overrides: dict[str, Any],
 ) -> TunedSections:
-    """The generic polygon, detection and slide-score settings, with ``overrides``.
+    """The generic scoring and post-processing settings, with ``overrides``.
 
     What a model without tuned settings gets (see :func:`tuned_sections`).
     """
@@ -67,6 +72,7 @@ def generic_sections(
         "polygons": PolygonParams(**values.get("polygons", {})),
         "detection": DetectionParams(**values.get("detection", {})),
         "slide_score": SlideScoreParams(**values.get("slide_score", {})),
+        "staging": StagingParams(**values.get("staging", {})),
     }
 
 

@@ -237,8 +237,9 @@ def add_legend(
     *,
     um_per_px: float | None = None,
     model_name: str | None = None,
+    verdict: Sequence[str] = (),
 ) -> npt.NDArray[np.uint8]:
-    """Append a legend under an overlay: tint ramp, outline keys, scale bar, model.
+    """Append a legend under an overlay: tint ramp, outline keys, verdict, scale bar.
 
     The ramp shows the tint over `LEGEND_BACKGROUND_RGB` (no tint below `TINT_FLOOR`),
     with ticks at 0, the floor, 0.5 and 1. The blocks (ramp; outline keys and the
@@ -254,6 +255,9 @@ def add_legend(
         Resolution of ``rgb`` for the scale bar (`scale_bar_um`); None for no bar.
     model_name
         Printed as "model: NAME" under the outline keys when given.
+    verdict
+        Up to three lines about the slide (its probability, the node's class), in a
+        block of their own after the keys.
 
     Returns
     -------
@@ -278,6 +282,8 @@ def add_legend(
         _ramp_block(labels["ramp"], width, style),
         _keys_block(labels, width, _outline_px(height, width), style),
     ]
+    if verdict:
+        blocks.append(_text_block(list(verdict)[:3], width, style))
     if um_per_px is not None:
         blocks.append(_scale_block(width, um_per_px, style))
     pad, band_px = style.pad_px, 3 * style.row_px + style.pad_px // 2
@@ -313,6 +319,7 @@ def save_overlay_png(
     regions: Sequence[TumorRegion],
     path: Path,
     model_name: str | None = None,
+    verdict: Sequence[str] = (),
 ) -> None:
     """Save the heatmap blended over the thumbnail, with tissue outline and polygons.
 
@@ -323,7 +330,7 @@ def save_overlay_png(
     (`TUMOR_OUTLINE_RGB`, 1 px on small images, 2 px from 900 px, with a white halo
     from 2 px so that they show over dark red). Images at least `LEGEND_MIN_WIDTH_PX`
     wide get a legend strip below (`add_legend`: the tint ramp, the outline keys, a
-    scale bar, the model).
+    scale bar, the model, the ``verdict`` lines).
 
     Parameters
     ----------
@@ -344,6 +351,8 @@ def save_overlay_png(
         The PNG to write (parent folders are created).
     model_name
         The model that scored the slide, printed in the legend when given.
+    verdict
+        Lines about the slide for the legend (`add_legend`).
 
     Raises
     ------
@@ -368,6 +377,7 @@ def save_overlay_png(
         out,
         um_per_px=thumbnail_downsample * grid.geometry.mpp,
         model_name=model_name,
+        verdict=verdict,
     )
     with atomic_output(path) as tmp:
         save_png(Image.fromarray(out), tmp)
@@ -467,6 +477,21 @@ def _keys_block(
             )
 
     return _Block(block_px, draw_keys)
+
+
+def _text_block(lines: list[str], width: int, style: _Style) -> _Block:
+    """Lines of text, one per legend row."""
+    lines = [_elide(line, width - 2 * style.pad_px, style) for line in lines]
+
+    def draw_text(
+        image: Image.Image, draw: ImageDraw.ImageDraw, x: int, top: int
+    ) -> None:
+        for row, line in enumerate(lines):
+            draw.text(
+                (x, top + row * style.row_px), line, fill=(0, 0, 0), font=style.font
+            )
+
+    return _Block(max(style.text_px(line) for line in lines), draw_text)
 
 
 def _scale_block(width: int, um_per_px: float, style: _Style) -> _Block:

@@ -20,6 +20,7 @@ from wsi.detection import DetectionParams
 from wsi.errors import BusyError, OutputError, SettingsMismatchError, WsiError
 from wsi.export import PolygonParams
 from wsi.layout import Arrays, SlideOutputs
+from wsi.lesion_class import StagingParams
 from wsi.locking import discard_unused, store_lock
 from wsi.model_settings import TunedSections, generic_sections, tuned_sections
 from wsi.progress import Progress
@@ -65,6 +66,7 @@ class RunConfig:
     polygons: PolygonParams = field(default_factory=PolygonParams)
     detection: DetectionParams = field(default_factory=DetectionParams)
     slide_score: SlideScoreParams = field(default_factory=SlideScoreParams)
+    staging: StagingParams = field(default_factory=StagingParams)
     mpp: float | None = None
     mpp_from_objective: bool = False
     overwrite: bool = False
@@ -81,6 +83,7 @@ class RunConfig:
             "polygons": asdict(self.polygons),
             "detection": asdict(self.detection),
             "slide_score": asdict(self.slide_score),
+            "staging": asdict(self.staging),
             "mpp": self.mpp,
             "mpp_from_objective": self.mpp_from_objective,
         }
@@ -116,6 +119,10 @@ class SlideResult:
     seconds: float
     skipped: bool = False
     slide_probability: float | None = None
+    #: The node's size class (`wsi.lesion_class.NodeClass` value) and its longest
+    #: lesion, mm; None in summaries written before they existed.
+    node_class: str | None = None
+    largest_diameter_mm: float | None = None
 
 
 @dataclass(kw_only=True)
@@ -322,6 +329,7 @@ def _run_slide(
             params=config.polygons,
             detection=config.detection,
             scoring=config.slide_score,
+            staging=config.staging,
             model_name=None if classifier is not None else _model_label(config),
         )
         timings["export"] = time.perf_counter() - t0
@@ -435,4 +443,6 @@ def _result_from_summary(
         tumor_area_um2=float(summary["tumor_area_um2"]),
         seconds=float(sum(summary["timings_s"].values())),
         skipped=skipped,
+        node_class=summary.get("node_class"),
+        largest_diameter_mm=summary.get("largest_diameter_mm"),
     )

@@ -136,6 +136,22 @@ class TumorRegion:
     l0_peak_xy: tuple[int, int]
     max_diameter_um: float
 
+    def name(self, number: int) -> str:
+        """The region's name in QuPath and ASAP: number, size class, diameter.
+
+        Examples
+        --------
+        >>> from shapely.geometry import box
+        >>> TumorRegion(polygon=box(0, 0, 1, 1), max_probability=0.9,
+        ...             mean_probability=0.8, area_um2=1.0, n_cells=1,
+        ...             l0_peak_xy=(0, 0), max_diameter_um=431.0).name(2)
+        'Tumor 2 (micro, 0.43 mm)'
+        """
+        from wsi.lesion_class import size_class
+
+        mm = self.max_diameter_um / 1000
+        return f"Tumor {number} ({size_class(mm).value}, {mm:.2f} mm)"
+
 
 @dataclass(frozen=True, slots=True)
 class _Component:

@@ -29,6 +29,13 @@ from wsi.heatmap import (
     write_heatmap_zarr,
 )
 from wsi.layout import Arrays, Attr, SlideOutputs
+from wsi.lesion_class import (
+    NodeClass,
+    NodeLesion,
+    StagingParams,
+    node_class,
+    staging_lesions,
+)
 from wsi.locking import store_lock
 from wsi.overlay import save_overlay_png
 from wsi.polygons import region_cells
@@ -75,8 +82,13 @@ class Exported:
     n_detections: int
     tumor_area_um2: float
     slide_score: SlideScore
-    #: Longest diameter of each exported region, mm, largest first.
-    diameters_mm: tuple[float, ...] = ()
+    #: The staging view's lesions, longest first (`wsi.lesion_class`).
+    lesions: tuple[NodeLesion, ...] = ()
+
+    @property
+    def node_class(self) -> NodeClass:
+        """The slide's (lymph node's) metastasis class."""
+        return node_class(list(self.lesions))
 
 
 def result_fields(stitched: Stitched, exported: Exported) -> dict[str, Any]:
@@ -94,10 +106,11 @@ def result_fields(stitched: Stitched, exported: Exported) -> dict[str, Any]:
         "tumor_area_um2": exported.tumor_area_um2,
         "n_regions": exported.n_regions,
         "n_detections": exported.n_detections,
-        "largest_diameter_mm": exported.diameters_mm[0]
-        if exported.diameters_mm
+        "node_class": exported.node_class.value,
+        "largest_diameter_mm": round(exported.lesions[0].diameter_mm, 4)
+        if exported.lesions
         else None,
-        "region_diameters_mm": list(exported.diameters_mm),
+        "lesions": [lesion.as_dict() for lesion in exported.lesions],
     }
 
 
@@ -213,13 +226,16 @@ def export_slide(
     params: PolygonParams,
     detection: DetectionParams | None = None,
     scoring: SlideScoreParams | None = None,
+    staging: StagingParams | None = None,
     model_name: str | None = None,
 ) -> Exported:
     """Write polygons (GeoJSON, ASAP XML), detections and the overlay of a heatmap.
 
     ``detection`` and ``scoring`` (defaults when None) give the lesion candidates of
     ``detections.csv`` (`wsi.detection.lesion_candidates`) and the slide score
-    (`wsi.slide_score.slide_score`). ``model_name`` is printed in the overlay's legend.
+    (`wsi.slide_score.slide_score`); ``staging`` the lesions that give the node's
+    size class (`wsi.lesion_class.staging_lesions`). ``model_name`` is printed in the
+    overlay's legend.
     """
     detection = DetectionParams() if detection is None else detection
     scoring = SlideScoreParams() if scoring is None else scoring
@@ -230,6 +246,7 @@ def export_slide(
         candidates = lesion_candidates(stitched.heatmap, grid=grid, params=detection)
         dets = [c.as_row() for c in candidates]
         score = slide_score(stitched.heatmap, grid=grid, params=scoring)
+        lesions = tuple(staging_lesions(stitched.heatmap, grid=grid, params=staging))
         write_geojson(regions, outputs.geojson, slide_mpp=grid.geometry.mpp)
         write_asap_xml(regions, outputs.asap_xml)
         write_detections_csv(dets, outputs.detections_csv)
@@ -244,6 +261,7 @@ def export_slide(
             regions=regions,
             path=outputs.overlay_png,
             model_name=model_name,
+            verdict=verdict_lines(score.probability, lesions),
         )
         tissue_png(tissue, outputs.tissue_png)
         area = float(sum(r.area_um2 for r in regions))
@@ -256,16 +274,27 @@ def export_slide(
             score.probability,
             score.method,
         )
-        diameters = sorted(
-            (round(r.max_diameter_um / 1000, 4) for r in regions), reverse=True
-        )
         return Exported(
             n_regions=len(regions),
             n_detections=len(dets),
             tumor_area_um2=area,
             slide_score=score,
-            diameters_mm=tuple(diameters),
+            lesions=lesions,
         )
+
+
+def verdict_lines(probability: float, lesions: tuple[NodeLesion, ...]) -> list[str]:
+    """The overlay's lines about the slide: its probability, the node's class.
+
+    Examples
+    --------
+    >>> verdict_lines(0.05, ())
+    ['slide probability 0.05', 'node class: negative']
+    """
+    size = node_class(list(lesions)).value
+    if lesions:
+        size += f" (largest lesion {lesions[0].diameter_mm:.2f} mm)"
+    return [f"slide probability {probability:.2f}", f"node class: {size}"]
 
 
 def _overlay_background(

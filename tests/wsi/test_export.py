@@ -392,9 +392,24 @@ def test_asap_xml_matches_the_camelyon_schema(tmp_path: Path) -> None:
         expected = {tuple(sorted(e.attrib)) for e in truth.iter(tag)}
         assert {tuple(sorted(e.attrib)) for e in ours.iter(tag)} == expected
     annotations = list(ours.iter("Annotation"))
-    assert [a.get("Name") for a in annotations] == [
-        f"Annotation {i}" for i in range(len(annotations))
+    names = [a.get("Name") or "" for a in annotations]
+    assert [n.split(" ")[:2] for n in names] == [
+        ["Annotation", str(i)] for i in range(len(annotations))
     ]
+    # Outlines carry their region's name (size class, longest diameter); holes not.
+    region_names = [r.name(k) for k, r in enumerate(regions, start=1)]
+    outlines = [
+        n
+        for n, a in zip(names, annotations, strict=True)
+        if a.get("PartOfGroup") == "Tumor"
+    ]
+    assert {n.split(" ", 2)[2] for n in outlines} == set(region_names)
+    holes = [
+        n
+        for n, a in zip(names, annotations, strict=True)
+        if a.get("PartOfGroup") != "Tumor"
+    ]
+    assert all(len(n.split(" ")) == 2 for n in holes)
     groups = {a.get("PartOfGroup") for a in annotations}
     assert groups == {"Tumor", "Exclusion"}
     assert {g.get("Name") for g in ours.iter("Group")} == {"Tumor", "Exclusion"}

@@ -471,26 +471,28 @@ def test_issue_30_a_damaged_patch_grid_is_tiled_again(
     assert outputs.detections_csv.read_text() == detections
 
 
-def test_summary_gives_the_largest_lesion_diameter(
+def test_summary_gives_the_node_class_and_lesion_diameters(
     tumour_slide: Path, tmp_path: Path
 ) -> None:
-    """summary.json's largest diameter is the largest region's in tumor.geojson."""
-    exact = PolygonParams(smooth_sigma_um=0, min_area_um2=0, max_hole_um2=0)
+    """summary.json: the node's class from its longest lesion, each lesion's size."""
+    from wsi.lesion_class import size_class
+
     report = run(
-        _config((tumour_slide,), tmp_path / "out", polygons=exact),
-        classifier=ColourClassifier(),
+        _config((tumour_slide,), tmp_path / "out"), classifier=ColourClassifier()
     )
     outputs = report.results[0].outputs
     summary = json.loads(outputs.summary_json.read_text())
-    features = json.loads(outputs.geojson.read_text())["features"]
-    diameters = sorted(
-        (f["properties"]["measurements"]["Max diameter mm"] for f in features),
-        reverse=True,
-    )
-    assert diameters
-    assert summary["region_diameters_mm"] == diameters
-    assert summary["largest_diameter_mm"] == diameters[0]
-    # The tumour disc is 2 x 450 px x 0.243 um = 219 um across; regions follow
-    # 93 um cell edges, so the measure is within one cell diagonal (132 um) of it.
+    lesions = summary["lesions"]
+    assert len(lesions) == 1
+    assert summary["largest_diameter_mm"] == lesions[0]["diameter_mm"]
+    assert summary["node_class"] == lesions[0]["class"]
+    assert summary["node_class"] == size_class(lesions[0]["diameter_mm"]).value
+    # The tumour disc is 2 x 450 px x 0.243 um = 219 um across; the staging view
+    # measures it on 93 um cells, within half a cell of the truth.
     true_mm = 2 * TUMOUR_RADIUS * MPP / 1000
-    assert abs(summary["largest_diameter_mm"] - true_mm) < 0.132
+    assert abs(summary["largest_diameter_mm"] - true_mm) < 0.0467
+    x, y = lesions[0]["x_l0"], lesions[0]["y_l0"]
+    assert Point(x, y).distance(Point(TUMOUR_CENTRE)) < TUMOUR_RADIUS
+    # The GeoJSON's regions carry their own longest diameter for QuPath.
+    features = json.loads(outputs.geojson.read_text())["features"]
+    assert all(f["properties"]["measurements"]["Max diameter mm"] > 0 for f in features)

@@ -49,7 +49,11 @@ def test_index_lists_slides(client: FlaskClient) -> None:
     assert 'href="/slides/partial"' in html
     assert "0.875" in html
     assert "0.004" in html
+    assert "micro (0.43 mm)" in html  # the node's size class and longest lesion
     assert "not-a-slide" not in html
+    page = client.get("/slides/tiny").get_data(as_text=True)
+    assert "Node class" in page
+    assert "(largest lesion 0.43 mm)" in page
 
 
 def test_api_slides(client: FlaskClient) -> None:

@@ -74,6 +74,8 @@ def build_out_dir(root: Path, heatmap: np.ndarray | None = None) -> Path:
                 "max_probability": 0.875,
                 "tumor_area_um2": 3541.0,
                 "n_regions": 1,
+                "node_class": "micro",
+                "largest_diameter_mm": 0.4321,
                 "threshold": 0.5,
                 "effective_mpp": 0.972,
             }

@@ -78,6 +78,8 @@ class SlideEntry:
             "tumor_area_um2": area_um2,
             "tumor_area_mm2": None if area_um2 is None else area_um2 / 1e6,
             "n_regions": summary.get("n_regions"),
+            "node_class": summary.get("node_class"),
+            "largest_diameter_mm": _number(summary.get("largest_diameter_mm")),
             "n_patches": summary.get("n_patches"),
             "slide_path": None if self.slide_path is None else str(self.slide_path),
             "slide_found": self.slide_path is not None and self.slide_path.is_file(),

@@ -173,7 +173,10 @@
       else if (/area/i.test(key)) parts.push(value.toPrecision(3) + " " + key.replace(/^.*area_?/i, ""));
       else if (/prob/i.test(key)) parts.push(key.replace(/_/g, " ") + " " + value.toFixed(2));
     });
-    return "Region " + (index + 1) + (parts.length ? ": " + parts.join(", ") : "");
+    // Our regions are named with their size class and longest diameter
+    // ("Tumor 1 (micro, 0.43 mm)"); other files get a number.
+    var name = typeof props.name === "string" && props.name ? props.name : "Region " + (index + 1);
+    return name + (parts.length ? ": " + parts.join(", ") : "");
   }
 
   function zoomTo(b) {

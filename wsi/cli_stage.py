@@ -1,0 +1,65 @@
+"""CLI command ``stage``: patients' pN stages from a finished run (wsi.stage_run)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from wsi.stage_run import NodeResult
+
+__all__ = ["stage_command"]
+
+
+@click.command("stage")
+@click.argument(
+    "out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--patients",
+    "patients_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV of 'slide,patient' lines grouping the slides into patients "
+    "[Camelyon17 names: patient_P_node_N].",
+)
+def stage_command(out_dir: Path, patients_csv: Path | None) -> None:
+    """Stage the patients of OUT_DIR (pN0 ... pN2) and write OUT_DIR/stages.csv.
+
+    Each slide is a lymph node whose class (negative, itc, micro, macro) the run
+    wrote into its summary.json; the patient's stage follows Camelyon17's rules.
+    A patient with a slide that has no result is not staged (exit code 1).
+    """
+    from wsi.pn_stage import write_stages_csv
+    from wsi.stage_run import stage_run
+
+    staged = stage_run(out_dir, patients_csv=patients_csv)
+    path = out_dir / "stages.csv"
+    write_stages_csv(path, staged.patients)
+    for patient in staged.patients:
+        nodes = ", ".join(
+            f"{name.rsplit('.', 1)[0]}: {'-' if cls is None else cls.value}"
+            + _diameter(staged.nodes, name)
+            for name, cls in patient.nodes
+        )
+        stage = "not staged" if patient.stage is None else patient.stage.value
+        click.echo(f"{patient.patient}: {stage} ({nodes})")
+        for note in patient.notes:
+            click.echo(f"  note: {note}", err=patient.stage is None)
+    for stem in staged.left_out:
+        click.echo(f"note: {stem} belongs to no patient; left out", err=True)
+    for node in staged.nodes.values():
+        if node.problem is not None:
+            click.echo(f"error: {node.stem}: {node.problem}", err=True)
+    click.echo(f"stages: {path}")
+    if any(p.stage is None for p in staged.patients):
+        sys.exit(1)
+
+
+def _diameter(nodes: Mapping[str, NodeResult], file_name: str) -> str:
+    node = nodes.get(Path(file_name).stem)
+    diameter = None if node is None else node.largest_diameter_mm
+    return "" if diameter is None else f" {diameter:.2f} mm"
