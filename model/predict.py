@@ -24,7 +24,7 @@ from model.classifier import CardClassifier
 from model.registry import BUNDLED_MODELS, MODEL_FIX, resolve_model_path
 from model.tta import check_tta
 from wsi.errors import ModelLoadError
-from wsi.geometry import PATCH_PX
+from wsi.geometry import PATCH_PX, check_model_matches
 
 __all__ = [
     "BUNDLED_MODEL_NAME",
@@ -255,8 +255,6 @@ def check_compatible(
         raise ValueError(f"tolerance must be non-negative, got {tolerance}")
     if not mpp > 0:
         raise ValueError(f"mpp must be positive, got {mpp}")
-    from wsi.scoring import check_model_matches
-
     check_model_matches(
         model_name=f"{card.architecture} model",
         model_px=card.input_px,

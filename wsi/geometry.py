@@ -13,16 +13,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from wsi.errors import ModelLoadError
+
 __all__ = [
     "CENTER_PX",
     "LEVEL_MATCH_TOLERANCE",
     "MASK_CELL_PX",
     "MAX_UPSAMPLE",
+    "MODEL_MPP_TOLERANCE",
     "PATCH_PX",
     "PCAM_MPP",
     "ReadPlan",
     "SlideGeometry",
     "TileGrid",
+    "check_model_matches",
 ]
 
 #: PatchCamelyon's resolution: Camelyon16 level 2, 4 x 0.243 um/px.
@@ -33,6 +37,8 @@ PATCH_PX = 96
 CENTER_PX = 32
 #: A pyramid level within this relative distance of the target is read as is.
 LEVEL_MATCH_TOLERANCE = 0.01
+#: A model scores tiles whose um/px is within this fraction of the one it was trained at.
+MODEL_MPP_TOLERANCE = 0.01
 #: Target pixels per tissue-mask pixel (0.972 um/px x 8 = 7.8 um/px).
 MASK_CELL_PX = 8
 #: Largest factor by which level 0 may be enlarged to reach a finer target resolution.
@@ -358,3 +364,41 @@ class TileGrid:
         """
         xy = np.asarray(xy_l0, dtype=np.float64)
         return (xy / self.downsample - self.cell_offset_px) / self.stride_px
+
+
+def check_model_matches(
+    *,
+    model_name: str,
+    model_px: int,
+    model_mpp: float,
+    tile_px: int,
+    tiles_mpp: float,
+    tolerance: float = MODEL_MPP_TOLERANCE,
+) -> None:
+    """Refuse a model whose patch size or um/px differs from the tiles'.
+
+    The one place for this rule: ``wsi.scoring.score_store`` and
+    ``model.predict.check_compatible`` both call it.
+
+    Raises
+    ------
+    ModelLoadError
+        The patch sizes differ, or the resolutions differ by more than ``tolerance``
+        (relative); the message says how to tile again.
+
+    Examples
+    --------
+    >>> check_model_matches(model_name="m", model_px=96, model_mpp=0.972,
+    ...                     tile_px=96, tiles_mpp=0.97)
+    """
+    if model_px != tile_px:
+        raise ModelLoadError(
+            f"{model_name} takes {model_px} px patches but the tiles are {tile_px} px; "
+            f"tile again with {model_px} px tiles"
+        )
+    if abs(model_mpp / tiles_mpp - 1) > tolerance:
+        raise ModelLoadError(
+            f"{model_name} was trained at {model_mpp:g} um/px but the tiles are at "
+            f"{tiles_mpp:g} um/px; tile again with --target-mpp {model_mpp:g} or use a "
+            f"model trained at {tiles_mpp:g} um/px"
+        )

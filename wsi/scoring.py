@@ -23,7 +23,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from wsi.errors import ModelLoadError, WsiError
+from wsi.errors import WsiError
+from wsi.geometry import check_model_matches
 from wsi.layout import Arrays, Attr
 from wsi.locking import store_lock
 from wsi.progress import Progress, ensure_progress
@@ -48,7 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TtaMode = Literal["none", "flips", "dihedral"]
-MPP_TOLERANCE = 0.01
 
 
 @runtime_checkable
@@ -172,43 +172,6 @@ def _classifier_for(source: ClassifierSpec | PatchClassifier) -> PatchClassifier
         if source not in _CACHE:
             _CACHE[source] = source.load()
         return _CACHE[source]
-
-
-def check_model_matches(
-    *,
-    model_name: str,
-    model_px: int,
-    model_mpp: float,
-    tile_px: int,
-    tiles_mpp: float,
-    tolerance: float = MPP_TOLERANCE,
-) -> None:
-    """Refuse a model whose patch size or um/px differs from the tiles'.
-
-    The one place for this rule: ``score_store`` and ``model.predict`` both call it.
-
-    Raises
-    ------
-    ModelLoadError
-        The patch sizes differ, or the resolutions differ by more than ``tolerance``
-        (relative); the message says how to tile again.
-
-    Examples
-    --------
-    >>> check_model_matches(model_name="m", model_px=96, model_mpp=0.972,
-    ...                     tile_px=96, tiles_mpp=0.97)
-    """
-    if model_px != tile_px:
-        raise ModelLoadError(
-            f"{model_name} takes {model_px} px patches but the tiles are {tile_px} px; "
-            f"tile again with {model_px} px tiles"
-        )
-    if abs(model_mpp / tiles_mpp - 1) > tolerance:
-        raise ModelLoadError(
-            f"{model_name} was trained at {model_mpp:g} um/px but the tiles are at "
-            f"{tiles_mpp:g} um/px; tile again with --target-mpp {model_mpp:g} or use a "
-            f"model trained at {tiles_mpp:g} um/px"
-        )
 
 
 def score_store(
