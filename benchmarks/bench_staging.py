@@ -28,7 +28,7 @@ from _report import markdown_table
 from bench_detection import Heatmap, load_heatmaps, oracle_maps
 
 from wsi.evaluation.staging import staging_report, truth_diameters
-from wsi.lesion_class import StagingParams, node_class, staging_lesions
+from wsi.lesion_class import StagingParams, node_class, size_class, staging_lesions
 from wsi.pipeline import RunConfig, run, tuned_sections
 from wsi.stage_run import NodeResult
 
@@ -82,6 +82,7 @@ def row(
         "micro_diameter_mae_mm": report.micro_diameter_mae_mm,
         "confusion": report.confusion,
         "patients": report.patients,
+        "diameters": report.diameters,
     }
 
 
@@ -150,13 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows.append(
         row("oracle heatmap, defaults", oracle_maps(maps, folder), tuned, labels, truth)
     )
+    boundary = near_boundaries(rows[0]["diameters"])
     command = (
         f"`python benchmarks/bench_staging.py --evalset {args.evalset} --set "
         f"{args.set} --model {args.model}{' --sweep' if args.sweep else ''}`"
     )
     md = (
         f"Model `{args.model}`, set `{args.set}` ({len(stems)} nodes, "
-        f"{len(stems) // 5} patients); {command}\n\n" + table(rows)
+        f"{len(stems) // 5} patients); {command}\n\n" + table(rows) + "\n\n"
+        "Largest lesions near a class limit (0.1-0.3 mm, 1.5-2.5 mm), defaults:\n\n"
+        + boundary
+        + "\n"
     )
     out = REPO / "benchmarks" / "results"
     stem = f"bench_staging-{Path(args.model).stem}-{args.evalset.name}-{args.set}"
@@ -164,6 +169,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / f"{stem}.md").write_text(md)
     print(md)
     return 0
+
+
+def near_boundaries(diameters: Sequence[tuple[str, float, float]]) -> str:
+    """Markdown: the nodes whose true largest lesion is within 0.1 mm of 0.2 mm or
+    0.5 mm of 2 mm, with the estimate and whether the class agrees."""
+    lines = []
+    for stem, truth, estimate in sorted(diameters, key=lambda d: d[1]):
+        if 0.1 <= truth <= 0.3 or 1.5 <= truth <= 2.5:
+            same = size_class(truth) == size_class(estimate) if estimate else False
+            lines.append(
+                {
+                    "node": stem,
+                    "true mm": f"{truth:.3f}",
+                    "estimate mm": f"{estimate:.3f}" if estimate else "none",
+                    "class": f"{size_class(truth).value} -> "
+                    + (size_class(estimate).value if estimate else "negative"),
+                    "same class": "yes" if same else "no",
+                }
+            )
+    columns = ("node", "true mm", "estimate mm", "class", "same class")
+    return markdown_table(lines, columns) if lines else "(none)"
 
 
 def _params(p: StagingParams) -> str:

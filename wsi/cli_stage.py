@@ -41,8 +41,8 @@ def stage_command(out_dir: Path, patients_csv: Path | None) -> None:
     write_stages_csv(path, staged.patients)
     for patient in staged.patients:
         nodes = ", ".join(
-            f"{name.rsplit('.', 1)[0]}: {'-' if cls is None else cls.value}"
-            + _diameter(staged.nodes, name)
+            f"{_short(Path(name).stem, patient.patient)} "
+            f"{'-' if cls is None else cls.value}" + _diameter(staged.nodes, name)
             for name, cls in patient.nodes
         )
         stage = "not staged" if patient.stage is None else patient.stage.value
@@ -63,3 +63,8 @@ def _diameter(nodes: Mapping[str, NodeResult], file_name: str) -> str:
     node = nodes.get(Path(file_name).stem)
     diameter = None if node is None else node.largest_diameter_mm
     return "" if diameter is None else f" {diameter:.2f} mm"
+
+
+def _short(stem: str, patient: str) -> str:
+    """``patient_004_node_2`` -> ``node_2`` under its patient; other stems as they are."""
+    return stem.removeprefix(f"{patient}_") or stem
