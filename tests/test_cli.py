@@ -93,7 +93,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def test_config_file_fills_settings_and_flags_win(tmp_path: Path) -> None:
     import click
 
-    from wsi.cli_commands import build_config, run_command
+    from wsi.cli.commands import build_config, run_command
 
     toml = tmp_path / "run.toml"
     toml.write_text("[tiling]\nstride_px = 32\n[polygons]\nthreshold = 0.7\n")

@@ -12,7 +12,7 @@ import pytest
 from model.card import ModelCard, write_card
 from model.registry import BUNDLED_MODELS, DEFAULT_MODEL, tuned_settings
 from wsi.cli import main
-from wsi.cli_commands import build_config, run_command
+from wsi.cli.commands import build_config, run_command
 from wsi.detection import DetectionParams
 from wsi.pipeline import tuned_sections
 from wsi.polygons import PolygonParams

@@ -9,12 +9,12 @@ from typing import Any
 
 import click
 
-from wsi.cli_model import (
+from wsi.cli.model_commands import (
     eval_patches_command,
     export_model_command,
     train_command,
 )
-from wsi.cli_options import (
+from wsi.cli.options import (
     build_config,
     flag_values,
     polygon_options,
@@ -321,8 +321,8 @@ def doctor_command(out_dir: Path | None) -> None:
 
 def register(group: click.Group) -> None:
     """Add every command to the ``wsi-heatmap`` group."""
-    from wsi.cli_evaluate import evaluate_command
-    from wsi.cli_stage import stage_command
+    from wsi.cli.evaluate import evaluate_command
+    from wsi.cli.stage import stage_command
 
     for command in (
         run_command,

@@ -131,6 +131,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
 
 
-from wsi import cli_commands as _commands  # noqa: E402  (registers the sub-commands)
+from wsi.cli import commands as _commands  # noqa: E402  (registers the sub-commands)
 
 _commands.register(cli)

@@ -20,7 +20,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from wsi.cli_model import MODEL_HELP, TTA_CHOICE
+from wsi.cli.model_commands import MODEL_HELP, TTA_CHOICE
 
 __all__ = [
     "build_config",
