@@ -8,6 +8,9 @@ downsamples are neither integers nor powers of two.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,18 @@ TISSUE = FIXTURES / "tissue"
 
 #: The tissue blob of the generated slides, in level-0 pixels.
 BLOB = Blob(1024, 1024, 600, 450)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary files of the code under test (and its subprocesses, dask's scratch
+    space) go under pytest's base temp folder, not the system's."""
+    base = config.getoption("basetemp")
+    if base:
+        folder = Path(base).resolve().parent / f"{Path(base).name}-tmp"
+        shutil.rmtree(folder, ignore_errors=True)  # last run's, as pytest does basetemp
+        folder.mkdir(parents=True)
+        tempfile.tempdir = str(folder)
+        os.environ["TMPDIR"] = str(folder)
 
 
 @pytest.fixture(scope="session")

@@ -35,10 +35,11 @@ def atomic_output(path: Path) -> Iterator[Path]:
     Examples
     --------
     >>> import tempfile
-    >>> out = Path(tempfile.mkdtemp()) / "sub" / "a.txt"
-    >>> with atomic_output(out) as tmp:
-    ...     _ = tmp.write_text("done")
-    >>> out.read_text()
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     out = Path(folder) / "sub" / "a.txt"
+    ...     with atomic_output(out) as tmp:
+    ...         _ = tmp.write_text("done")
+    ...     out.read_text()
     'done'
     """
     path = Path(path)
