@@ -42,10 +42,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import markdown_table
 
-from wsi.detection import DetectionParams, lesion_candidates
 from wsi.evaluation.evaluator import EvalConfig, evaluate
 from wsi.evaluation.truth import read_vector_truth
-from wsi.export import (
+from wsi.formats.export import (
     PolygonParams,
     detections,
     heatmap_regions,
@@ -53,12 +52,13 @@ from wsi.export import (
     write_geojson,
 )
 from wsi.geometry import CENTER_PX, TileGrid
-from wsi.layout import Attr, SlideOutputs
 from wsi.pipeline import RunConfig, run, tuned_sections
+from wsi.regions.detection import DetectionParams, lesion_candidates
+from wsi.regions.slide_score import SlideScoreParams, slide_score
 from wsi.scoring import ScoringParams
-from wsi.slide_score import SlideScoreParams, slide_score
-from wsi.store import array, attrs_section, grid_from_attrs, open_store
-from wsi.tiling import TilingParams
+from wsi.store.layout import Attr, SlideOutputs
+from wsi.store.slide_store import array, attrs_section, grid_from_attrs, open_store
+from wsi.tiles.tiler import TilingParams
 
 logger = logging.getLogger("bench_detection")
 REPO = Path(__file__).resolve().parent.parent

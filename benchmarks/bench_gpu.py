@@ -41,7 +41,7 @@ def _source(args: argparse.Namespace) -> tuple[Any, int, str]:
     import tensorflow as tf
 
     if args.store:
-        from wsi.store import open_tile_store
+        from wsi.store.slide_store import open_tile_store
 
         tiles = open_tile_store(Path(args.store))
         n = min(args.patches, tiles.n_patches) if args.patches else tiles.n_patches

@@ -194,10 +194,10 @@ def _classifier(
 
 def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     import wsi.pipeline
-    from wsi.layout import SlideOutputs
     from wsi.pipeline import RunConfig, run
     from wsi.scoring import ScoringParams
-    from wsi.tiling import TilingParams
+    from wsi.store.layout import SlideOutputs
+    from wsi.tiles.tiler import TilingParams
 
     memory = _TreeMemory()
     started = time.perf_counter()
@@ -262,7 +262,7 @@ def _child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
 def _child_bare(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
-    from wsi.store import open_tile_store
+    from wsi.store.slide_store import open_tile_store
 
     memory = _TreeMemory()
     classifier, load_s = _classifier(args.batch_size, keras=True, model=args.model)

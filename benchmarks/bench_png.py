@@ -3,7 +3,7 @@
 Re-encodes the PNGs a run wrote (``overlay.png``, ``tissue.png``, ``heatmap.png`` of
 every slide folder under ``RUN_FOLDER``) with PIL at each ``--levels`` value, in
 memory, and reports the seconds (fastest of ``--repeat``) and the bytes of each. This
-is what chose ``wsi._png.PNG_COMPRESS_LEVEL``. Run from the repository root::
+is what chose ``wsi.heatmap._png.PNG_COMPRESS_LEVEL``. Run from the repository root::
 
     python benchmarks/bench_png.py OUT --levels 6 3 1 --repeat 3
 """

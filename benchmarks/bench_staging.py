@@ -28,9 +28,14 @@ from _report import markdown_table
 from bench_detection import Heatmap, load_heatmaps, oracle_maps
 
 from wsi.evaluation.staging import staging_report, truth_diameters
-from wsi.lesion_class import StagingParams, node_class, size_class, staging_lesions
 from wsi.pipeline import RunConfig, run, tuned_sections
-from wsi.stage_run import NodeResult
+from wsi.regions.lesion_class import (
+    StagingParams,
+    node_class,
+    size_class,
+    staging_lesions,
+)
+from wsi.staging.stage_run import NodeResult
 
 logger = logging.getLogger("bench_staging")
 REPO = Path(__file__).resolve().parent.parent

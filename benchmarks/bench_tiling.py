@@ -6,7 +6,7 @@ about two thirds of the slide: :class:`wsi.synthetic.SyntheticTissue`) of the gi
 sizes (``WIDTHxHEIGHT`` level-0 px), then for each size and stride compares, each in a
 fresh process:
 
-- ``tile_slide``: :func:`wsi.tiling.tile_slide` (PCam's 0.972 um/px, 256 patches
+- ``tile_slide``: :func:`wsi.tiles.tiler.tile_slide` (PCam's 0.972 um/px, 256 patches
   per chunk), storing decoded pixels uncompressed and with zstd level 1: tissue
   mask, band reads through dask, pixels written to the zarr store (at stride 96
   whole patches, ``--patch-layout patches``; at strides that divide 96, the cell
@@ -151,8 +151,8 @@ def _child_tile(
     import dask.threaded  # noqa: F401 - imported by tile_slide on first use; not timed
     import zarr
 
-    from wsi.tiling import TilingParams, tile_slide
-    from wsi.tissue import TissueParams
+    from wsi.tiles.tiler import TilingParams, tile_slide
+    from wsi.tiles.tissue import TissueParams
 
     store = Path(args.store)
     shutil.rmtree(store, ignore_errors=True)
@@ -204,7 +204,7 @@ def _store_for(store: Path, method: str) -> Path:
 
 def _child_read(args: argparse.Namespace) -> dict[str, Any]:
     """Read every patch back, chunk by chunk, as scoring does (one thread)."""
-    from wsi.store import open_tile_store
+    from wsi.store.slide_store import open_tile_store
 
     store = Path(args.store)
     tiles = open_tile_store(store)

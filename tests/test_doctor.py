@@ -56,8 +56,8 @@ def test_issue_30_doctor_out_names_damaged_stores(
 
     from tests.fakes import NORMAL_RGB, ColourClassifier
     from wsi.cli import main
-    from wsi.layout import Arrays
     from wsi.pipeline import RunConfig, run
+    from wsi.store.layout import Arrays
     from wsi.synthetic import write_pyramid_tiff
 
     rgb = np.full((1536, 1536, 3), 245, np.uint8)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import zarr
 
-from wsi.layout import Arrays, SlideOutputs
 from wsi.pipeline import RunConfig, run
+from wsi.store.layout import Arrays, SlideOutputs
 
 ROOT = Path(__file__).parent.parent
 DEMO = ROOT / "demo" / "demo_slide.tif"

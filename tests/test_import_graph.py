@@ -32,10 +32,21 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module a file imports, at the top or inside functions."""
+def _imports(path: Path, *, runtime_only: bool = False) -> set[str]:
+    """Every module a file imports, at the top or inside functions.
+
+    With ``runtime_only``, imports under ``if TYPE_CHECKING:`` are left out.
+    """
+    tree = ast.parse(path.read_text(), filename=str(path))
+    skipped: set[int] = set()
+    if runtime_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skipped |= {id(n) for n in ast.walk(node)}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -44,12 +55,50 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def _graph(package: str) -> dict[str, set[str]]:
+def _graph(package: str, *, runtime_only: bool = False) -> dict[str, set[str]]:
     return {
-        _module_name(p): _imports(p)
+        _module_name(p): _imports(p, runtime_only=runtime_only)
         for p in sorted((ROOT / package).rglob("*.py"))
         if "__pycache__" not in p.parts
     }
+
+
+def _unit(module: str) -> str | None:
+    """``wsi.regions.polygons`` -> ``wsi.regions``; ``wsi.pipeline`` -> itself."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "wsi" and len(parts) > 1 else None
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The cycles of a directed graph (one per strongly connected component)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
 
 
 def _wsi_modules() -> set[str]:
@@ -80,8 +129,26 @@ def test_the_library_never_imports_the_command_line() -> None:
     assert not bad, f"library modules import the CLI: {sorted(bad)}"
 
 
+def test_no_import_cycle_between_the_parts_of_wsi() -> None:
+    """Subpackages (slide, tiles, store, heatmap, regions, formats, staging, ...) and
+    top-level modules import each other one way only (at run time)."""
+    edges: dict[str, set[str]] = {}
+    for name, imports in _graph("wsi", runtime_only=True).items():
+        unit = _unit(name)
+        if unit is None:
+            continue
+        targets = {_unit(i) for i in imports} - {None, unit}
+        edges.setdefault(unit, set()).update(t for t in targets if t is not None)
+    assert _cycles(edges) == []
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c"]]
+
+
 def test_the_graph_sees_function_level_imports(tmp_path: Path) -> None:
     """The checks above read imports inside functions too (where cycles hide)."""
     path = tmp_path / "m.py"
-    path.write_text("def f():\n    from wsi.scoring import score_store\n")
-    assert "wsi.scoring" in _imports(path)
+    path.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import wsi.cli\n"
+        "def f():\n    from wsi.scoring import score_store\n"
+    )
+    assert {"wsi.scoring", "wsi.cli"} <= _imports(path)
+    assert "wsi.cli" not in _imports(path, runtime_only=True)

@@ -13,10 +13,10 @@ from model.card import ModelCard, write_card
 from model.registry import BUNDLED_MODELS, DEFAULT_MODEL, tuned_settings
 from wsi.cli import main
 from wsi.cli.commands import build_config, run_command
-from wsi.detection import DetectionParams
 from wsi.pipeline import tuned_sections
-from wsi.polygons import PolygonParams
-from wsi.slide_score import SlideScoreParams
+from wsi.regions.detection import DetectionParams
+from wsi.regions.polygons import PolygonParams
+from wsi.regions.slide_score import SlideScoreParams
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slides"
 

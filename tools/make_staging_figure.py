@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from wsi.layout import SlideOutputs
-from wsi.overlay import _legend_font
-from wsi.stage_run import stage_run
+from wsi.heatmap.overlay import _legend_font
+from wsi.staging.stage_run import stage_run
+from wsi.store.layout import SlideOutputs
 
 TILE_PX = 300
 CAPTION_PX = 44

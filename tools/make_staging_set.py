@@ -32,7 +32,7 @@ and in each set:
 Notes
 -----
 1. Node classes by the longest diameter of the largest lesion (the largest distance
-   between two of its points, `wsi.lesion_size.max_diameter_um`): macro > 2 mm,
+   between two of its points, `wsi.regions.lesion_size.max_diameter_um`): macro > 2 mm,
    micro > 0.2 mm, ITC <= 0.2 mm (Camelyon17). Each stage's patient has a fixed
    mix of node classes (`PATIENTS`), shuffled over node numbers 0-4; ITC, micro and
    macro nodes carry their lesion plus 0-2 isolated tumour cells beside it.
@@ -78,7 +78,7 @@ from make_eval_slides import (
 )
 
 from wsi.geometry import PATCH_PX, PCAM_MPP
-from wsi.lesion_size import max_diameter_um
+from wsi.regions.lesion_size import max_diameter_um
 
 logger = logging.getLogger("make_staging_set")
 

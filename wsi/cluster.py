@@ -14,12 +14,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wsi.progress import Progress, ensure_progress
-
-if TYPE_CHECKING:
-    from wsi.pipeline import Failure, SlideResult
+from wsi.run_record import Failure, SlideResult
 
 __all__ = ["SLIDE_RETRIES", "run_slides_on_cluster"]
 
@@ -59,7 +57,6 @@ def run_slides_on_cluster(
     """
     from distributed import as_completed
 
-    from wsi.pipeline import Failure
     from wsi.scoring import _connect, _is_lost_connection
 
     outcomes: dict[int, SlideResult | Failure] = {}

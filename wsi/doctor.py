@@ -134,9 +134,9 @@ def check_outputs(out_dir: Path) -> list[Check]:
     """
     import zarr
 
-    from wsi.layout import Arrays, Attr, SlideOutputs
-    from wsi.store import array, is_store
-    from wsi.store_checks import scores_intact
+    from wsi.store.checks import scores_intact
+    from wsi.store.layout import Arrays, Attr, SlideOutputs
+    from wsi.store.slide_store import array, is_store
 
     results = []
     for folder in sorted(p for p in Path(out_dir).iterdir() if p.is_dir()):

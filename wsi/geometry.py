@@ -26,6 +26,7 @@ __all__ = [
     "ReadPlan",
     "SlideGeometry",
     "TileGrid",
+    "check_heatmap",
     "check_model_matches",
 ]
 
@@ -402,3 +403,14 @@ def check_model_matches(
             f"{tiles_mpp:g} um/px; tile again with --target-mpp {model_mpp:g} or use a "
             f"model trained at {tiles_mpp:g} um/px"
         )
+
+
+def check_heatmap(heatmap: npt.ArrayLike, grid: TileGrid) -> npt.NDArray[np.float32]:
+    """Return ``heatmap`` as float32, or raise if it is not of ``grid.shape``."""
+    values = np.asarray(heatmap, dtype=np.float32)
+    if values.shape != grid.shape:
+        raise ValueError(
+            f"heatmap shape {values.shape} does not match the grid's {grid.shape}; "
+            f"pass the grid the heatmap was stitched on"
+        )
+    return values

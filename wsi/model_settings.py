@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypedDict
 
-from wsi.detection import DetectionParams
-from wsi.export import PolygonParams
-from wsi.lesion_class import StagingParams
+from wsi.formats.export import PolygonParams
+from wsi.regions.detection import DetectionParams
+from wsi.regions.lesion_class import StagingParams
+from wsi.regions.slide_score import SlideScoreParams
 from wsi.scoring import ScoringParams
-from wsi.slide_score import SlideScoreParams
 
 __all__ = ["POST_SECTIONS", "TunedSections", "generic_sections", "tuned_sections"]
 

@@ -1,6 +1,6 @@
 """The one orchestrator: tile -> score -> stitch -> export, slide by slide.
 
-Each slide's outputs go to ``OUT/<stem>/`` (see :mod:`wsi.layout`). A slide whose
+Each slide's outputs go to ``OUT/<stem>/`` (see :mod:`wsi.store.layout`). A slide whose
 ``summary.json`` was written with the same settings is skipped; a failing slide is
 recorded in the report and the batch goes on. ``run.json`` records the whole run.
 """
@@ -15,29 +15,29 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from wsi._atomic import write_json_atomic
-from wsi.detection import DetectionParams
 from wsi.errors import BusyError, OutputError, SettingsMismatchError, WsiError
-from wsi.export import PolygonParams
-from wsi.layout import Arrays, SlideOutputs
-from wsi.lesion_class import StagingParams
-from wsi.locking import discard_unused, store_lock
+from wsi.formats.export import PolygonParams
 from wsi.model_settings import TunedSections, generic_sections, tuned_sections
 from wsi.progress import Progress
 from wsi.provenance import settings_hash, software_versions
-from wsi.run_record import write_run_json
+from wsi.regions.detection import DetectionParams
+from wsi.regions.lesion_class import StagingParams
+from wsi.regions.slide_score import SlideScoreParams
+from wsi.run_record import Failure, RunReport, SlideResult, write_run_json
 from wsi.scoring import PatchClassifier, ScoringParams, ScoringResult, score_store
-from wsi.settings_change import reworded_mismatch
-from wsi.slide_score import SlideScoreParams
 from wsi.stages import export_slide, result_fields, stitch_slide
-from wsi.store_checks import (
+from wsi.store.atomic import write_json_atomic
+from wsi.store.checks import (
     chunks_to_score,
     damaged_patch_chunks,
     grid_intact,
     scores_intact,
 )
-from wsi.tiling import TilingParams, tile_slide
-from wsi.tissue import TissueParams
+from wsi.store.layout import Arrays, SlideOutputs
+from wsi.store.locking import discard_unused, store_lock
+from wsi.store.settings_change import reworded_mismatch
+from wsi.tiles.tiler import TilingParams, tile_slide
+from wsi.tiles.tissue import TissueParams
 
 __all__ = [
     "Failure",
@@ -95,48 +95,6 @@ def _model_label(config: RunConfig) -> str:
 
     model = config.scoring.model_path
     return DEFAULT_MODEL if model is None else Path(model).name
-
-
-@dataclass(frozen=True, kw_only=True)
-class Failure:
-    """A slide that failed, at which stage, and why (one line)."""
-
-    slide: Path
-    stage: str
-    message: str
-    busy: bool = False  # another process held the slide's lock
-
-
-@dataclass(frozen=True, kw_only=True)
-class SlideResult:
-    """The headline numbers of one finished slide."""
-
-    slide: Path
-    outputs: SlideOutputs
-    n_patches: int
-    max_probability: float
-    tumor_area_um2: float
-    seconds: float
-    skipped: bool = False
-    slide_probability: float | None = None
-    #: The node's size class (`wsi.lesion_class.NodeClass` value) and its longest
-    #: lesion, mm; None in summaries written before they existed.
-    node_class: str | None = None
-    largest_diameter_mm: float | None = None
-
-
-@dataclass(kw_only=True)
-class RunReport:
-    """What a run did: results, failures, and where ``run.json`` is."""
-
-    results: list[SlideResult] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    run_json: Path | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when no slide failed."""
-        return not self.failures
 
 
 def run(
@@ -356,7 +314,7 @@ def _tiles_damaged(store: Path, *, rescoring: bool) -> bool:
     The patch grid always (stitching places the scores by it); with ``rescoring``,
     the patches of the chunks about to be scored.
     """
-    from wsi.store import open_store
+    from wsi.store.slide_store import open_store
 
     if not grid_intact(store):
         return True
@@ -376,7 +334,7 @@ def _scored_before(
     """
     import zarr
 
-    from wsi.layout import Attr
+    from wsi.store.layout import Attr
 
     try:
         root: Any = zarr.open_group(str(outputs.store), mode="r")

@@ -1,4 +1,7 @@
-"""``run.json``: what a run did, merged with what other runs on the folder recorded."""
+"""What a run did: each slide's result or failure, the report, and ``run.json``.
+
+``run.json`` is merged with what other runs on the folder recorded.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,60 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsi._atomic import write_json_atomic
 from wsi.provenance import git_commit, software_versions
+from wsi.store.atomic import write_json_atomic
+from wsi.store.layout import SlideOutputs
 
 if TYPE_CHECKING:
-    from wsi.pipeline import RunConfig, RunReport
+    from wsi.pipeline import RunConfig
 
-__all__ = ["write_run_json"]
+__all__ = ["Failure", "RunReport", "SlideResult", "write_run_json"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    """A slide that failed, at which stage, and why (one line)."""
+
+    slide: Path
+    stage: str
+    message: str
+    busy: bool = False  # another process held the slide's lock
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlideResult:
+    """The headline numbers of one finished slide."""
+
+    slide: Path
+    outputs: SlideOutputs
+    n_patches: int
+    max_probability: float
+    tumor_area_um2: float
+    seconds: float
+    skipped: bool = False
+    slide_probability: float | None = None
+    #: The node's size class (`wsi.regions.lesion_class.NodeClass` value) and its longest
+    #: lesion, mm; None in summaries written before they existed.
+    node_class: str | None = None
+    largest_diameter_mm: float | None = None
+
+
+@dataclass(kw_only=True)
+class RunReport:
+    """What a run did: results, failures, and where ``run.json`` is."""
+
+    results: list[SlideResult] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    run_json: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no slide failed."""
+        return not self.failures
 
 
 def write_run_json(config: RunConfig, report: RunReport, *, seconds: float) -> Path:

@@ -25,10 +25,11 @@ import numpy.typing as npt
 
 from wsi.errors import WsiError
 from wsi.geometry import check_model_matches
-from wsi.layout import Arrays, Attr
-from wsi.locking import store_lock
 from wsi.progress import Progress, ensure_progress
-from wsi.store import (
+from wsi.store.checks import chunks_to_score
+from wsi.store.layout import Arrays, Attr
+from wsi.store.locking import store_lock
+from wsi.store.slide_store import (
     array,
     chunk_flags,
     create_chunk_flags,
@@ -36,7 +37,6 @@ from wsi.store import (
     open_store,
     open_tile_store,
 )
-from wsi.store_checks import chunks_to_score
 
 __all__ = [
     "ClassifierSpec",
@@ -187,7 +187,7 @@ def score_store(
     Parameters
     ----------
     store_path
-        A tile store written by :func:`wsi.tiling.tile_slide`.
+        A tile store written by :func:`wsi.tiles.tiler.tile_slide`.
     params
         Model, batch size, TTA and where to run.
     classifier

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wsi.detection import DetectionParams, lesion_candidates
 from wsi.errors import WsiError
-from wsi.export import (
+from wsi.formats.export import (
     PolygonParams,
     heatmap_regions,
     write_asap_xml,
@@ -21,28 +20,34 @@ from wsi.export import (
     write_geojson,
 )
 from wsi.geometry import MASK_CELL_PX, TileGrid
-from wsi.heatmap import (
+from wsi.heatmap.overlay import save_overlay_png
+from wsi.heatmap.stitching import (
     png_draws_outlines,
     save_heatmap_png,
     stitch,
     write_heatmap_tiff,
     write_heatmap_zarr,
 )
-from wsi.layout import Arrays, Attr, SlideOutputs
-from wsi.lesion_class import (
+from wsi.regions.detection import DetectionParams, lesion_candidates
+from wsi.regions.lesion_class import (
     NodeClass,
     NodeLesion,
     StagingParams,
     node_class,
     staging_lesions,
 )
-from wsi.locking import store_lock
-from wsi.overlay import save_overlay_png
-from wsi.polygons import region_cells
-from wsi.reader import open_slide
-from wsi.slide_score import SlideScore, SlideScoreParams, slide_score
-from wsi.store import array, attrs_section, grid_from_attrs, read_tissue_mask
-from wsi.tissue import TissueMask, tissue_png
+from wsi.regions.polygons import region_cells
+from wsi.regions.slide_score import SlideScore, SlideScoreParams, slide_score
+from wsi.slide.reader import open_slide
+from wsi.store.layout import Arrays, Attr, SlideOutputs
+from wsi.store.locking import store_lock
+from wsi.store.slide_store import (
+    array,
+    attrs_section,
+    grid_from_attrs,
+    read_tissue_mask,
+)
+from wsi.tiles.tissue import TissueMask, tissue_png
 
 __all__ = [
     "Exported",
@@ -82,7 +87,7 @@ class Exported:
     n_detections: int
     tumor_area_um2: float
     slide_score: SlideScore
-    #: The staging view's lesions, longest first (`wsi.lesion_class`).
+    #: The staging view's lesions, longest first (`wsi.regions.lesion_class`).
     lesions: tuple[NodeLesion, ...] = ()
 
     @property
@@ -136,7 +141,7 @@ def update_summary(
     """
     import json
 
-    from wsi._atomic import atomic_output
+    from wsi.store.atomic import atomic_output
 
     try:
         summary = json.loads(outputs.summary_json.read_text())
@@ -232,9 +237,9 @@ def export_slide(
     """Write polygons (GeoJSON, ASAP XML), detections and the overlay of a heatmap.
 
     ``detection`` and ``scoring`` (defaults when None) give the lesion candidates of
-    ``detections.csv`` (`wsi.detection.lesion_candidates`) and the slide score
-    (`wsi.slide_score.slide_score`); ``staging`` the lesions that give the node's
-    size class (`wsi.lesion_class.staging_lesions`). ``model_name`` is printed in the
+    ``detections.csv`` (`wsi.regions.detection.lesion_candidates`) and the slide score
+    (`wsi.regions.slide_score.slide_score`); ``staging`` the lesions that give the node's
+    size class (`wsi.regions.lesion_class.staging_lesions`). ``model_name`` is printed in the
     overlay's legend.
     """
     detection = DetectionParams() if detection is None else detection

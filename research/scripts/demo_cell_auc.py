@@ -13,7 +13,7 @@ import numpy as np
 import zarr
 from sklearn.metrics import roc_auc_score
 
-from wsi.layout import Arrays, SlideOutputs
+from wsi.store.layout import Arrays, SlideOutputs
 
 ROOT = Path(__file__).resolve().parent.parent
 

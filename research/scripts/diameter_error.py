@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from wsi.evaluation.truth import read_vector_truth
-from wsi.lesion_size import max_diameter_um
+from wsi.regions.lesion_size import max_diameter_um
 
 L0_MPP = 0.243
 

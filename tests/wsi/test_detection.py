@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from tests.wsi.heatmap_cases import make_grid
-from wsi.detection import (
+from wsi.geometry import TileGrid
+from wsi.regions.detection import (
     DetectionParams,
     cell_size_um,
     lesion_candidates,
     smooth_heatmap,
     suppress_near,
 )
-from wsi.geometry import TileGrid
 
 
 def _blob(

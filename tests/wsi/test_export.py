@@ -24,9 +24,8 @@ from tests.wsi.heatmap_cases import (
     known_heatmap,
     make_grid,
 )
-from wsi.cell_outlines import cell_outlines
 from wsi.errors import AnnotationError, OutputError
-from wsi.export import (
+from wsi.formats.export import (
     PolygonParams,
     TumorRegion,
     detections,
@@ -41,6 +40,7 @@ from wsi.export import (
     write_geojson,
 )
 from wsi.geometry import SlideGeometry, TileGrid
+from wsi.regions.cell_outlines import cell_outlines
 
 ANNOTATIONS = Path(__file__).parents[1] / "fixtures" / "annotations"
 GOLDEN = ANNOTATIONS / "golden"
@@ -660,7 +660,7 @@ def test_max_diameter_matches_shapely_on_known_shapes() -> None:
     """The longest distance across a region: the hull's, as shapely measures it."""
     from shapely.geometry import box
 
-    from wsi.lesion_size import max_diameter_um
+    from wsi.regions.lesion_size import max_diameter_um
 
     ring = box(0, 0, 2000, 1000).difference(box(500, 250, 1500, 750))  # a hole
     two_cells = shapely.union_all([box(0, 0, 384, 384), box(384, 384, 768, 768)])

@@ -19,9 +19,9 @@ from tests.wsi.heatmap_cases import (
     known_heatmap,
     make_grid,
 )
-from wsi.colormap import NO_DATA_RGB, colourise
 from wsi.errors import OutputError
-from wsi.heatmap import (
+from wsi.heatmap.colormap import NO_DATA_RGB, colourise
+from wsi.heatmap.stitching import (
     heatmap_attrs,
     read_heatmap_zarr,
     save_heatmap_png,
@@ -29,7 +29,7 @@ from wsi.heatmap import (
     write_heatmap_tiff,
     write_heatmap_zarr,
 )
-from wsi.heatmap_tiff import tiff_layout
+from wsi.heatmap.tiff import tiff_layout
 
 # --- stitch --------------------------------------------------------------------------
 

@@ -11,12 +11,12 @@ import pytest
 
 from tests.fakes import NORMAL_RGB, TUMOUR_RGB, ColourClassifier
 from wsi.errors import ModelLoadError
-from wsi.export import PolygonParams
+from wsi.formats.export import PolygonParams
 from wsi.pipeline import RunConfig, run
 from wsi.scoring import ClassifierSpec, ScoringParams
 from wsi.synthetic import write_pyramid_tiff
-from wsi.tiling import TilingParams
-from wsi.tissue import TissueParams
+from wsi.tiles.tiler import TilingParams
+from wsi.tiles.tissue import TissueParams
 
 
 @pytest.fixture(scope="module")

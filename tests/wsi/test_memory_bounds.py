@@ -14,13 +14,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-import wsi.reader
-import wsi.tissue
+import wsi.slide.reader
+import wsi.tiles.tissue
 from tests.fakes import ColourClassifier
 from tests.slides import SlideSpec
 from wsi.scoring import ScoringParams, score_store
-from wsi.tiling import TilingParams, tile_slide
-from wsi.tissue import TissueParams
+from wsi.tiles.tiler import TilingParams, tile_slide
+from wsi.tiles.tissue import TissueParams
 
 BUDGET_PX = 40_000
 
@@ -43,14 +43,14 @@ def test_no_read_or_block_grows_with_the_slide(
     tiny_slide: SlideSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads: list[tuple[int, int]] = []
-    real = wsi.reader.Slide._read_pixels
+    real = wsi.slide.reader.Slide._read_pixels
 
     def spy(self: Any, level: int, x: int, y: int, width: int, height: int) -> Any:
         reads.append((level, width * height))
         return real(self, level, x, y, width, height)
 
-    monkeypatch.setattr(wsi.reader.Slide, "_read_pixels", spy)
-    monkeypatch.setattr(wsi.tissue, "_THUMBNAIL_BAND_PIXELS", BUDGET_PX)
+    monkeypatch.setattr(wsi.slide.reader.Slide, "_read_pixels", spy)
+    monkeypatch.setattr(wsi.tiles.tissue, "_THUMBNAIL_BAND_PIXELS", BUDGET_PX)
     store = tmp_path / "s.zarr"
     tiled = tile_slide(
         tiny_slide.path,
@@ -59,7 +59,7 @@ def test_no_read_or_block_grows_with_the_slide(
         tissue=TissueParams(),
     )
     levels = {level for level, _ in reads}
-    with wsi.reader.open_slide(tiny_slide.path) as slide:
+    with wsi.slide.reader.open_slide(tiny_slide.path) as slide:
         sizes = slide.geometry.level_dimensions
     for level in levels:
         level_px = sizes[level][0] * sizes[level][1]

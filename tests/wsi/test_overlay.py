@@ -16,16 +16,16 @@ from tests.wsi.heatmap_cases import (
     known_heatmap,
     make_grid,
 )
-from wsi.colormap import (
+from wsi.formats.export import PolygonParams, heatmap_regions
+from wsi.geometry import MASK_CELL_PX
+from wsi.heatmap.colormap import (
     LEGEND_BACKGROUND_RGB,
     TINT_FLOOR,
     TISSUE_OUTLINE_RGB,
     TUMOR_OUTLINE_RGB,
     tint,
 )
-from wsi.export import PolygonParams, heatmap_regions
-from wsi.geometry import MASK_CELL_PX
-from wsi.overlay import (
+from wsi.heatmap.overlay import (
     LEGEND_MIN_WIDTH_PX,
     add_legend,
     format_length_um,

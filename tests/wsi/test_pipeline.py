@@ -15,13 +15,13 @@ from shapely.geometry import Point, shape
 
 from tests.fakes import NORMAL_RGB, TUMOUR_RGB, ColourClassifier
 from wsi.errors import BusyError
-from wsi.export import PolygonParams
-from wsi.layout import Arrays, SlideOutputs
+from wsi.formats.export import PolygonParams
 from wsi.pipeline import RunConfig, run
 from wsi.scoring import ScoringParams
+from wsi.store.layout import Arrays, SlideOutputs
 from wsi.synthetic import write_pyramid_tiff
-from wsi.tiling import TilingParams, tile_slide
-from wsi.tissue import TissueParams
+from wsi.tiles.tiler import TilingParams, tile_slide
+from wsi.tiles.tissue import TissueParams
 
 MPP = 0.243
 SIZE_PX = 3072
@@ -130,7 +130,7 @@ def _hold_lock(store: Path) -> subprocess.Popen[str]:
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from wsi.locking import store_lock\n"
+        "from wsi.store.locking import store_lock\n"
         "with store_lock(Path(sys.argv[1])):\n"
         "    print('held', flush=True)\n"
         "    time.sleep(600)\n"
@@ -181,9 +181,9 @@ def test_stitch_uses_the_settings_of_the_model_that_scored(
 
     from model.card import ModelCard, write_card
     from wsi.cli import cli
-    from wsi.layout import Attr
     from wsi.stages import scored_model
-    from wsi.store import open_store
+    from wsi.store.layout import Attr
+    from wsi.store.slide_store import open_store
 
     out = tmp_path / "out"
     report = run(_config((tumour_slide,), out), classifier=ColourClassifier())
@@ -305,7 +305,7 @@ def test_issue_30_concurrent_json_writers_do_not_collide(tmp_path: Path) -> None
     """Each writer has its own temporary file: none fails, none is left behind."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from wsi._atomic import write_json_atomic
+    from wsi.store.atomic import write_json_atomic
 
     target = tmp_path / "run.json"
 
@@ -437,9 +437,11 @@ def test_issue_30_damaged_tiles_under_lost_scores_are_tiled_again(
             chunk_file.write_bytes(chunk_file.read_bytes()[:5])
     (outputs.store / Arrays.SCORES / "c" / "0").unlink()
     # A new process has no decoded tiles cached (this one still has the old ones).
-    import wsi._tiffread
+    import wsi.slide._tiffread
 
-    monkeypatch.setattr(wsi._tiffread, "_CACHE", wsi._tiffread._TileCache(1 << 26))
+    monkeypatch.setattr(
+        wsi.slide._tiffread, "_CACHE", wsi.slide._tiffread._TileCache(1 << 26)
+    )
     again = run(
         _config((tumour_slide,), out, tiling=tiling), classifier=ColourClassifier()
     )
@@ -475,7 +477,7 @@ def test_summary_gives_the_node_class_and_lesion_diameters(
     tumour_slide: Path, tmp_path: Path
 ) -> None:
     """summary.json: the node's class from its longest lesion, each lesion's size."""
-    from wsi.lesion_class import size_class
+    from wsi.regions.lesion_class import size_class
 
     report = run(
         _config((tumour_slide,), tmp_path / "out"), classifier=ColourClassifier()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsi._png import save_png
+from wsi.heatmap._png import save_png
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from tests.wsi.heatmap_cases import make_grid
-from wsi.polygons import PolygonParams, heatmap_regions, region_cells, region_mask
+from wsi.regions.polygons import (
+    PolygonParams,
+    heatmap_regions,
+    region_cells,
+    region_mask,
+)
 
 CELL_UM2 = (96 * 0.972) ** 2
 

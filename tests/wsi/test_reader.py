@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import wsi._tiffread
+import wsi.slide._tiffread
 from tests.slides import SlideSpec, write_slide
 from wsi.errors import MissingResolutionError, SlideReadError
 from wsi.geometry import PCAM_MPP, ReadPlan
-from wsi.reader import Slide, open_slide, slide_fingerprint
+from wsi.slide.reader import Slide, open_slide, slide_fingerprint
 
 EDGE_X_L0, EDGE_Y_L0 = 1000, 1200  # multiples of 4: exact edges at level 2
 DARK, BRIGHT = 50, 250
@@ -222,7 +222,7 @@ def _openslide_only(
     path: Path, monkeypatch: pytest.MonkeyPatch, *, mpp: float | None = None
 ) -> Slide:
     with monkeypatch.context() as patch:
-        patch.setattr(wsi._tiffread.TiffLevels, "open", lambda *a, **k: None)
+        patch.setattr(wsi.slide._tiffread.TiffLevels, "open", lambda *a, **k: None)
         return open_slide(path, mpp=mpp)
 
 
@@ -333,7 +333,7 @@ def test_other_formats_are_read_by_openslide(fixture_slides: Path) -> None:
 def test_a_tile_wanted_by_two_threads_at_once_is_decoded_once() -> None:
     import threading
 
-    cache = wsi._tiffread._TileCache(1 << 20)
+    cache = wsi.slide._tiffread._TileCache(1 << 20)
     calls: list[int] = []
     started, release = threading.Event(), threading.Event()
 
@@ -364,13 +364,13 @@ def test_a_tile_wanted_by_two_threads_at_once_is_decoded_once() -> None:
 
 
 def test_a_failed_tile_decode_is_not_cached() -> None:
-    cache = wsi._tiffread._TileCache(1 << 20)
+    cache = wsi.slide._tiffread._TileCache(1 << 20)
 
     def broken() -> np.ndarray:
-        raise wsi._tiffread.TileDecodeError("tile 0 of level 0: corrupt")
+        raise wsi.slide._tiffread.TileDecodeError("tile 0 of level 0: corrupt")
 
     for _ in range(2):  # the second call decodes again (and fails again)
-        with pytest.raises(wsi._tiffread.TileDecodeError, match="corrupt"):
+        with pytest.raises(wsi.slide._tiffread.TileDecodeError, match="corrupt"):
             cache.get_or_decode(("t", 0), broken)
     tile = cache.get_or_decode(("t", 0), lambda: np.zeros((2, 2, 3), np.uint8))
     assert tile is not None

@@ -12,12 +12,12 @@ import zarr
 
 from tests.fakes import NORMAL_RGB, TUMOUR_RGB, ColourClassifier
 from wsi.errors import ModelLoadError, WsiError
-from wsi.layout import Arrays, Attr
 from wsi.scoring import ScoringParams, score_store
-from wsi.store import open_tile_store
+from wsi.store.layout import Arrays, Attr
+from wsi.store.slide_store import open_tile_store
 from wsi.synthetic import write_pyramid_tiff
-from wsi.tiling import TilingParams, tile_slide
-from wsi.tissue import TissueParams
+from wsi.tiles.tiler import TilingParams, tile_slide
+from wsi.tiles.tissue import TissueParams
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 from tests.wsi.heatmap_cases import make_grid
 from wsi.geometry import TileGrid
-from wsi.slide_score import SlideScoreParams, slide_score
+from wsi.regions.slide_score import SlideScoreParams, slide_score
 
 METHODS = ["max_smoothed", "top_mean", "largest_region"]
 #: The neighbourhood scores; top_mean is not one (12 lone cells fill its top area).

@@ -15,16 +15,16 @@ import zarr
 from click.testing import CliRunner
 from PIL import Image
 
-import wsi._tiling_store
+import wsi.store._tiling_store
 from tests.fakes import ColourClassifier
 from tests.slides import Blob, SlideSpec, render_region, write_slide
-from wsi._tiffread import JpegTiles
 from wsi.errors import OutputError, SettingsMismatchError, WsiError
-from wsi.layout import Arrays, Attr, SlideOutputs
 from wsi.scoring import ScoringParams, score_store
-from wsi.store import array, open_tile_store
-from wsi.tiling import PATCH_LAYOUTS, TilingParams, TilingResult, tile_slide
-from wsi.tissue import TissueParams
+from wsi.slide._tiffread import JpegTiles
+from wsi.store.layout import Arrays, Attr, SlideOutputs
+from wsi.store.slide_store import array, open_tile_store
+from wsi.tiles.tiler import PATCH_LAYOUTS, TilingParams, TilingResult, tile_slide
+from wsi.tiles.tissue import TissueParams
 
 # Level 2 (0.972 um/px, read directly) is 500 x 500 px in 64 px JPEG tiles: its last
 # tile row and column are partial (448..500), and the last patches (384..480) reach
@@ -198,13 +198,13 @@ def test_a_killed_run_resumes_to_the_same_store(
         open_tile_store(store)
     monkeypatch.setattr(JpegTiles, "read", read)
     copied: list[int] = []
-    copy_tiles = wsi._tiling_store.copy_tiles
+    copy_tiles = wsi.store._tiling_store.copy_tiles
 
     def counting(group: Any, stored: Any, chunks: Any, **kw: Any) -> None:
         copied.extend(chunks)
         copy_tiles(group, stored, chunks, **kw)
 
-    monkeypatch.setattr("wsi.tiling.copy_tiles", counting)
+    monkeypatch.setattr("wsi.tiles.tiler.copy_tiles", counting)
     result = _tile(jpeg_slide.path, store)
     assert result.resumed
     assert copied

@@ -14,14 +14,14 @@ from tests.wsi.heatmap_cases import make_grid
 from wsi.cli import cli, main
 from wsi.errors import WsiError
 from wsi.evaluation.staging import quadratic_kappa, staging_report
-from wsi.lesion_class import (
+from wsi.regions.lesion_class import (
     NodeClass,
     StagingParams,
     node_class,
     size_class,
     staging_lesions,
 )
-from wsi.pn_stage import (
+from wsi.staging.pn_stage import (
     PatientStage,
     PnStage,
     group_patients,
@@ -30,7 +30,7 @@ from wsi.pn_stage import (
     read_stage_labels,
     write_stages_csv,
 )
-from wsi.stage_run import read_node_results, stage_run
+from wsi.staging.stage_run import read_node_results, stage_run
 
 N, ITC, MI, MA = NodeClass.NEGATIVE, NodeClass.ITC, NodeClass.MICRO, NodeClass.MACRO
 #: make_grid's cells: 96 px at 0.972 um/px = 93.3 um; label windows 62.2 um apart.

@@ -12,11 +12,11 @@ import zarr
 
 from tests.fakes import ColourClassifier
 from tests.slides import SlideSpec
-from wsi.layout import Arrays
 from wsi.scoring import ScoringParams, score_store
-from wsi.store import PATCH_CODECS, array, codec_name, open_tile_store
-from wsi.tiling import TilingParams, tile_slide
-from wsi.tissue import TissueParams
+from wsi.store.layout import Arrays
+from wsi.store.slide_store import PATCH_CODECS, array, codec_name, open_tile_store
+from wsi.tiles.tiler import TilingParams, tile_slide
+from wsi.tiles.tissue import TissueParams
 
 OLD_STORE = (
     Path(__file__).resolve().parents[1] / "fixtures" / "stores" / "old-zstd.zarr"

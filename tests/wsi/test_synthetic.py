@@ -9,10 +9,10 @@ import numpy.typing as npt
 import pytest
 
 from wsi.geometry import PATCH_PX, PCAM_MPP
-from wsi.reader import open_slide
+from wsi.slide.reader import open_slide
 from wsi.synthetic import GLASS_RGB, SyntheticTissue, write_pyramid_tiff_tiles
-from wsi.tiling import TilingParams, tile_slide
-from wsi.tissue import TissueParams
+from wsi.tiles.tiler import TilingParams, tile_slide
+from wsi.tiles.tissue import TissueParams
 
 MPP = 0.243
 SIZE_PX = (6144, 3072)  # level-0 (width, height); level 4 is 1536 x 768

@@ -10,8 +10,8 @@ import numpy.typing as npt
 import pytest
 import zarr
 
-import wsi._bands
-import wsi.reader
+import wsi.slide.reader
+import wsi.tiles._bands
 from tests.slides import Blob, SlideSpec, write_slide
 from wsi.errors import (
     MissingResolutionError,
@@ -21,17 +21,22 @@ from wsi.errors import (
     SlideReadError,
 )
 from wsi.geometry import CENTER_PX, MASK_CELL_PX, PCAM_MPP, SlideGeometry, TileGrid
-from wsi.layout import Arrays, Attr
-from wsi.reader import open_slide
-from wsi.store import (
+from wsi.slide.reader import open_slide
+from wsi.store.layout import Arrays, Attr
+from wsi.store.slide_store import (
     array,
     attrs_section,
     grid_from_attrs,
     open_tile_store,
     read_tissue_mask,
 )
-from wsi.tiling import TilingParams, TilingResult, patch_tissue_fraction, tile_slide
-from wsi.tissue import TissueParams
+from wsi.tiles.tiler import (
+    TilingParams,
+    TilingResult,
+    patch_tissue_fraction,
+    tile_slide,
+)
+from wsi.tiles.tissue import TissueParams
 
 TISSUE = TissueParams()
 
@@ -313,17 +318,17 @@ def test_a_killed_run_resumes_to_the_same_store(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = tmp_path / "resume.zarr"
-    real = wsi._bands.run_task
+    real = wsi.tiles._bands.run_task
 
     calls: list[int] = []
 
-    def dies_midway(task: wsi._bands.TileTask) -> int:
+    def dies_midway(task: wsi.tiles._bands.TileTask) -> int:
         calls.append(1)
         if len(calls) > 1:  # the first task finishes, then the run is killed
             raise KeyboardInterrupt("killed")
         return real(task)
 
-    monkeypatch.setattr(wsi._bands, "run_task", dies_midway)
+    monkeypatch.setattr(wsi.tiles._bands, "run_task", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         _tile(
             tiny_slide.path,
@@ -343,7 +348,7 @@ def test_a_killed_run_resumes_to_the_same_store(
     chunk_file = store / Arrays.CELLS / "c" / str(todo) / "0" / "0" / "0"
     chunk_file.parent.mkdir(parents=True, exist_ok=True)
     chunk_file.write_bytes(b"half a chunk")
-    monkeypatch.setattr(wsi._bands, "run_task", real)
+    monkeypatch.setattr(wsi.tiles._bands, "run_task", real)
     progress = _Recorder()
     result = _tile(
         tiny_slide.path,
@@ -398,13 +403,13 @@ def test_reads_stay_within_the_band_budget(
     tiny_slide: SlideSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes: list[int] = []
-    real = wsi.reader.Slide.read_target
+    real = wsi.slide.reader.Slide.read_target
 
     def spy(self: Any, plan: Any, **kw: int) -> Any:
         sizes.append(kw["width_px"] * kw["height_px"])
         return real(self, plan, **kw)
 
-    monkeypatch.setattr(wsi.reader.Slide, "read_target", spy)
+    monkeypatch.setattr(wsi.slide.reader.Slide, "read_target", spy)
     result = _tile(
         tiny_slide.path, tmp_path / "b.zarr", stride_px=32, band_pixels=40_000
     )
@@ -442,17 +447,17 @@ def test_reads_skip_glass_and_task_specs_hold_no_handles(tiny_slide: SlideSpec) 
     import pickle
 
     rowcol = np.array([[0, 0], [0, 1], [0, 9], [1, 2], [3, 2]])
-    layout = wsi._bands.BandLayout.build(
+    layout = wsi.tiles._bands.BandLayout.build(
         rowcol, band_rows=2, chunk_patches=2, max_gap_cols=3, max_cols=100
     )
     # Band 0: columns 0-2 in one read, column 9 (beyond a 6-column gap) in another.
     assert layout.segments == ((0, 0, 2), (0, 9, 9), (1, 2, 2))
     assert layout.chunk_bands == ((0, 0), (0, 0), (1, 1))
-    narrow = wsi._bands.BandLayout.build(
+    narrow = wsi.tiles._bands.BandLayout.build(
         rowcol, band_rows=2, chunk_patches=2, max_gap_cols=3, max_cols=2
     )
     assert narrow.segments[:2] == ((0, 0, 1), (0, 2, 2))
-    tasks = wsi._bands.make_tasks(
+    tasks = wsi.tiles._bands.make_tasks(
         layout,
         [0, 2],
         per_task=4,

@@ -9,12 +9,12 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-import wsi.tissue
+import wsi.tiles.tissue
 from tests.slides import SlideSpec
 from wsi.errors import OutputError
 from wsi.geometry import PCAM_MPP, TileGrid
-from wsi.reader import open_slide
-from wsi.tissue import (
+from wsi.slide.reader import open_slide
+from wsi.tiles.tissue import (
     TissueMask,
     TissueParams,
     compute_tissue_mask,
@@ -192,7 +192,7 @@ def test_thumbnail_is_read_in_bands(
 ) -> None:
     with open_slide(tiny_slide.path) as slide:
         whole = compute_tissue_mask(slide, grid_mpp=PCAM_MPP, params=TissueParams())
-        monkeypatch.setattr(wsi.tissue, "_THUMBNAIL_BAND_PIXELS", 5_000)
+        monkeypatch.setattr(wsi.tiles.tissue, "_THUMBNAIL_BAND_PIXELS", 5_000)
         calls: list[tuple[int, int]] = []
         read = slide.read_target
 
@@ -233,7 +233,7 @@ def test_tissue_png(tmp_path: Path) -> None:
 def test_colour_strips_give_the_whole_image_result(
     fixture_slides: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
-    import wsi._tissue_colour
+    import wsi.tiles._tissue_colour
 
     with open_slide(fixture_slides / "cmu-1-small-region.svs") as slide:
         thumb = compute_tissue_mask(
@@ -241,8 +241,8 @@ def test_colour_strips_give_the_whole_image_result(
         ).thumbnail
     params = TissueParams(blur_sigma_px=2.0)
     whole = tissue_mask_from_rgb(thumb, mpp=7.8, params=params)
-    monkeypatch.setattr(wsi._tissue_colour, "STRIP_PIXELS", 7 * thumb.shape[1])
-    monkeypatch.setattr(wsi.tissue, "STRIP_PIXELS", 5 * thumb.shape[1])
+    monkeypatch.setattr(wsi.tiles._tissue_colour, "STRIP_PIXELS", 7 * thumb.shape[1])
+    monkeypatch.setattr(wsi.tiles.tissue, "STRIP_PIXELS", 5 * thumb.shape[1])
     strips = tissue_mask_from_rgb(thumb, mpp=7.8, params=params, workers=workers)
     np.testing.assert_array_equal(whole, strips)
     assert whole.any()

@@ -24,8 +24,8 @@ from tests.wsi.viewer_data import (
     make_heatmap,
     write_slide,
 )
-from wsi.colormap import TINT_FLOOR, TINT_OPACITY, tint
-from wsi.layout import SlideOutputs
+from wsi.heatmap.colormap import TINT_FLOOR, TINT_OPACITY, tint
+from wsi.store.layout import SlideOutputs
 from wsi.viewer import ViewerConfig, create_app
 
 ANNOTATIONS = Path(__file__).parents[1] / "fixtures" / "annotations"
@@ -389,7 +389,7 @@ def test_slides_are_listed_by_slide_probability_not_the_highest_cell(
     """A normal slide with one confident cell comes after a tumour slide (issue 30)."""
     import json
 
-    from wsi.layout import SlideOutputs
+    from wsi.store.layout import SlideOutputs
 
     out = tmp_path / "out"
     for stem, slide_p, cell_p in (("normal", 0.05, 0.99), ("tumour", 0.97, 0.98)):

@@ -11,8 +11,8 @@ import zarr
 from PIL import Image
 
 from wsi.geometry import SlideGeometry, TileGrid
-from wsi.heatmap import write_heatmap_zarr
-from wsi.layout import SlideOutputs
+from wsi.heatmap.stitching import write_heatmap_zarr
+from wsi.store.layout import SlideOutputs
 
 MPP = 0.243
 WIDTH_PX, HEIGHT_PX = 1024, 768

@@ -137,10 +137,10 @@ def tile_command(
 ) -> None:
     """Tile SLIDES into PCam-scale patch stores (OUT/<stem>/<stem>.zarr)."""
     from wsi.errors import SettingsMismatchError, WsiError
-    from wsi.layout import SlideOutputs
-    from wsi.locking import discard_unused
-    from wsi.settings_change import reworded_mismatch
-    from wsi.tiling import tile_slide
+    from wsi.store.layout import SlideOutputs
+    from wsi.store.locking import discard_unused
+    from wsi.store.settings_change import reworded_mismatch
+    from wsi.tiles.tiler import tile_slide
 
     config = build_config(ctx, slides, out_dir, config_file, **options)
     failed = 0
@@ -183,7 +183,7 @@ def tile_command(
 
 def _stores(paths: tuple[Path, ...]) -> list[Any]:
     """Slide output folders (or their stores) -> SlideOutputs."""
-    from wsi.layout import SlideOutputs
+    from wsi.store.layout import SlideOutputs
 
     outputs = []
     for path in paths:

@@ -145,7 +145,7 @@ def tiling_options(func: F) -> F:
         ),
         click.option(
             "--patch-layout",
-            # wsi.tiling.PATCH_LAYOUTS (not imported here: --help stays instant).
+            # wsi.tiles.tiler.PATCH_LAYOUTS (not imported here: --help stays instant).
             type=click.Choice(["auto", "patches", "cells", "source-jpeg"]),
             help="How the store keeps pixels [auto: the slide's JPEG tiles at "
             "stride 96 where exact, cells below 96, else patches].",

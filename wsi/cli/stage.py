@@ -1,4 +1,4 @@
-"""CLI command ``stage``: patients' pN stages from a finished run (wsi.stage_run)."""
+"""CLI command ``stage``: patients' pN stages from a finished run (wsi.staging.stage_run)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from wsi.stage_run import NodeResult
+    from wsi.staging.stage_run import NodeResult
 
 __all__ = ["stage_command"]
 
@@ -33,8 +33,8 @@ def stage_command(out_dir: Path, patients_csv: Path | None) -> None:
     wrote into its summary.json; the patient's stage follows Camelyon17's rules.
     A patient with a slide that has no result is not staged (exit code 1).
     """
-    from wsi.pn_stage import write_stages_csv
-    from wsi.stage_run import stage_run
+    from wsi.staging.pn_stage import write_stages_csv
+    from wsi.staging.stage_run import stage_run
 
     staged = stage_run(out_dir, patients_csv=patients_csv)
     path = out_dir / "stages.csv"

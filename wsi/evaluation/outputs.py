@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wsi.errors import EvaluationError, WsiError
-from wsi.layout import Attr, SlideOutputs
+from wsi.store.layout import Attr, SlideOutputs
 
 __all__ = [
     "Detections",
@@ -204,7 +204,7 @@ def _geometry_from_store(
 ) -> tuple[int | None, int | None, float | None]:
     if not outputs.store.exists():
         return None, None, None
-    from wsi.store import attrs_section, open_store
+    from wsi.store.slide_store import attrs_section, open_store
 
     try:
         geometry = attrs_section(open_store(outputs.store), Attr.TILING)["geometry"]

@@ -9,8 +9,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsi._atomic import atomic_output
 from wsi.provenance import git_commit, software_versions
+from wsi.store.atomic import atomic_output
 
 if TYPE_CHECKING:
     from wsi.evaluation.evaluator import EvalReport

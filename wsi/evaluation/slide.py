@@ -22,8 +22,8 @@ from wsi.evaluation.masks import (
 from wsi.evaluation.outputs import Detections, read_detections_csv, read_slide_info
 from wsi.evaluation.overlap import Overlap, mask_overlap, polygon_overlap
 from wsi.evaluation.truth import read_vector_truth, truth_kind
-from wsi.geojson import read_geojson
-from wsi.layout import SlideOutputs
+from wsi.formats.geojson import read_geojson
+from wsi.store.layout import SlideOutputs
 
 __all__ = ["SlideEvaluation", "SlideSettings", "evaluate_slide"]
 

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from wsi.errors import WsiError
-from wsi.lesion_class import NodeClass, size_class
-from wsi.lesion_size import max_diameter_um
-from wsi.pn_stage import PnStage, patient_stage, read_stage_labels
-from wsi.stage_run import NodeResult, read_node_results
+from wsi.regions.lesion_class import NodeClass, size_class
+from wsi.regions.lesion_size import max_diameter_um
+from wsi.staging.pn_stage import PnStage, patient_stage, read_stage_labels
+from wsi.staging.stage_run import NodeResult, read_node_results
 
 __all__ = ["StagingReport", "evaluate_staging", "quadratic_kappa", "staging_report"]
 
@@ -217,7 +217,7 @@ def evaluate_staging(
         truth = truth_diameters(annotations, mpps)
     report = staging_report(nodes, labels_path, truth_diameters_mm=truth)
     if eval_out is not None:
-        from wsi._atomic import write_json_atomic
+        from wsi.store.atomic import write_json_atomic
 
         eval_out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(eval_out / "staging.json", report.as_dict())

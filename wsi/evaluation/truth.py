@@ -1,7 +1,7 @@
 """Ground truth: annotation readers, slide labels, and matching files to slides by stem.
 
-Tumour annotations come as ASAP / Camelyon16 XML (`wsi.asap.read_asap_xml`), QuPath
-GeoJSON (`wsi.geojson.read_geojson`), NCRF-style JSON (``{"positive": [{"name",
+Tumour annotations come as ASAP / Camelyon16 XML (`wsi.formats.asap.read_asap_xml`), QuPath
+GeoJSON (`wsi.formats.geojson.read_geojson`), NCRF-style JSON (``{"positive": [{"name",
 "vertices"}], "negative": [...]}``, level-0 px, negatives are holes) or Camelyon16
 ``*_Mask.tif`` rasters (read by `wsi.evaluation.masks.read_mask_tiff` once the
 evaluation grid is known). Slide labels may also come from a Camelyon16
@@ -24,9 +24,9 @@ from typing import Any, Literal
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
-from wsi.asap import read_asap_xml, subtract_holes
 from wsi.errors import AnnotationError, EvaluationError
-from wsi.geojson import read_geojson
+from wsi.formats.asap import read_asap_xml, subtract_holes
+from wsi.formats.geojson import read_geojson
 
 __all__ = [
     "ANNOTATION_SUFFIXES",
@@ -116,7 +116,7 @@ def read_ncrf_json(path: Path) -> list[Polygon]:
     [...]}`` in level-0 pixels, as baidu-research/NCRF converts the Camelyon16 XMLs
     (positive: groups ``_0``/``_1``; negative: ``_2``). A negative polygon is
     subtracted from every positive polygon it overlaps, except positives lying wholly
-    inside it (islands), like `wsi.asap.read_asap_xml` does with exclusion groups.
+    inside it (islands), like `wsi.formats.asap.read_asap_xml` does with exclusion groups.
 
     Raises
     ------

@@ -1,6 +1,6 @@
 """What the viewer shows: the slides of an output folder and the files written for each.
 
-Everything here reads files named by `wsi.layout.SlideOutputs`; a file that is missing
+Everything here reads files named by `wsi.store.layout.SlideOutputs`; a file that is missing
 or unreadable gives ``None`` (and a log line), so the viewer shows what is there.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wsi.colormap import LEGEND_BACKGROUND_RGB, TINT_FLOOR, TINT_OPACITY, tint
-from wsi.layout import Arrays, Attr, SlideOutputs
+from wsi.heatmap.colormap import LEGEND_BACKGROUND_RGB, TINT_FLOOR, TINT_OPACITY, tint
+from wsi.store.layout import Arrays, Attr, SlideOutputs
 
 __all__ = [
     "HeatmapLayer",
@@ -96,7 +96,7 @@ class HeatmapLayer:
 
     Cell ``(i, j)`` covers level-0 ``x`` in ``[ox + j*c, ox + (j+1)*c)`` and ``y`` in
     ``[oy + i*c, oy + (i+1)*c)`` with ``(ox, oy) = origin_l0_px``, ``c = cell_l0_px``
-    (the ``heatmap`` attributes `wsi.heatmap.heatmap_attrs` writes).
+    (the ``heatmap`` attributes `wsi.heatmap.stitching.heatmap_attrs` writes).
     """
 
     values: npt.NDArray[np.float32]
@@ -313,7 +313,7 @@ def render_heatmap_rgba(
 ) -> npt.NDArray[np.uint8]:
     """Colour a heatmap for the browser: the overlay's tint, transparent below a floor.
 
-    Colours and opacities are those of `wsi.colormap.tint` (no tint below
+    Colours and opacities are those of `wsi.heatmap.colormap.tint` (no tint below
     `TINT_FLOOR`), with the opacity divided by ``TINT_OPACITY[1]`` (255 at
     probability 1): the page's opacity slider, at its start (`heatmap_legend`), then
     gives the look of ``overlay.png``. Each cell becomes a square of ``k`` pixels
@@ -391,7 +391,7 @@ def heatmap_legend() -> dict[str, Any]:
     >>> legend["ticks"], legend["floor_percent"], legend["opacity_percent"]
     ([('0', 0.0), ('0.2', 20.0), ('0.5', 50.0), ('1', 100.0)], 20, 60)
     """
-    from wsi.overlay import legend_labels
+    from wsi.heatmap.overlay import legend_labels
 
     return {
         "gradient": colorbar_css(),

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsi._png import save_png
 from wsi.errors import SlideReadError
+from wsi.heatmap._png import save_png
 
 __all__ = ["DeepZoomSlide", "SlideCache"]
 

@@ -8,7 +8,7 @@ Deep Zoom
 Images and files
     ``/slides/<stem>/heatmap.png`` (RGBA, one square per heatmap cell; transparent
     without tissue or below ``?min_probability=``) and ``/slides/<stem>/files/<name>``
-    (the files `wsi.layout.SlideOutputs` names).
+    (the files `wsi.store.layout.SlideOutputs` names).
 JSON
     ``/api/slides`` (by slide probability), ``/api/slides/<stem>/summary``,
     ``/api/slides/<stem>/regions`` (the GeoJSON), ``/api/slides/<stem>/heatmap``
@@ -40,7 +40,7 @@ from werkzeug.exceptions import Forbidden, HTTPException, NotFound
 from werkzeug.routing import BaseConverter
 
 from wsi.errors import SlideReadError
-from wsi.layout import SlideOutputs
+from wsi.store.layout import SlideOutputs
 from wsi.viewer._catalog import (
     HeatmapLayer,
     SlideEntry,
@@ -375,7 +375,7 @@ def _add_tiles(app: flask.Flask, state: _State) -> None:
             flask.abort(400, f"min_probability must be within [0, 1], got {minimum}")
         from PIL import Image
 
-        from wsi._png import save_png
+        from wsi.heatmap._png import save_png
 
         buffer = io.BytesIO()
         rgba = render_heatmap_rgba(layer.values, min_probability=minimum)

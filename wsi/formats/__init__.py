@@ -1,0 +1,1 @@
+"""The files pathologists open: QuPath GeoJSON, ASAP XML, Camelyon16 detection CSV."""

@@ -1,0 +1,1 @@
+"""Stitching scores into the heatmap, its TIFF, PNG and overlay, colours."""

@@ -1,0 +1,1 @@
+"""Patients' pN stages from their nodes' classes (Camelyon17)."""

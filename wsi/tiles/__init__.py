@@ -1,0 +1,1 @@
+"""The tissue mask, patch selection, bands and the tiler."""
