@@ -143,6 +143,22 @@ def test_no_import_cycle_between_the_parts_of_wsi() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c"]]
 
 
+def test_only_the_store_opens_zarr() -> None:
+    """The per-slide store is wsi.store's: no other module imports zarr at run time.
+
+    The one exception reads Camelyon16 mask TIFFs through tifffile's zarr view, not a
+    slide store.
+    """
+    users = {
+        name
+        for name, imports in _graph("wsi", runtime_only=True).items()
+        if any(i == "zarr" or i.startswith("zarr.") for i in imports)
+    }
+    assert users, "the graph should see the store's own zarr imports"
+    outside = {u for u in users if not u.startswith("wsi.store")}
+    assert outside == {"wsi.evaluation.masks"}
+
+
 def test_the_graph_sees_function_level_imports(tmp_path: Path) -> None:
     """The checks above read imports inside functions too (where cycles hide)."""
     path = tmp_path / "m.py"

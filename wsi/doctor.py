@@ -132,11 +132,10 @@ def check_outputs(out_dir: Path) -> list[Check]:
     back. A damaged store is named with the fix (rerun: damaged score chunks are
     rescored).
     """
-    import zarr
-
+    from wsi.errors import OutputError
     from wsi.store.checks import scores_intact
     from wsi.store.layout import Arrays, Attr, SlideOutputs
-    from wsi.store.slide_store import array, is_store
+    from wsi.store.slide_store import array, is_store, open_store
 
     results = []
     for folder in sorted(p for p in Path(out_dir).iterdir() if p.is_dir()):
@@ -145,7 +144,7 @@ def check_outputs(out_dir: Path) -> list[Check]:
             continue
         problems = []
         try:
-            root: Any = zarr.open_group(str(outputs.store), mode="r")
+            root: Any = open_store(outputs.store)
             attrs = root.attrs.asdict()
             if not attrs.get(Attr.TILING_COMPLETE):
                 problems.append("tiling not finished")
@@ -158,7 +157,7 @@ def check_outputs(out_dir: Path) -> list[Check]:
                     np.asarray(array(root, Arrays.HEATMAP)[...])
                 except Exception as err:  # noqa: BLE001 - any decode error
                     problems.append(f"heatmap damaged ({type(err).__name__})")
-        except (OSError, ValueError, KeyError) as err:
+        except (OutputError, OSError, ValueError, KeyError) as err:
             problems.append(f"unreadable ({err})")
         detail = (
             f"{outputs.store}: ok"

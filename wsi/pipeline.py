@@ -332,12 +332,11 @@ def _scored_before(
     neither loads the model nor rescores: the model's identity comes from its
     sidecar, without TensorFlow.
     """
-    import zarr
-
     from wsi.store.layout import Attr
+    from wsi.store.slide_store import open_store
 
     try:
-        root: Any = zarr.open_group(str(outputs.store), mode="r")
+        root: Any = open_store(outputs.store)
         attrs = root.attrs.asdict()
         done = bool(attrs.get(Attr.SCORING_COMPLETE)) and bool(
             root[Arrays.SCORED][...].all()
@@ -345,7 +344,7 @@ def _scored_before(
         previous = dict(attrs.get(Attr.SCORING) or {})
         n_patches = int(root[Arrays.SCORES].shape[0])
         n_chunks = int(root[Arrays.SCORED].shape[0])
-    except (OSError, KeyError, ValueError, TypeError):
+    except (WsiError, OSError, KeyError, ValueError, TypeError):
         return None
     if not done or not scores_intact(outputs.store):
         return None

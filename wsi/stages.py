@@ -26,7 +26,6 @@ from wsi.heatmap.stitching import (
     save_heatmap_png,
     stitch,
     write_heatmap_tiff,
-    write_heatmap_zarr,
 )
 from wsi.regions.detection import DetectionParams, lesion_candidates
 from wsi.regions.lesion_class import (
@@ -39,12 +38,14 @@ from wsi.regions.lesion_class import (
 from wsi.regions.polygons import region_cells
 from wsi.regions.slide_score import SlideScore, SlideScoreParams, slide_score
 from wsi.slide.reader import open_slide
+from wsi.store.heatmap_section import write_heatmap_zarr
 from wsi.store.layout import Arrays, Attr, SlideOutputs
 from wsi.store.locking import store_lock
 from wsi.store.slide_store import (
     array,
     attrs_section,
     grid_from_attrs,
+    open_store,
     read_tissue_mask,
 )
 from wsi.tiles.tissue import TissueMask, tissue_png
@@ -159,11 +160,9 @@ def update_summary(
 
 
 def _open_scored(outputs: SlideOutputs) -> Any:
-    import zarr
-
     try:
-        root = zarr.open_group(str(outputs.store), mode="r+")
-    except (FileNotFoundError, ValueError, OSError) as err:
+        root = open_store(outputs.store, writable=True)
+    except WsiError as err:
         raise WsiError(
             f"{outputs.store}: no tile store; run 'wsi-heatmap tile' first"
         ) from err

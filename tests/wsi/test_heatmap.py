@@ -21,15 +21,13 @@ from tests.wsi.heatmap_cases import (
 )
 from wsi.errors import OutputError
 from wsi.heatmap.colormap import NO_DATA_RGB, colourise
-from wsi.heatmap.stitching import (
+from wsi.heatmap.stitching import save_heatmap_png, stitch, write_heatmap_tiff
+from wsi.heatmap.tiff import tiff_layout
+from wsi.store.heatmap_section import (
     heatmap_attrs,
     read_heatmap_zarr,
-    save_heatmap_png,
-    stitch,
-    write_heatmap_tiff,
     write_heatmap_zarr,
 )
-from wsi.heatmap.tiff import tiff_layout
 
 # --- stitch --------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import zarr
 from PIL import Image
 
 from wsi.geometry import SlideGeometry, TileGrid
-from wsi.heatmap.stitching import write_heatmap_zarr
+from wsi.store.heatmap_section import write_heatmap_zarr
 from wsi.store.layout import SlideOutputs
 
 MPP = 0.243

@@ -24,12 +24,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import zarr
 
 from wsi.geometry import PATCH_PX, TileGrid
 from wsi.slide.reader import Slide, open_slide
 from wsi.store.layout import Arrays
-from wsi.store.slide_store import array, mark_chunk_done
+from wsi.store.slide_store import array, mark_chunk_done, open_store
 
 __all__ = [
     "BandLayout",
@@ -184,7 +183,7 @@ def _write_chunks(task: TileTask, slide: Slide) -> int:
         tile_px=task.tile_px,
         stride_px=task.stride_px,
     )
-    group = zarr.open_group(task.store_path, mode="r+", zarr_format=3)
+    group = open_store(Path(task.store_path), writable=True)
     # The array's config is not stored: without this, zarr compares every chunk
     # with the fill value before writing it (a fifth of the tiler's CPU time).
     patches = array(group, task.pixels).with_config({"write_empty_chunks": True})

@@ -14,11 +14,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
-import zarr
 
 from wsi.errors import MissingResolutionError, NoTissueError
 from wsi.geometry import MAX_UPSAMPLE, PATCH_PX, PCAM_MPP, TileGrid
@@ -48,6 +47,9 @@ from wsi.store.slide_store import (
 from wsi.tiles._bands import write_bands
 from wsi.tiles._selection import patch_tissue_fraction, select_patches
 from wsi.tiles.tissue import TissueMask, TissueParams, compute_tissue_mask
+
+if TYPE_CHECKING:
+    import zarr
 
 __all__ = [
     "PATCH_LAYOUTS",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from wsi.errors import WsiError
 from wsi.heatmap.colormap import LEGEND_BACKGROUND_RGB, TINT_FLOOR, TINT_OPACITY, tint
 from wsi.store.layout import Arrays, Attr, SlideOutputs
 
@@ -96,7 +97,7 @@ class HeatmapLayer:
 
     Cell ``(i, j)`` covers level-0 ``x`` in ``[ox + j*c, ox + (j+1)*c)`` and ``y`` in
     ``[oy + i*c, oy + (i+1)*c)`` with ``(ox, oy) = origin_l0_px``, ``c = cell_l0_px``
-    (the ``heatmap`` attributes `wsi.heatmap.stitching.heatmap_attrs` writes).
+    (the ``heatmap`` attributes `wsi.store.heatmap_section.heatmap_attrs` writes).
     """
 
     values: npt.NDArray[np.float32]
@@ -271,15 +272,15 @@ def read_heatmap(outputs: SlideOutputs) -> HeatmapLayer | None:
     """Read a slide's heatmap and its geometry from the store (None if not stitched)."""
     if not (outputs.store / Arrays.HEATMAP).is_dir():
         return None
-    import zarr
+    from wsi.store.slide_store import open_store
 
     try:
-        group: Any = zarr.open_group(str(outputs.store), mode="r")
+        group: Any = open_store(outputs.store)
         attrs = dict(group.attrs.get(Attr.HEATMAP) or {})
         values = np.asarray(group[Arrays.HEATMAP][...], dtype=np.float32)
         origin = tuple(float(v) for v in attrs["origin_l0_px"])
         cell = float(attrs["cell_size_l0_px"])
-    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as err:
+    except (WsiError, OSError, KeyError, TypeError, ValueError, RuntimeError) as err:
         # RuntimeError: a chunk that fails to decompress (a damaged store)
         logger.warning(
             "%s: cannot read the heatmap (%s); showing the slide without it",
