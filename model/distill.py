@@ -1,8 +1,7 @@
 """Distillation targets: the teacher scores exactly the view the student trains on.
 
 Following Beyer et al. (2022), "Knowledge distillation: a good teacher is patient and
-consistent", the teacher sees the same augmented (and optionally mixed-up) image as
-the student, so every one of the many distinct views carries a target of its own.
+consistent", the teacher sees the same augmented image as the student, so every one of the many distinct views carries a target of its own.
 
 Soft targets make Keras's training AUC and accuracy meaningless (they compare the
 predictions with targets that are neither 0 nor 1). So in these runs every batch
@@ -27,12 +26,10 @@ __all__ = [
     "TARGET",
     "HardLabelAUC",
     "HardLabelAccuracy",
-    "dihedral_mean",
     "distillation_targets",
     "fold_teacher_scores",
     "load_fold_teachers",
     "load_teacher",
-    "mix_batch",
     "paired_labels",
     "target_crossentropy",
 ]
@@ -142,61 +139,11 @@ def fold_teacher_scores(teachers: Sequence[Any], images: Any, folds: Any) -> Any
     return tf.gather(scores, folds, axis=1, batch_dims=1)
 
 
-def mix_batch(
-    images: Any, labels: Any, alpha: float, seed: Any
-) -> tuple[Any, Any, Any]:
-    """Mixup: blend each image (and label) with another of the same batch.
-
-    ``lam ~ Beta(alpha, alpha)`` per image, drawn from two stateless gamma samples;
-    the partner is a stateless random permutation of the batch.
-
-    Returns
-    -------
-    tuple
-        The mixed images, the mixed labels ``lam * y + (1 - lam) * y_partner``, and
-        the hard label of each view: the label of the patch with the larger share
-        (``y`` where ``lam >= 0.5``, else ``y_partner``).
-    """
-    import tensorflow as tf
-
-    batch = tf.shape(images)[0]
-    seeds = tf.random.experimental.stateless_split(seed, num=3)
-    a = tf.random.stateless_gamma([batch], seeds[0], alpha)
-    b = tf.random.stateless_gamma([batch], seeds[1], alpha)
-    lam = a / (a + b)
-    order = tf.argsort(tf.random.stateless_uniform([batch], seeds[2]))
-    mixed = lam[:, None, None, None] * images + (1 - lam[:, None, None, None]) * (
-        tf.gather(images, order)
-    )
-    partner = tf.gather(labels, order)
-    hard = tf.where(lam >= 0.5, labels, partner)
-    return mixed, lam * labels + (1 - lam) * partner, hard
-
-
-def dihedral_mean(scorer: Any, images: Any) -> Any:
-    """``scorer``'s mean probability over the 8 symmetries of each image, ``[B]``.
-
-    The teacher's test-time augmentation (``model.tta``, mode ``dihedral``) as one
-    batch of ``8 B`` views; every symmetry keeps the labelled centre 32x32 in place.
-    """
-    import tensorflow as tf
-
-    turns = [tf.image.rot90(images, k) for k in range(4)]
-    views = tf.concat([*turns, *(tf.transpose(t, [0, 2, 1, 3]) for t in turns)], 0)
-    scored = tf.cast(tf.reshape(scorer(views, training=False), [8, -1]), tf.float32)
-    return tf.reduce_mean(scored, axis=0)
-
-
 def distillation_targets(
     dataset: Any,
     teacher: Any | None,
     *,
     label_weight: float,
-    mixup: float = 0.0,
-    seed: int = 0,
-    start_batch: int = 0,
-    features: bool = False,
-    teacher_tta: bool = False,
     fold_teachers: Sequence[Any] = (),
 ) -> Any:
     """Map ``(views, labels)`` batches to ``(views', [targets, hard labels])``.
@@ -207,76 +154,40 @@ def distillation_targets(
         Training batches ``(float32[B, 96, 96, 3] in 0..255, float32[B])``, already
         augmented.
     teacher
-        A Keras model ``[B, 96, 96, 3] -> [B, 1]`` (None: labels only, for mixup
-        without a teacher).
+        A Keras model ``[B, 96, 96, 3] -> [B, 1]`` (None with ``fold_teachers``).
     label_weight
-        Weight of the true (mixed) label in the target; the teacher gets the rest.
-    mixup
-        Beta parameter of mixup (0: off).
-    seed, start_batch
-        Seed of the mixing draws, and the batch index the stream starts at (so a
-        resumed run mixes as an uninterrupted one would).
-    features
-        Append the teacher's normalised last feature map of each view to its labels
-        (``model.feature_distill.teacher_targets``), for feature matching.
-    teacher_tta
-        Target the teacher's mean over the 8 symmetries of each view
-        (``dihedral_mean``; 8 times the teacher's cost) instead of its score of the
-        view alone. Not with ``features`` (a feature map is not symmetric).
+        Weight of the true label in the target; the teacher gets the rest.
     fold_teachers
         Cross-fitted teachers instead of ``teacher`` (``load_fold_teachers``): the
         batches are then ``(views, labels, folds)`` and each view's target comes
-        from the teacher trained without its fold (``fold_teacher_scores``). Not
-        with ``mixup`` (a mixed view holds patches of two folds), ``features`` or
-        ``teacher_tta``.
+        from the teacher trained without its fold (``fold_teacher_scores``).
 
     Returns
     -------
     tf.data.Dataset
         Batches of the views the student trains on and ``float32[B, 2]`` labels:
         column ``TARGET`` the target in [0, 1], column ``HARD_LABEL`` the true 0/1
-        label of the patch (under mixup, of the patch with the larger share); with
-        ``features``, the teacher's flattened features follow in further columns.
+        label of the patch. (Experiments in research/ map the batches their own way
+        through ``model.train.train(config, targets=...)``.)
     """
     import tensorflow as tf
 
-    if features and teacher_tta:
-        raise ValueError("teacher_tta averages probabilities only; not with features")
-    if fold_teachers and (teacher is not None or mixup or features or teacher_tta):
-        raise ValueError(
-            "fold_teachers replace the teacher; not with mixup, features or teacher_tta"
-        )
-    scorer = teacher
-    if features:
-        from model.feature_distill import teacher_targets
+    if fold_teachers and teacher is not None:
+        raise ValueError("fold_teachers replace the teacher; give one or the other")
 
-        scorer = teacher_targets(teacher)
-    counter = tf.data.Dataset.counter(start=start_batch)
-
-    def targets(xy: Any, i: Any) -> tuple[Any, Any]:
-        images, labels, *folds = xy
-        hard = labels
-        if mixup > 0:
-            key = tf.stack([tf.constant(seed + 7919, tf.int64), i])
-            images, labels, hard = mix_batch(images, labels, mixup, key)
-        target = labels
-        extra = []
+    def targets(*batch: Any) -> tuple[Any, Any]:
+        images, labels, *folds = batch
         if fold_teachers:
             soft = fold_teacher_scores(fold_teachers, images, folds[0])
-            target = label_weight * labels + (1 - label_weight) * soft
-        elif scorer is not None:
-            if teacher_tta:
-                soft = dihedral_mean(scorer, images)
-            else:
-                scored = scorer(images, training=False)
-                if features:
-                    scored, flat = scored
-                    extra = [tf.cast(flat, tf.float32)]
-                soft = tf.cast(tf.reshape(scored, [-1]), tf.float32)
-            target = label_weight * labels + (1 - label_weight) * soft
-        return images, tf.concat([tf.stack([target, hard], axis=-1), *extra], axis=-1)
+        elif teacher is not None:
+            scored = teacher(images, training=False)
+            soft = tf.cast(tf.reshape(scored, [-1]), tf.float32)
+        else:
+            soft = labels
+        target = label_weight * labels + (1 - label_weight) * soft
+        return images, tf.stack([target, labels], axis=-1)
 
-    return tf.data.Dataset.zip((dataset, counter)).map(targets).prefetch(2)
+    return dataset.map(targets).prefetch(2)
 
 
 def paired_labels(dataset: Any) -> Any:

@@ -52,7 +52,7 @@ from model.network import (
     cached_imagenet_weights,
 )
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainResult", "build_network", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,22 +87,17 @@ class TrainConfig:
     (EfficientNet-Lite0) from them. ``teacher`` (a saved model) turns the run into
     distillation: the target of every training patch is
     ``label_weight * label + (1 - label_weight) * teacher(view)``, the teacher seeing
-    exactly the augmented (and, with ``mixup`` > 0, mixed) view the student sees.
+    exactly the augmented view the student sees.
     ``augment.shift`` (translations that do not keep the true label) needs a
-    teacher. ``feature_weight`` > 0 adds matching the teacher's last feature map
-    (:mod:`model.feature_distill`) to the loss, with that weight; ``teacher_tta``
-    targets the teacher's mean over the 8 symmetries of each view instead.
-    ``dropout`` sets the head's dropout rate (None:
+    teacher. ``dropout`` sets the head's dropout rate (None:
     the architecture's default, ``model.network.build_model``); it has no weights,
     so ``init_from`` works across rates.
     ``folds`` with ``holdout_fold`` trains without that fold (``model.data.fold_ids``):
     a cross-fitted teacher. ``fold_teachers`` (one per fold, instead of ``teacher``)
     gives each patch's views the target of the teacher that never saw the patch.
-    ``mixup`` is the Beta(a, a) parameter of mixing each batch with a shuffled copy
-    of itself (0: off). With soft targets (a teacher, or mixup) the loss trains on
-    them, while the training ``auc`` and ``accuracy`` of ``log.csv`` still compare
-    the predictions with the true 0/1 labels (under mixup, the label of the patch
-    with the larger share of the view).
+    With soft targets (a teacher) the loss trains on them, while the training
+    ``auc`` and ``accuracy`` of ``log.csv`` still compare the predictions with the
+    true 0/1 labels.
     """
 
     train_data: Path
@@ -130,9 +125,6 @@ class TrainConfig:
     pretrained: bool = True
     teacher: Path | None = None
     label_weight: float = 0.0
-    mixup: float = 0.0
-    feature_weight: float = 0.0
-    teacher_tta: bool = False
     folds: int = 1
     holdout_fold: int | None = None
     fold_teachers: tuple[Path, ...] = ()
@@ -172,34 +164,14 @@ class TrainConfig:
             raise ValueError(
                 f"label_weight must be between 0 and 1, got {self.label_weight}"
             )
-        if self.mixup < 0:
-            raise ValueError(f"mixup must be non-negative, got {self.mixup}")
-        if self.feature_weight < 0:
-            raise ValueError(
-                f"feature_weight must be non-negative, got {self.feature_weight}"
-            )
         if self.fold_teachers and (
             self.teacher is not None
-            or self.mixup
-            or self.feature_weight
-            or self.teacher_tta
             or self.holdout_fold is not None
             or len(self.fold_teachers) < 2
         ):
             raise ValueError(
                 "fold_teachers (at least 2, one per fold) replace the teacher; "
-                "not with teacher, mixup (a mixed view holds two folds' patches), "
-                "feature_weight, teacher_tta or holdout_fold"
-            )
-        if self.feature_weight and self.teacher is None:
-            raise ValueError(
-                "feature_weight matches the student's features to a teacher's; "
-                "give a teacher"
-            )
-        if self.teacher_tta and (self.teacher is None or self.feature_weight):
-            raise ValueError(
-                "teacher_tta averages a teacher's probabilities over the 8 "
-                "symmetries; give a teacher, and no feature_weight"
+                "not with teacher or holdout_fold"
             )
         if self.augment.shift and self.teacher is None and not self.fold_teachers:
             raise ValueError(
@@ -231,7 +203,7 @@ class TrainResult:
     seconds: float
 
 
-def _build(config: TrainConfig) -> Any:
+def build_network(config: TrainConfig) -> Any:
     """The network of ``config`` (``model.network.build_model``)."""
     return build_model(
         config.arch,
@@ -248,6 +220,7 @@ def train(
     callbacks: Sequence[Any] = (),
     build: Callable[[TrainConfig], Any] | None = None,
     loss: Any = None,
+    targets: Callable[[Any, int], Any] | None = None,
 ) -> TrainResult:
     """Train (or resume) a run described by ``config``; see the module docstring.
 
@@ -265,6 +238,12 @@ def train(
         A Keras loss for soft (teacher) targets instead of
         ``model.distill.target_crossentropy`` (a hook for experiments, research/):
         it gets ``[B, 2]`` labels (target, true label) and ``[B, 1]`` predictions.
+    targets
+        Maps the augmented training batches ``(views, labels)`` to
+        ``(views', [B, 2 + k] labels)`` (target, true label, extra columns) instead
+        of ``model.distill.distillation_targets`` (a hook for experiments,
+        research/); it also gets the index of the run's first batch (a resumed run
+        starts later). The run then trains on soft targets, as with a teacher.
 
     Raises
     ------
@@ -333,7 +312,7 @@ def train(
             config = replace(config, imagenet_weights=cached)
     steps = config.steps_per_epoch or max(1, len(train_set) // global_batch)
     with strategy.scope():
-        model = (build or _build)(config)
+        model = (build or build_network)(config)
         if config.init_from is not None and not resume_epoch(out / "backup"):
             _init_weights(model, config.init_from, arch=config.arch)
         teacher = None
@@ -348,10 +327,9 @@ def train(
             fold_models = load_fold_teachers(
                 config.fold_teachers, source_hash=source_hash
             )
-        if config.feature_weight:
-            model = _feature_matching(model, teacher, config.feature_weight)
+        soft = _soft_targets(config) or targets is not None
         model.compile(
-            optimizer=_optimizer(config, steps), **_loss_and_metrics(config, loss)
+            optimizer=_optimizer(config, steps), **_loss_and_metrics(soft, loss)
         )
     first_epoch = resume_epoch(out / "backup")
     if first_epoch:
@@ -366,21 +344,18 @@ def train(
         groups=_folds_of(train_set, source, len(fold_models)) if fold_models else None,
     )
     valid_ds = make_dataset(valid_set, batch_size=256, training=False)
-    if _soft_targets(config):
+    if soft:
         from model.distill import distillation_targets, paired_labels
 
-        train_ds = distillation_targets(
-            train_ds,
-            teacher,
-            label_weight=(
-                1.0 if teacher is None and not fold_models else config.label_weight
-            ),
-            mixup=config.mixup,
-            seed=config.seed,
-            start_batch=first_epoch * steps,
-            features=bool(config.feature_weight),
-            teacher_tta=config.teacher_tta,
-            fold_teachers=fold_models,
+        train_ds = (
+            targets(train_ds, first_epoch * steps)
+            if targets is not None
+            else distillation_targets(
+                train_ds,
+                teacher,
+                label_weight=config.label_weight,
+                fold_teachers=fold_models,
+            )
         )
         valid_ds = paired_labels(valid_ds)
     recipe = _recipe(config, train_set, source_hash=source_hash)
@@ -429,8 +404,8 @@ def train(
 
 
 def _soft_targets(config: TrainConfig) -> bool:
-    """Whether the run trains on soft targets (distillation or mixup)."""
-    return config.teacher is not None or bool(config.fold_teachers) or config.mixup > 0
+    """Whether the run trains on soft targets (distillation)."""
+    return config.teacher is not None or bool(config.fold_teachers)
 
 
 def _folds_of(train_set: PatchSet, source: PatchSet, folds: int) -> Any:
@@ -447,18 +422,7 @@ def _folds_of(train_set: PatchSet, source: PatchSet, folds: int) -> Any:
     return found[train_set.indices]
 
 
-def _feature_matching(student: Any, teacher: Any, weight: float) -> Any:
-    """Wrap ``student`` to train on the teacher's last feature map as well."""
-    from model.feature_distill import FeatureMatching, feature_map
-
-    shape = tuple(int(n) for n in feature_map(teacher).shape[1:])
-    logger.info(
-        "feature matching: the teacher's %s feature map, weight %g", shape, weight
-    )
-    return FeatureMatching(student, teacher_shape=shape, weight=weight)  # type: ignore[arg-type]
-
-
-def _loss_and_metrics(config: TrainConfig, loss: Any = None) -> dict[str, Any]:
+def _loss_and_metrics(soft: bool, loss: Any = None) -> dict[str, Any]:
     """``compile`` arguments: the loss, and ``auc`` and ``accuracy`` on true labels.
 
     ``loss`` replaces the distillation loss on soft targets (the ``train`` hook).
@@ -469,7 +433,7 @@ def _loss_and_metrics(config: TrainConfig, loss: Any = None) -> dict[str, Any]:
     """
     import keras
 
-    if not _soft_targets(config):
+    if not soft:
         return {
             "loss": "binary_crossentropy",
             "metrics": [keras.metrics.AUC(name="auc", num_thresholds=1000), "accuracy"],

@@ -181,8 +181,6 @@ def test_issue_11_quiet_hides_progress_bars(
     ("option", "message"),
     [
         (["--shift", "8"], "--shift needs --teacher"),
-        (["--feature-weight", "1"], "--feature-weight needs --teacher"),
-        (["--teacher-tta"], "--teacher-tta needs --teacher"),
     ],
 )
 def test_train_teacher_options_without_teacher_are_usage_errors(

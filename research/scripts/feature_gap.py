@@ -1,7 +1,7 @@
 """How far a student's last feature map is from a teacher's: a ridge-regression probe.
 
 Fits a linear map (ridge, several strengths) from the student's last feature map to the
-teacher's, normalised as feature matching normalises it (``model.feature_distill``),
+teacher's, normalised as feature matching normalises it (``research/feature_distill.py``),
 on the positions of 2,048 training patches, and prints the mean squared error on 1,024
 others beside that of predicting each channel's mean. An error near the latter means
 the student's features carry little of the teacher's.
@@ -14,9 +14,12 @@ the student's features carry little of the teacher's.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # research/
 
 _FIT, _HELD = 2048, 1024
 
@@ -24,11 +27,11 @@ _FIT, _HELD = 2048, 1024
 def main() -> None:
     """Print the probe's errors for each ridge strength."""
     import keras
+    from feature_distill import feature_map, teacher_targets
 
     from model.batchnorm import recalibration_patches
     from model.data import open_patch_set
     from model.distill import load_teacher
-    from model.feature_distill import feature_map, teacher_targets
     from model.predict import load_classifier
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -93,9 +93,7 @@ def test_each_view_is_scored_by_the_teacher_of_its_fold(pcam_dir: Path) -> None:
         np.testing.assert_array_equal(targets.numpy()[:, HARD_LABEL], labels.numpy())
         np.testing.assert_array_equal(out_views.numpy(), views.numpy())
     with pytest.raises(ValueError, match="fold_teachers replace the teacher"):
-        distillation_targets(
-            ds, None, label_weight=0.1, mixup=0.2, fold_teachers=teachers
-        )
+        distillation_targets(ds, teachers[0], label_weight=0.1, fold_teachers=teachers)
 
 
 def _fold_teacher(pcam_dir: Path, out: Path, holdout: int, **kwargs: Any) -> Path:
@@ -166,9 +164,7 @@ def test_fold_options_are_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"holdout_fold must lie in \[0, 2\)"):
         TrainConfig(**base, folds=2, holdout_fold=2)
     for bad in (
-        {"mixup": 0.2},
         {"teacher": tmp_path / "t.keras"},
-        {"teacher_tta": True},
         {"folds": 2, "holdout_fold": 0},
     ):
         with pytest.raises(ValueError, match="replace the teacher"):
@@ -200,7 +196,6 @@ def test_cli_trains_a_fold_teacher_and_refuses_bad_fold_options(
         (["--folds", "2", "--holdout-fold", "2"], "is not a fold of --folds 2"),
         (["--fold-teacher", teacher], "give one per fold"),
         (["--fold-teacher", teacher] * 2 + ["--teacher", teacher], "not both"),
-        (["--fold-teacher", teacher] * 2 + ["--mixup", "0.2"], "two folds"),
     ):
         refused = CliRunner().invoke(cli, [*args, *bad])
         assert refused.exit_code == 2, bad

@@ -73,32 +73,8 @@ def test_targets_are_the_teachers_scores_of_the_augmented_view(pcam_dir: Path) -
     assert np.abs(on_raw - expected).max() > 1e-3
 
 
-def test_mixup_mixes_views_and_labels_alike(pcam_dir: Path) -> None:
-    ds = distillation_targets(
-        _batches(pcam_dir), None, label_weight=1.0, mixup=0.4, seed=1
-    )
-    views, targets = next(iter(ds))
-    t, hard = targets.numpy()[:, TARGET], targets.numpy()[:, HARD_LABEL]
-    assert ((t > 0.01) & (t < 0.99)).any()  # mixed labels
-    # The hard label is the label of the patch with the larger share of the view.
-    assert set(np.unique(hard)) <= {0.0, 1.0}
-    assert np.abs(t - hard).max() <= 0.5
-    assert views.numpy().min() >= 0
-    assert views.numpy().max() <= 255
-    again = next(
-        iter(
-            distillation_targets(
-                _batches(pcam_dir), None, label_weight=1.0, mixup=0.4, seed=1
-            )
-        )
-    )
-    # Deterministic under the seed.
-    np.testing.assert_array_equal(again[1].numpy()[:, TARGET], t)
-
-
-@pytest.mark.parametrize("mixup", [0.2, 0.0])
 def test_student_loss_falls_when_trained_on_teacher_targets(
-    tiny_model: Path, pcam_dir: Path, tmp_path: Path, mixup: float
+    tiny_model: Path, pcam_dir: Path, tmp_path: Path
 ) -> None:
     from model.predict import load_classifier
     from model.train import TrainConfig, train
@@ -116,7 +92,6 @@ def test_student_loss_falls_when_trained_on_teacher_targets(
             learning_rate=3e-4,
             teacher=tiny_model,
             label_weight=0.0,
-            mixup=mixup,
             augment=AugmentParams(brightness=0, contrast=0, saturation=0, hue=0),
         )
     )
@@ -125,7 +100,6 @@ def test_student_loss_falls_when_trained_on_teacher_targets(
     assert losses[-1] < losses[0]
     recipe = json.loads((out / "config.json").read_text())
     assert recipe["teacher"] == str(tiny_model)
-    assert recipe["mixup"] == mixup
     # The student is a plain classifier: it loads in safe mode without the loss.
     student = load_classifier(out / "best.keras")
     assert student(np.zeros((2, 96, 96, 3), np.uint8)).shape == (2,)
@@ -179,64 +153,3 @@ def test_training_metrics_of_a_distillation_run_use_the_true_labels(
     assert float(row["val_auc"]) > 0.5
     student = load_classifier(out / "best.keras")
     assert student(images).shape == (24,)
-
-
-def _asymmetric_teacher() -> Any:
-    """A fixed random model that scores a patch and its mirror image differently."""
-    import keras
-
-    inputs = keras.Input((96, 96, 3))
-    x = keras.layers.Flatten()(keras.layers.AveragePooling2D(16)(inputs))
-    out = keras.layers.Dense(
-        1,
-        activation="sigmoid",
-        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=2),
-        bias_initializer=keras.initializers.Constant(-1.0),
-    )(x)
-    return keras.Model(inputs, out)
-
-
-def test_teacher_tta_targets_are_the_teachers_dihedral_mean(pcam_dir: Path) -> None:
-    from model.tta import combine, tta_views
-
-    teacher = _asymmetric_teacher()
-    views, targets = next(
-        iter(
-            distillation_targets(
-                _batches(pcam_dir), teacher, label_weight=0.25, teacher_tta=True
-            )
-        )
-    )
-    x = views.numpy()
-    single = teacher(x, training=False).numpy()[:, 0]
-    by_view = [
-        teacher(v.copy(), training=False).numpy()[:, 0]
-        for v in tta_views(x, "dihedral")
-    ]
-    mean = combine(by_view)
-    assert np.abs(single - mean).max() > 1e-3  # the symmetries do change the score
-    hard = targets.numpy()[:, HARD_LABEL]
-    np.testing.assert_allclose(
-        targets.numpy()[:, TARGET], 0.25 * hard + 0.75 * mean, atol=1e-5
-    )
-    with pytest.raises(ValueError, match="not with features"):
-        distillation_targets(
-            _batches(pcam_dir),
-            teacher,
-            label_weight=0.25,
-            teacher_tta=True,
-            features=True,
-        )
-
-
-def test_teacher_tta_needs_a_teacher_and_no_feature_matching(
-    tmp_path: Path, pcam_dir: Path, tiny_model: Path
-) -> None:
-    from model.train import TrainConfig
-
-    base = {"train_data": pcam_dir, "valid_data": None, "out_dir": tmp_path}
-    with pytest.raises(ValueError, match="give a teacher"):
-        TrainConfig(**base, teacher_tta=True)
-    with pytest.raises(ValueError, match="no feature_weight"):
-        TrainConfig(**base, teacher=tiny_model, teacher_tta=True, feature_weight=1.0)
-    assert TrainConfig(**base, teacher=tiny_model, teacher_tta=True).teacher_tta

@@ -150,8 +150,6 @@ def test_config_is_validated(tmp_path: Path) -> None:
         config(ema=1.0)
     with pytest.raises(ValueError, match="label_weight must be between 0 and 1"):
         config(label_weight=1.5)
-    with pytest.raises(ValueError, match="mixup must be non-negative"):
-        config(mixup=-0.1)
     with pytest.raises(ValueError, match="use it with a teacher"):
         config(augment=AugmentParams(shift=8))
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
@@ -311,13 +309,13 @@ def test_cli_train_passes_the_distillation_options(
     out = tmp_path / "student"
     args = ["train", str(pcam_dir), "--valid", str(pcam_dir), "--out", str(out)]
     args += ["--arch", "logreg", "--epochs", "1", "--batch-size", "24"]
-    args += ["--teacher", str(tiny_model), "--label-weight", "0.3", "--mixup", "0.2"]
+    args += ["--teacher", str(tiny_model), "--label-weight", "0.3"]
     result = CliRunner().invoke(cli, [*args, "--dropout", "0"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["teacher"] == str(tiny_model)
-    assert (config["label_weight"], config["mixup"]) == (0.3, 0.2)
+    assert config["label_weight"] == 0.3
     assert config["dropout"] == 0.0
-    missing = CliRunner().invoke(cli, [*args[:-6], "--teacher", str(tmp_path / "no")])
+    missing = CliRunner().invoke(cli, [*args[:-4], "--teacher", str(tmp_path / "no")])
     assert missing.exit_code == 2
     assert "does not exist" in missing.output

@@ -110,33 +110,11 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     help="With --teacher: weight of the true label in the target.",
 )
 @click.option(
-    "--feature-weight",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="With --teacher: also match the teacher's last feature map, with this "
-    "weight in the loss (0 = off).",
-)
-@click.option(
-    "--teacher-tta/--no-teacher-tta",
-    default=False,
-    show_default=True,
-    help="With --teacher: target the teacher's mean over the 8 symmetries of "
-    "each view (8x the teacher's cost).",
-)
-@click.option(
     "--dropout",
     type=click.FloatRange(0, 1, max_open=True),
     default=None,
     help="Dropout rate before the sigmoid unit [default: 0.5, 0.3 for "
     "efficientnet-lite0]; 0 can help a student fit its teacher.",
-)
-@click.option(
-    "--mixup",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Mix each batch with itself, Beta(a, a) weights (0 = off).",
 )
 @click.option(
     "--free-rotation/--no-free-rotation",
@@ -204,10 +182,7 @@ def train_command(
     teacher: Path | None,
     fold_teachers: tuple[Path, ...],
     label_weight: float,
-    feature_weight: float,
-    teacher_tta: bool,
     dropout: float | None,
-    mixup: float,
     free_rotation: bool,
     hed: float,
     shift: int,
@@ -228,16 +203,6 @@ def train_command(
             "--shift needs --teacher: a shifted view no longer matches its true "
             "label, only a teacher can score it"
         )
-    if teacher_tta and (teacher is None or feature_weight):
-        raise click.UsageError(
-            "--teacher-tta needs --teacher and no --feature-weight: it averages "
-            "the teacher's probabilities over the 8 symmetries of each view"
-        )
-    if feature_weight and teacher is None:
-        raise click.UsageError(
-            "--feature-weight needs --teacher: it matches the student's features "
-            "to the teacher's"
-        )
     if (folds is None) != (holdout_fold is None):
         raise click.UsageError("--folds and --holdout-fold go together")
     if folds is not None and holdout_fold is not None and holdout_fold >= folds:
@@ -253,11 +218,6 @@ def train_command(
     if len(fold_teachers) == 1:
         raise click.UsageError(
             "one --fold-teacher is not cross-fitting: give one per fold (at least 2)"
-        )
-    if fold_teachers and mixup:
-        raise click.UsageError(
-            "--fold-teacher does not go with --mixup: a mixed view holds patches "
-            "of two folds, and every teacher has seen one of them"
         )
     config = TrainConfig(
         train_data=train_data,
@@ -275,10 +235,7 @@ def train_command(
         teacher=teacher,
         fold_teachers=fold_teachers,
         label_weight=label_weight,
-        feature_weight=feature_weight,
-        teacher_tta=teacher_tta,
         dropout=dropout,
-        mixup=mixup,
         checkpoint_steps=checkpoint_steps,
         init_from=init_from,
         augment=AugmentParams(free_rotation=free_rotation, hed=hed, shift=shift),

@@ -1,4 +1,4 @@
-"""Feature matching: the student learns the teacher's last feature map as well."""
+"""Feature matching (research/): the student learns the teacher's last feature map too."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def cnn_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _hooks(teacher: Path, weight: float = 1.0) -> dict[str, Any]:
+    """The train() hooks of feature matching with ``teacher``."""
+    from distill_variants import feature_matching_builder, feature_targets
+
+    return {
+        "build": feature_matching_builder(teacher, weight),
+        "targets": feature_targets(teacher, label_weight=0.1),
+    }
+
+
 def _config(out: Path, pcam_dir: Path, teacher: Path, **kwargs: Any) -> Any:
     from model.train import TrainConfig
 
@@ -49,7 +59,6 @@ def _config(out: Path, pcam_dir: Path, teacher: Path, **kwargs: Any) -> Any:
         "learning_rate": 1e-3,
         "teacher": teacher,
         "label_weight": 0.1,
-        "feature_weight": 1.0,
         "augment": _QUIET,
     }
     settings.update(kwargs)
@@ -60,9 +69,9 @@ def test_teacher_targets_append_the_normalised_feature_map(
     cnn_teacher: Path, fixture_patches: tuple[np.ndarray, np.ndarray]
 ) -> None:
     import keras
+    from feature_distill import feature_map, teacher_targets
 
     from model.distill import load_teacher
-    from model.feature_distill import feature_map, teacher_targets
 
     teacher = load_teacher(cnn_teacher)
     images = fixture_patches[0][:4].astype(np.float32)
@@ -86,10 +95,12 @@ def test_teacher_targets_append_the_normalised_feature_map(
 def test_feature_targets_travel_after_the_two_label_columns(
     cnn_teacher: Path, pcam_dir: Path
 ) -> None:
+    from distill_variants import feature_targets
+    from feature_distill import FEATURE_COLUMNS, teacher_targets
+
     from model.data import open_patch_set
     from model.dataset import make_dataset
-    from model.distill import HARD_LABEL, TARGET, distillation_targets, load_teacher
-    from model.feature_distill import FEATURE_COLUMNS, teacher_targets
+    from model.distill import HARD_LABEL, TARGET, load_teacher
 
     teacher = load_teacher(cnn_teacher)
     batches = make_dataset(
@@ -99,9 +110,7 @@ def test_feature_targets_travel_after_the_two_label_columns(
         augment=AugmentParams(hed=0.05),
         seed=3,
     )
-    views, labels = next(
-        iter(distillation_targets(batches, teacher, label_weight=0.2, features=True))
-    )
+    views, labels = next(iter(feature_targets(teacher, label_weight=0.2)(batches, 0)))
     assert labels.shape == (8, FEATURE_COLUMNS + 6 * 6 * 256)
     hard = labels.numpy()[:, HARD_LABEL]
     assert set(np.unique(hard)) <= {0.0, 1.0}
@@ -123,7 +132,7 @@ def test_feature_loss_falls_and_the_saved_model_is_the_plain_student(
     from model.train import train
 
     out = tmp_path / "student"
-    result = train(_config(out, pcam_dir, cnn_teacher, epochs=4))
+    result = train(_config(out, pcam_dir, cnn_teacher, epochs=4), **_hooks(cnn_teacher))
     with (out / "log.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     matched = [float(r["feature_loss"]) for r in rows]
@@ -138,7 +147,7 @@ def test_feature_loss_falls_and_the_saved_model_is_the_plain_student(
     assert loaded.model.output.shape[1:] == (1,)
     assert not any("projector" in w.path for w in loaded.model.weights)
     config = json.loads((out / "config.json").read_text())
-    assert config["feature_weight"] == 1.0
+    assert config["teacher"] == str(cnn_teacher)
 
 
 def test_feature_matching_resumes_from_its_backup(
@@ -163,9 +172,9 @@ def test_feature_matching_resumes_from_its_backup(
     out = tmp_path / "resumed"
     config = _config(out, pcam_dir, cnn_teacher, checkpoint_steps=2)
     with pytest.raises(Killed):
-        train(config, callbacks=[KillInSecondEpoch()])
+        train(config, callbacks=[KillInSecondEpoch()], **_hooks(cnn_teacher))
     assert resume_epoch(out / "backup") == 1
-    result = train(config)
+    result = train(config, **_hooks(cnn_teacher))
     assert result.epochs_run == 2  # epochs 2 and 3 only
     with (out / "log.csv").open(newline="") as handle:
         assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [0, 1, 2]
@@ -179,17 +188,18 @@ def test_feature_matching_is_refused_where_it_cannot_work(
     card_saver: Callable[..., Path],
 ) -> None:
     import keras
+    from feature_distill import FeatureMatching
 
-    from model.feature_distill import FeatureMatching
     from model.network import build_model
     from model.train import train
 
-    with pytest.raises(ValueError, match="give a teacher"):
-        _config(tmp_path / "a", pcam_dir, None)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="non-negative"):
-        _config(tmp_path / "b", pcam_dir, cnn_teacher, feature_weight=-1.0)
+    with pytest.raises(ValueError, match="weight must be positive"):
+        _hooks(cnn_teacher, weight=-1.0)
     with pytest.raises(ValueError, match="no 'gap' pooling layer"):
-        train(_config(tmp_path / "c", pcam_dir, cnn_teacher, arch="logreg"))
+        train(
+            _config(tmp_path / "c", pcam_dir, cnn_teacher, arch="logreg"),
+            **_hooks(cnn_teacher),
+        )
     with pytest.raises(ValueError, match="the same grid"):
         FeatureMatching(
             build_model("small-cnn"), teacher_shape=(3, 3, 1280), weight=1.0
@@ -200,4 +210,4 @@ def test_feature_matching_is_refused_where_it_cannot_work(
     plain = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(flat))
     no_map = card_saver(plain, tmp_path / "plain.keras", architecture="test")
     with pytest.raises(ValueError, match="no 'gap' pooling layer"):
-        train(_config(tmp_path / "d", pcam_dir, no_map))
+        _hooks(no_map)
