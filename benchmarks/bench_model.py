@@ -1,8 +1,8 @@
 """Compare patch classifiers on PCam: logistic regression vs small CNN vs NASNetMobile.
 
-Trains each architecture with the same recipe (``model.train.train``, resumable: run the
+Trains each architecture with the same recipe (``model.training.train.train``, resumable: run the
 same command again after a kill), evaluates each run's best model on the validation set
-with ``model.evaluate.eval_patches`` (exact ROC AUC), and writes ``results.json`` and a
+with ``model.training.evaluate.eval_patches`` (exact ROC AUC), and writes ``results.json`` and a
 Markdown table ``results.md`` for the README. NASNetMobile is trained from random
 weights and, where ImageNet weights exist locally (``--imagenet-weights`` or the Keras
 cache), from ImageNet too. Runs trained elsewhere can join the table with ``--add-run``.
@@ -60,7 +60,7 @@ class Variant:
 
 def variants(archs: list[str], imagenet_weights: Path | None) -> list[Variant]:
     """The variants to run: NASNet twice where ImageNet weights exist."""
-    from model.network import cached_imagenet_weights
+    from model.training.network import cached_imagenet_weights
 
     weights = imagenet_weights or cached_imagenet_weights()
     out = []
@@ -81,7 +81,7 @@ def variants(archs: list[str], imagenet_weights: Path | None) -> list[Variant]:
 
 def run_variant(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
     """Train (or resume) one variant and evaluate its best model."""
-    from model.train import TrainConfig, train
+    from model.training.train import TrainConfig, train
 
     run_dir = args.out / variant.name
     start = time.perf_counter()
@@ -114,8 +114,8 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate ``run_dir/best.keras`` on the validation set; one table row."""
     from model.card import read_card
-    from model.evaluate import eval_patches
     from model.predict import load_classifier
+    from model.training.evaluate import eval_patches
 
     model_path = run_dir / "best.keras" if run_dir.is_dir() else run_dir
     card = read_card(model_path)

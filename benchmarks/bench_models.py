@@ -30,8 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import markdown_table
 
-from model.data import open_patch_set
-from model.evaluate import auc_ci95, roc_auc, score_patch_set
+from model.training.data import open_patch_set
+from model.training.evaluate import auc_ci95, roc_auc, score_patch_set
 
 N_RESAMPLES = 2000
 

@@ -1,7 +1,7 @@
 """Stain robustness: patch AUC on ``valid/`` under HED stain shifts of rising strength.
 
 Each PCam validation patch is re-stained with the training augmentation's own HED
-jitter (``model.augment``, Tellez et al.: haematoxylin, eosin and DAB concentrations
+jitter (``model.training.augment``, Tellez et al.: haematoxylin, eosin and DAB concentrations
 each scaled by ``U(1 - s, 1 + s)`` and shifted by ``U(-s, s)``), drawn per patch from a
 fixed seed, so every model sees the same shifted patches. Strength 0 is the plain set;
 the models were trained with ``s = 0.05``, so larger strengths are stains they did not
@@ -39,7 +39,7 @@ def restain(
     """``images`` with the training HED jitter of ``strength`` (0: unchanged)."""
     if strength == 0:
         return images
-    from model.augment import AugmentParams, augment_batch
+    from model.training.augment import AugmentParams, augment_batch
 
     params = AugmentParams(
         dihedral=False, brightness=0, contrast=0, saturation=0, hue=0, hed=strength
@@ -55,8 +55,8 @@ def restain(
 def main(argv: list[str] | None = None) -> None:
     from sklearn.metrics import roc_auc_score
 
-    from model.data import open_patch_set
     from model.registry import resolve_model_path
+    from model.training.data import open_patch_set
     from wsi.scoring import ClassifierSpec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

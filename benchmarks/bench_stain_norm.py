@@ -83,8 +83,8 @@ def normalisers(reference: npt.NDArray[np.uint8]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     from sklearn.metrics import roc_auc_score
 
-    from model.data import open_patch_set
     from model.registry import resolve_model_path
+    from model.training.data import open_patch_set
     from wsi.scoring import ClassifierSpec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

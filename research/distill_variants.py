@@ -11,8 +11,8 @@ distillation variants that the bundled models do not use.
   targets=feature_targets(teacher_path, ...))``.
 
 Each hook maps the augmented training batches ``(views, labels)`` to
-``(views', [B, 2 + k] labels)`` in ``model.distill``'s layout (target, true label,
-extra columns), as ``model.train.train``'s ``targets`` hook expects.
+``(views', [B, 2 + k] labels)`` in ``model.training.distill``'s layout (target, true label,
+extra columns), as ``model.training.train.train``'s ``targets`` hook expects.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from model.distill import load_teacher
-from model.train import TrainConfig, build_network
+from model.training.distill import load_teacher
+from model.training.train import TrainConfig, build_network
 
 __all__ = [
     "dihedral_mean",

@@ -16,7 +16,7 @@ probability. Validation, ``predict`` and the saved ``best.keras`` use the studen
 (``FeatureMatching.student``), so the shipped model is a plain classifier.
 
 The feature targets travel in the label tensor, after the two columns of
-:mod:`model.distill` (target, true label), so the data pipeline, metrics and callbacks
+:mod:`model.training.distill` (target, true label), so the data pipeline, metrics and callbacks
 stay those of logit distillation.
 """
 
@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import keras
 
-from model.distill import HARD_LABEL, TARGET
+from model.training.distill import HARD_LABEL, TARGET
 
 __all__ = [
     "FEATURE_COLUMNS",
@@ -39,19 +39,19 @@ __all__ = [
 FEATURE_COLUMNS: Final = max(TARGET, HARD_LABEL) + 1
 
 _POOLING_LAYER: Final = "gap"
-"""Every convolutional model of ``model.network`` pools its last feature map here."""
+"""Every convolutional model of ``model.training.network`` pools its last feature map here."""
 
 _EPS: Final = 1e-3
 
 
 def feature_map(model: Any) -> Any:
-    """The last feature map of a ``model.network`` model: the input of its pooling.
+    """The last feature map of a ``model.training.network`` model: the input of its pooling.
 
     Raises
     ------
     ValueError
         The model has no global-average-pooling layer named ``gap`` (``logreg``, or a
-        model not built by ``model.network``).
+        model not built by ``model.training.network``).
     """
     try:
         layer = model.get_layer(_POOLING_LAYER)
@@ -84,7 +84,7 @@ class FeatureMatching(keras.Model):  # type: ignore[misc]
     Parameters
     ----------
     student
-        The classifier being trained (a ``model.network`` model).
+        The classifier being trained (a ``model.training.network`` model).
     teacher_shape
         ``(H, W, C)`` of the teacher's last feature map (``teacher_targets``).
     weight
@@ -92,7 +92,7 @@ class FeatureMatching(keras.Model):  # type: ignore[misc]
 
     Notes
     -----
-    Labels are ``float32[B, 2 + H * W * C]`` in training (``model.distill``'s two
+    Labels are ``float32[B, 2 + H * W * C]`` in training (``model.training.distill``'s two
     columns, then the teacher's features) and ``float32[B, 2]`` in validation, where
     only the probability is scored. The logged ``loss`` of training includes the
     feature term; ``feature_loss`` logs that term alone.

@@ -4,7 +4,7 @@ each 96x96 patch to N x N inside the model before its trunk.
 The model still takes the same 96x96 patch (the PCam geometry is unchanged); the
 trunk's last map is average-pooled back to its 96-px size, so every weight keeps its
 shape and weights move to and from the 96-px models. Train it through the training
-hook: ``model.train.train(config, build=nasnet_builder(128))``.
+hook: ``model.training.train.train(config, build=nasnet_builder(128))``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from model.network import DEFAULT_BN_MOMENTUM, _finish, _pooled_head
+from model.training.network import DEFAULT_BN_MOMENTUM, _finish, _pooled_head
 from wsi.geometry import PATCH_PX
 
 __all__ = ["build_nasnet_internal", "nasnet_builder"]
 
 
 def nasnet_builder(internal_px: int) -> Callable[[Any], Any]:
-    """A ``build`` hook for ``model.train.train``: NASNet at ``internal_px`` inside."""
+    """A ``build`` hook for ``model.training.train.train``: NASNet at ``internal_px`` inside."""
 
     def build(config: Any) -> Any:
         return build_nasnet_internal(

@@ -5,7 +5,7 @@ basin, and the average of their weights often scores better than each of them, a
 the cost of one model at inference. :func:`average_weights` mixes the weights of
 models of identical architecture; the BatchNorm statistics of the mixture are not the
 mixture of the statistics, so recompute them afterwards
-(``model.batchnorm.recalibrate_batchnorm``). ``research/scripts/average_models.py`` does both
+(``model.training.batchnorm.recalibrate_batchnorm``). ``research/scripts/average_models.py`` does both
 and measures the result on a validation set.
 
 Imports Keras only through the models it is given.

@@ -3,7 +3,7 @@ temperature. Target and prediction are compared as logits divided by T, the loss
 scaled by T^2 (Hinton et al. 2015); T = 1 is the product's ``target_crossentropy``.
 
 Train with it through the training hook:
-``model.train.train(config, loss=tempered_crossentropy(4.0))`` (a teacher given).
+``model.training.train.train(config, loss=tempered_crossentropy(4.0))`` (a teacher given).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import keras
 
-from model.distill import TARGET, target_crossentropy
+from model.training.distill import TARGET, target_crossentropy
 
 __all__ = ["TemperedCrossentropy", "tempered_crossentropy"]
 

@@ -118,6 +118,20 @@ def test_model_imports_only_the_foundations_of_wsi() -> None:
     assert not bad, f"model imports wsi's pipeline: {sorted(bad)}"
 
 
+def test_scoring_never_loads_the_training_code() -> None:
+    """The classifier a user runs (model/, outside model/training/) and the slide
+    pipeline (wsi/, outside its train/eval-patches commands) never import the recipe."""
+    bad = {
+        (name, imported)
+        for package in ("wsi", "model")
+        for name, imports in _graph(package).items()
+        if not name.startswith(("model.training", "wsi.cli"))
+        for imported in imports
+        if imported.startswith("model.training")
+    }
+    assert not bad, f"the runtime imports the training code: {sorted(bad)}"
+
+
 def test_the_library_never_imports_the_command_line() -> None:
     bad = {
         (name, imported)

@@ -134,12 +134,12 @@ def fixture(variant: str, out: Path) -> None:
 def compare(variant: str, ref: Path) -> None:
     import keras
 
-    from model.efficientnet_lite import (
+    from model.training.efficientnet_lite import (
         build_lite,
         convert_state_dict,
         set_imagenet_weights,
     )
-    from model.torch_legacy import read_legacy_state_dict
+    from model.training.torch_legacy import read_legacy_state_dict
 
     weights = convert_state_dict(
         read_legacy_state_dict(pth(variant)), variant=variant, include_top=True

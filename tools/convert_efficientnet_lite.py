@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from model.efficientnet_lite import (
+from model.training.efficientnet_lite import (
     LITE_VARIANTS,
     convert_state_dict,
     imagenet_npz,
     installed_pth,
 )
-from model.torch_legacy import read_legacy_state_dict
+from model.training.torch_legacy import read_legacy_state_dict
 
 
 def main() -> None:

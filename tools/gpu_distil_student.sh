@@ -5,7 +5,7 @@
 #   tools/gpu_distil_student.sh PCAM_DIR OUT_DIR [EPOCHS] [INIT] [TRAIN OPTIONS...]
 #
 # The student learns the bundled EfficientNet-Lite0 teacher's probabilities on the very
-# augmented, mixed-up view it sees (function matching, Beyer et al. 2022: long
+# augmented view it sees (function matching, Beyer et al. 2022: long
 # schedules are what make it work; three CPU runs of 3-6 epochs, kd1-kd3 in
 # research/TRAINING.md, moved the student by 0.002). EPOCHS defaults to 200 (20,000 patches
 # an epoch); INIT defaults to the bundled student, "none" starts from random weights.
@@ -13,11 +13,12 @@
 # 32, cosine decay, weight average, HED jitter. Needs the package installed with
 # TensorFlow's GPU build; rerun the same command to resume after a kill.
 # Options after INIT go to `wsi-heatmap train` as they are, after the defaults here, so
-# they add to or override them, e.g. `... 200 none --feature-weight 1` or `--shift 4`
-# or `--teacher-tta` (see research/TRAINING.md for what each measured on the CPU). With
+# they add to or override them, e.g. `... 200 none --shift 4` (see research/TRAINING.md
+# for what each measured on the CPU; mixup, feature matching and the teacher's TTA are
+# in research/distill_variants.py, trained from Python). With
 # `--fold-teacher T0 --fold-teacher T1 ...` (cross-fitted teachers, e.g. from
-# tools/gpu_train_teacher.sh with --folds K --holdout-fold I) the bundled teacher and
-# mixup are left out: fold teachers replace the one teacher and refuse mixup. Bring
+# tools/gpu_train_teacher.sh with --folds K --holdout-fold I) the bundled teacher is
+# left out: fold teachers replace the one teacher. Bring
 # OUT_DIR/best.keras and best.json back, check them with
 #   wsi-heatmap eval-patches PCAM_DIR/valid --model OUT_DIR/best.keras --tta dihedral
 # and export with
@@ -36,7 +37,7 @@ if not gpus:
 PY
 init_args=()
 if [ "$init" != none ]; then init_args=(--init-from "$init"); fi
-teacher_args=(--teacher model/weights/pcam-efficientnet-lite0.keras --mixup 0.2)
+teacher_args=(--teacher model/weights/pcam-efficientnet-lite0.keras)
 for arg in "$@"; do
     if [ "$arg" = --fold-teacher ]; then teacher_args=(); fi
 done

@@ -1,6 +1,6 @@
 """Recompute a saved model's BatchNorm statistics on training patches; compare on valid.
 
-What ``train --ema`` now does at every epoch (``model.batchnorm``), applied after the
+What ``train --ema`` now does at every epoch (``model.training.batchnorm``), applied after the
 fact to a saved model: prints the validation AUC before and after, and with ``--out``
 writes the recomputed model with its sidecar (the source's card, new sha256, the
 validation AUC after), ready for ``python -m model.export_fast`` or ``eval-patches``::
@@ -14,11 +14,11 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from model.batchnorm import recalibrate_batchnorm, recalibration_patches
 from model.card import file_sha256, read_card, write_card
-from model.data import open_patch_set
-from model.evaluate import keras_model_auc
 from model.predict import load_classifier
+from model.training.batchnorm import recalibrate_batchnorm, recalibration_patches
+from model.training.data import open_patch_set
+from model.training.evaluate import keras_model_auc
 
 
 def add_recalibration_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,11 +23,11 @@ sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "research")]
 from recalibrate_bn import add_recalibration_arguments  # tools/
 from soup import average_weights  # research/
 
-from model.batchnorm import recalibrate_batchnorm, recalibration_patches
 from model.card import file_sha256, read_card, write_card
-from model.data import open_patch_set
-from model.evaluate import keras_model_auc
 from model.predict import load_classifier
+from model.training.batchnorm import recalibrate_batchnorm, recalibration_patches
+from model.training.data import open_patch_set
+from model.training.evaluate import keras_model_auc
 
 
 def main() -> None:

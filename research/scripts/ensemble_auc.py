@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data import open_patch_set
-from model.evaluate import roc_auc, score_patch_set
 from model.predict import load_classifier
+from model.training.data import open_patch_set
+from model.training.evaluate import roc_auc, score_patch_set
 
 
 def main() -> None:

@@ -29,10 +29,10 @@ def main() -> None:
     import keras
     from feature_distill import feature_map, teacher_targets
 
-    from model.batchnorm import recalibration_patches
-    from model.data import open_patch_set
-    from model.distill import load_teacher
     from model.predict import load_classifier
+    from model.training.batchnorm import recalibration_patches
+    from model.training.data import open_patch_set
+    from model.training.distill import load_teacher
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("train_data", type=Path)

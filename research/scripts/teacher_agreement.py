@@ -23,9 +23,9 @@ import numpy.typing as npt
 from scipy.special import logit
 from scipy.stats import pearsonr, spearmanr
 
-from model.data import open_patch_set, sample_index
-from model.evaluate import roc_auc
 from model.predict import load_classifier
+from model.training.data import open_patch_set, sample_index
+from model.training.evaluate import roc_auc
 
 SURE_LOGIT = 3.0
 """The teacher is 'sure' of a patch where its logit lies beyond this, either sign."""

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data import fold_ids, open_patch_set, sample_index
-from model.distill import load_fold_teachers
-from model.evaluate import roc_auc
 from model.predict import load_classifier
+from model.training.data import fold_ids, open_patch_set, sample_index
+from model.training.distill import load_fold_teachers
+from model.training.evaluate import roc_auc
 
 
 def main() -> None:

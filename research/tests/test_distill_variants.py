@@ -1,5 +1,5 @@
 """Distillation variants (research/): mixup and the teacher's test-time augmentation,
-trained through ``model.train.train(config, targets=...)``."""
+trained through ``model.training.train.train(config, targets=...)``."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from distill_variants import mixup_targets, teacher_tta_targets
 
-from model.augment import AugmentParams
-from model.data import open_patch_set
-from model.dataset import make_dataset
-from model.distill import HARD_LABEL, TARGET
+from model.training.augment import AugmentParams
+from model.training.data import open_patch_set
+from model.training.dataset import make_dataset
+from model.training.distill import HARD_LABEL, TARGET
 
 pytestmark = pytest.mark.tf
 
@@ -52,7 +52,7 @@ def test_a_student_trains_on_mixed_teacher_targets(
     tiny_model: Path, pcam_dir: Path, tmp_path: Path
 ) -> None:
     from model.predict import load_classifier
-    from model.train import TrainConfig, train
+    from model.training.train import TrainConfig, train
 
     out = tmp_path / "student"
     train(

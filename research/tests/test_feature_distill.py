@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.augment import AugmentParams
+from model.training.augment import AugmentParams
 
 pytestmark = pytest.mark.tf
 
@@ -22,7 +22,7 @@ _QUIET = AugmentParams(brightness=0, contrast=0, saturation=0, hue=0)
 def cnn_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random small-cnn saved with its sidecar: a teacher with a 6x6x256 map."""
     from model.card import ModelCard, write_card
-    from model.network import build_model, preprocessing_for
+    from model.training.network import build_model, preprocessing_for
 
     path = tmp_path_factory.mktemp("teacher") / "teacher.keras"
     build_model("small-cnn", seed=5).save(path)
@@ -46,7 +46,7 @@ def _hooks(teacher: Path, weight: float = 1.0) -> dict[str, Any]:
 
 
 def _config(out: Path, pcam_dir: Path, teacher: Path, **kwargs: Any) -> Any:
-    from model.train import TrainConfig
+    from model.training.train import TrainConfig
 
     settings: dict[str, Any] = {
         "train_data": pcam_dir,
@@ -71,7 +71,7 @@ def test_teacher_targets_append_the_normalised_feature_map(
     import keras
     from feature_distill import feature_map, teacher_targets
 
-    from model.distill import load_teacher
+    from model.training.distill import load_teacher
 
     teacher = load_teacher(cnn_teacher)
     images = fixture_patches[0][:4].astype(np.float32)
@@ -98,9 +98,9 @@ def test_feature_targets_travel_after_the_two_label_columns(
     from distill_variants import feature_targets
     from feature_distill import FEATURE_COLUMNS, teacher_targets
 
-    from model.data import open_patch_set
-    from model.dataset import make_dataset
-    from model.distill import HARD_LABEL, TARGET, load_teacher
+    from model.training.data import open_patch_set
+    from model.training.dataset import make_dataset
+    from model.training.distill import HARD_LABEL, TARGET, load_teacher
 
     teacher = load_teacher(cnn_teacher)
     batches = make_dataset(
@@ -129,7 +129,7 @@ def test_feature_loss_falls_and_the_saved_model_is_the_plain_student(
     cnn_teacher: Path, pcam_dir: Path, tmp_path: Path
 ) -> None:
     from model.predict import load_classifier
-    from model.train import train
+    from model.training.train import train
 
     out = tmp_path / "student"
     result = train(_config(out, pcam_dir, cnn_teacher, epochs=4), **_hooks(cnn_teacher))
@@ -155,8 +155,8 @@ def test_feature_matching_resumes_from_its_backup(
 ) -> None:
     import keras
 
-    from model.callbacks import resume_epoch
-    from model.train import train
+    from model.training.callbacks import resume_epoch
+    from model.training.train import train
 
     class Killed(Exception):
         pass
@@ -190,8 +190,8 @@ def test_feature_matching_is_refused_where_it_cannot_work(
     import keras
     from feature_distill import FeatureMatching
 
-    from model.network import build_model
-    from model.train import train
+    from model.training.network import build_model
+    from model.training.train import train
 
     with pytest.raises(ValueError, match="weight must be positive"):
         _hooks(cnn_teacher, weight=-1.0)

@@ -16,7 +16,7 @@ def test_upsampled_nasnet_takes_the_same_patch_and_the_96px_weights(
     import keras
     from internal_px import build_nasnet_internal
 
-    from model.network import build_model
+    from model.training.network import build_model
 
     plain = build_model("nasnet-mobile", seed=0)
     up = build_nasnet_internal(128, seed=1)
@@ -36,10 +36,10 @@ def test_upsampled_nasnet_takes_the_same_patch_and_the_96px_weights(
 
 
 def test_the_training_hook_trains_it(tmp_path: Path) -> None:
-    """model.train.train(config, build=...) runs an experiment's network."""
+    """model.training.train.train(config, build=...) runs an experiment's network."""
     from internal_px import nasnet_builder
 
-    from model.train import TrainConfig, train
+    from model.training.train import TrainConfig, train
     from tests.model.conftest import PCAM_DIR
 
     config = TrainConfig(

@@ -63,8 +63,8 @@ def test_models_of_another_architecture_are_refused() -> None:
 
 
 def test_keras_model_auc_scores_the_whole_set_in_order() -> None:
-    from model.data import ArrayPatchSet
-    from model.evaluate import keras_model_auc, roc_auc
+    from model.training.data import ArrayPatchSet
+    from model.training.evaluate import keras_model_auc, roc_auc
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (40, 96, 96, 3), dtype=np.uint8)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from temperature import TemperedCrossentropy, tempered_crossentropy
 
-from model.distill import HARD_LABEL, TARGET, target_crossentropy
+from model.training.distill import HARD_LABEL, TARGET, target_crossentropy
 
 pytestmark = pytest.mark.tf
 
@@ -99,8 +99,8 @@ def test_the_temperature_survives_serialisation() -> None:
 def test_a_distillation_run_at_a_temperature_through_the_hook(
     tiny_model: Path, pcam_dir: Path, tmp_path: Path
 ) -> None:
-    """model.train.train(config, loss=...) trains a student at temperature 4."""
-    from model.train import TrainConfig, train
+    """model.training.train.train(config, loss=...) trains a student at temperature 4."""
+    from model.training.train import TrainConfig, train
 
     config = TrainConfig(
         train_data=pcam_dir,

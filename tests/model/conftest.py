@@ -85,8 +85,8 @@ def pcam_h5_dir(
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-epoch logistic-regression run on the fixtures (``best.keras``)."""
-    from model.augment import AugmentParams
-    from model.train import TrainConfig, train
+    from model.training.augment import AugmentParams
+    from model.training.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny-run")
     train(

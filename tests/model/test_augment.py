@@ -22,7 +22,7 @@ def _augment(
 ) -> npt.NDArray[np.float32]:
     import tensorflow as tf
 
-    from model.augment import AugmentParams, augment_batch
+    from model.training.augment import AugmentParams, augment_batch
 
     jitter = {} if colour else NO_COLOUR
     params = AugmentParams(
@@ -116,7 +116,7 @@ def test_colour_jitter_is_mild_per_image_and_in_range(
 def test_hed_jitter_at_zero_strength_is_identity() -> None:
     import tensorflow as tf
 
-    from model.augment import _hed_jitter
+    from model.training.augment import _hed_jitter
 
     x = np.random.default_rng(2).uniform(0.01, 1, (2, 8, 8, 3)).astype(np.float32)
     out = np.asarray(_hed_jitter(tf.constant(x), 0.0, tf.constant([1, 2], tf.int64)))
@@ -124,7 +124,7 @@ def test_hed_jitter_at_zero_strength_is_identity() -> None:
 
 
 def test_bad_params() -> None:
-    from model.augment import AugmentParams
+    from model.training.augment import AugmentParams
 
     with pytest.raises(ValueError, match="brightness must be in"):
         AugmentParams(brightness=2.0)
@@ -139,7 +139,7 @@ def _shifted(
 ) -> npt.NDArray[np.float32]:
     import tensorflow as tf
 
-    from model.augment import AugmentParams, augment_batch
+    from model.training.augment import AugmentParams, augment_batch
 
     params = AugmentParams(dihedral=False, shift=largest, **NO_COLOUR)
     return np.asarray(

@@ -19,7 +19,7 @@ def _dense_bn_model() -> object:
 
 
 def test_recalibration_gives_the_mean_of_the_batch_statistics() -> None:
-    from model.batchnorm import recalibrate_batchnorm
+    from model.training.batchnorm import recalibrate_batchnorm
 
     model = _dense_bn_model()
     bn = model.get_layer("bn")
@@ -59,8 +59,8 @@ def _train(tmp_path: Path, pcam_dir: Path, name: str, *extra: str) -> Path:
 def test_saved_averaged_weights_carry_statistics_recomputed_for_them(
     tmp_path: Path, pcam_dir: Path
 ) -> None:
-    from model.batchnorm import batchnorm_layers, recalibrate_batchnorm
     from model.predict import load_classifier
+    from model.training.batchnorm import batchnorm_layers, recalibrate_batchnorm
     from tests.model.conftest import read_fixture_patches
 
     recalibrated = _train(tmp_path, pcam_dir, "recalibrated")

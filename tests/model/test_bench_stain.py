@@ -60,7 +60,7 @@ def test_benchmark_writes_one_auc_per_model_and_strength(
     from sklearn.metrics import roc_auc_score
 
     monkeypatch.setenv("WSI_SCORING_RUNTIME", "keras")  # no export into the cache
-    from model.data import open_patch_set
+    from model.training.data import open_patch_set
     from wsi.scoring import ClassifierSpec
 
     out = tmp_path / "stain.json"

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.augment import AugmentParams
-from model.data import ArrayPatchSet, fold_ids, open_patch_set, without_fold
+from model.training.augment import AugmentParams
+from model.training.data import ArrayPatchSet, fold_ids, open_patch_set, without_fold
 from wsi.errors import ModelLoadError
 
 NO_COLOUR = AugmentParams(brightness=0, contrast=0, saturation=0, hue=0)
@@ -31,7 +31,7 @@ def test_each_fold_holds_an_even_share_of_each_class(pcam_dir: Path) -> None:
 
 @pytest.mark.tf
 def test_each_patchs_group_survives_shuffling_and_augmentation() -> None:
-    from model.dataset import make_dataset
+    from model.training.dataset import make_dataset
 
     # Patch i is a flat image of value 10 * i: any symmetry leaves it so.
     n = 12
@@ -70,8 +70,8 @@ def _constant_teacher(p: float) -> Any:
 def test_each_view_is_scored_by_the_teacher_of_its_fold(pcam_dir: Path) -> None:
     import tensorflow as tf
 
-    from model.dataset import make_dataset
-    from model.distill import HARD_LABEL, TARGET, distillation_targets
+    from model.training.dataset import make_dataset
+    from model.training.distill import HARD_LABEL, TARGET, distillation_targets
 
     patches = open_patch_set(pcam_dir)
     teachers = [_constant_teacher(0.2), _constant_teacher(0.8)]
@@ -97,7 +97,7 @@ def test_each_view_is_scored_by_the_teacher_of_its_fold(pcam_dir: Path) -> None:
 
 
 def _fold_teacher(pcam_dir: Path, out: Path, holdout: int, **kwargs: Any) -> Path:
-    from model.train import TrainConfig, train
+    from model.training.train import TrainConfig, train
 
     train(
         TrainConfig(
@@ -121,7 +121,7 @@ def _fold_teacher(pcam_dir: Path, out: Path, holdout: int, **kwargs: Any) -> Pat
 def test_a_student_trains_on_cross_fitted_teachers(
     pcam_dir: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
-    from model.train import TrainConfig, train
+    from model.training.train import TrainConfig, train
 
     t0 = _fold_teacher(pcam_dir, tmp_path / "t0", 0)
     t1 = _fold_teacher(pcam_dir, tmp_path / "t1", 1)
@@ -157,7 +157,7 @@ def test_a_student_trains_on_cross_fitted_teachers(
 
 
 def test_fold_options_are_validated(tmp_path: Path) -> None:
-    from model.train import TrainConfig
+    from model.training.train import TrainConfig
 
     base = {"train_data": tmp_path, "valid_data": None, "out_dir": tmp_path}
     teachers = (tmp_path / "a.keras", tmp_path / "b.keras")

@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from model.data import (
+from model.training.data import (
     ArrayPatchSet,
     DataError,
     H5PatchSet,

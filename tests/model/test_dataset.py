@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.data import ArrayPatchSet, open_patch_set
+from model.training.data import ArrayPatchSet, open_patch_set
 
 pytestmark = pytest.mark.tf
 
@@ -32,7 +32,7 @@ def coded() -> ArrayPatchSet:
 def test_evaluation_keeps_order_and_the_last_partial_batch(
     coded: ArrayPatchSet,
 ) -> None:
-    from model.dataset import make_dataset
+    from model.training.dataset import make_dataset
 
     batches = _batches(make_dataset(coded, batch_size=16, training=False), 10)
     assert [len(y) for _, y in batches] == [16, 16, 8]
@@ -45,8 +45,8 @@ def test_evaluation_keeps_order_and_the_last_partial_batch(
 def test_training_batches_keep_labels_through_augmentation(
     coded: ArrayPatchSet,
 ) -> None:
-    from model.augment import AugmentParams
-    from model.dataset import make_dataset
+    from model.training.augment import AugmentParams
+    from model.training.dataset import make_dataset
 
     ds = make_dataset(
         coded,
@@ -62,7 +62,7 @@ def test_training_batches_keep_labels_through_augmentation(
 
 
 def test_shuffled_epochs_cover_the_set_and_differ(coded: ArrayPatchSet) -> None:
-    from model.dataset import make_dataset
+    from model.training.dataset import make_dataset
 
     ds = make_dataset(coded, batch_size=10, training=True, seed=0)
     seen = [np.asarray(x[:, 0, 0, 0]).astype(int) for x, _ in _batches(ds, 8)]
@@ -72,8 +72,8 @@ def test_shuffled_epochs_cover_the_set_and_differ(coded: ArrayPatchSet) -> None:
 
 
 def test_same_seed_same_stream_and_resume_skips_exactly(coded: ArrayPatchSet) -> None:
-    from model.augment import AugmentParams
-    from model.dataset import make_dataset
+    from model.training.augment import AugmentParams
+    from model.training.dataset import make_dataset
 
     def stream(seed: int, start: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
         return _batches(
@@ -111,7 +111,7 @@ def test_same_seed_same_stream_and_resume_skips_exactly(coded: ArrayPatchSet) ->
 
 
 def test_h5_is_streamed_through_the_pipeline(pcam_h5_dir: Path) -> None:
-    from model.dataset import make_dataset
+    from model.training.dataset import make_dataset
 
     data = open_patch_set(pcam_h5_dir, split="train")
     batches = _batches(make_dataset(data, batch_size=8, training=True), 3)
@@ -119,7 +119,7 @@ def test_h5_is_streamed_through_the_pipeline(pcam_h5_dir: Path) -> None:
 
 
 def test_too_small_for_one_batch(coded: ArrayPatchSet) -> None:
-    from model.dataset import make_dataset
+    from model.training.dataset import make_dataset
 
     with pytest.raises(ValueError, match="fewer than one batch of 64"):
         make_dataset(coded, batch_size=64, training=True)

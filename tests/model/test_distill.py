@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.augment import AugmentParams
-from model.data import open_patch_set
-from model.dataset import make_dataset
-from model.distill import HARD_LABEL, TARGET, distillation_targets
+from model.training.augment import AugmentParams
+from model.training.data import open_patch_set
+from model.training.dataset import make_dataset
+from model.training.distill import HARD_LABEL, TARGET, distillation_targets
 
 pytestmark = pytest.mark.tf
 
@@ -77,7 +77,7 @@ def test_student_loss_falls_when_trained_on_teacher_targets(
     tiny_model: Path, pcam_dir: Path, tmp_path: Path
 ) -> None:
     from model.predict import load_classifier
-    from model.train import TrainConfig, train
+    from model.training.train import TrainConfig, train
 
     out = tmp_path / "student"
     train(
@@ -115,7 +115,7 @@ def test_training_metrics_of_a_distillation_run_use_the_true_labels(
     import keras
 
     from model.predict import load_classifier
-    from model.train import TrainConfig, train
+    from model.training.train import TrainConfig, train
 
     # The student starts as the teacher, trains on its scores only (label weight 0),
     # sees the stored pixels (no augmentation) and all 24 patches in its one step.

@@ -7,7 +7,12 @@ import importlib
 
 import pytest
 
-MODULES = ["model.tta", "model.evaluate", "model.data", "model.predict"]
+MODULES = [
+    "model.tta",
+    "model.training.evaluate",
+    "model.training.data",
+    "model.predict",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

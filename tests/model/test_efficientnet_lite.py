@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.efficientnet_lite import (
+from model.training.efficientnet_lite import (
     IMAGENET_NPZ,
     LITE_VARIANTS,
     build_lite,
@@ -41,7 +41,7 @@ VARIANTS = sorted(LITE_VARIANTS)
 
 
 def _state(variant: str) -> dict[str, np.ndarray]:
-    from model.torch_legacy import read_legacy_state_dict
+    from model.training.torch_legacy import read_legacy_state_dict
 
     pth = installed_pth(variant)
     if pth is None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from model.data import DataError, open_patch_set
+from model.training.data import DataError, open_patch_set
 
 pytestmark = pytest.mark.tf
 
@@ -36,8 +36,8 @@ class CountingProgress:
 def test_eval_on_class_folders(
     tiny_model: Path, pcam_dir: Path, tmp_path: Path
 ) -> None:
-    from model.evaluate import eval_patches
     from model.predict import load_classifier
+    from model.training.evaluate import eval_patches
 
     progress = CountingProgress()
     roc = tmp_path / "out" / "roc.png"
@@ -61,7 +61,7 @@ def test_eval_on_class_folders(
 def test_eval_on_h5_and_limit(
     tiny_model: Path, pcam_dir: Path, pcam_h5_dir: Path
 ) -> None:
-    from model.evaluate import eval_patches
+    from model.training.evaluate import eval_patches
 
     folders = eval_patches(pcam_dir, model=tiny_model)
     h5 = eval_patches(pcam_h5_dir, model=tiny_model, split="valid")
@@ -74,7 +74,7 @@ def test_eval_on_h5_and_limit(
 def test_eval_needs_both_classes(
     tiny_model: Path, pcam_dir: Path, tmp_path: Path
 ) -> None:
-    from model.evaluate import eval_patches
+    from model.training.evaluate import eval_patches
 
     shutil.copytree(pcam_dir / "1", tmp_path / "1")
     with pytest.raises(DataError, match="ROC AUC needs both classes"):
@@ -85,7 +85,7 @@ def test_eval_defaults_to_the_bundled_model(
     tiny_model: Path, pcam_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import model.predict
-    from model.evaluate import eval_patches
+    from model.training.evaluate import eval_patches
 
     bundled = tmp_path / "weights" / "pcam-nasnet-mobile.keras"
     bundled.parent.mkdir()
@@ -120,7 +120,7 @@ def test_cli_output_has_no_tensorflow_start_up_chatter(
 
 
 def test_auc_interval_holds_the_auc_narrows_with_data_and_repeats() -> None:
-    from model.evaluate import auc_ci95, roc_auc
+    from model.training.evaluate import auc_ci95, roc_auc
 
     rng = np.random.default_rng(3)
 

@@ -20,8 +20,8 @@ Patches = tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]
 def test_export_with_float16_keeps_auc(
     tiny_run: Path, pcam_dir: Path, tmp_path: Path, fixture_patches: Patches
 ) -> None:
-    from model.export_bundle import export_bundle
     from model.predict import load_classifier
+    from model.training.export_bundle import export_bundle
 
     out = tmp_path / "weights" / "pcam-nasnet-mobile.keras"
     result = export_bundle(tiny_run, out=out, float16=True, check_data=pcam_dir)
@@ -52,7 +52,7 @@ def test_export_with_float16_keeps_auc(
 def test_export_refuses_a_changed_auc_and_cleans_up(
     tiny_run: Path, pcam_dir: Path, tmp_path: Path
 ) -> None:
-    from model.export_bundle import export_bundle
+    from model.training.export_bundle import export_bundle
 
     out = tmp_path / "model.keras"
     with pytest.raises(ModelLoadError, match="exceeds -1"):
@@ -89,9 +89,9 @@ def test_mixed_precision_model_is_exported_as_float32(
 ) -> None:
     import keras
 
-    from model.export_bundle import export_bundle
-    from model.network import build_model
     from model.predict import load_classifier
+    from model.training.export_bundle import export_bundle
+    from model.training.network import build_model
 
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

@@ -81,7 +81,7 @@ def test_int8_export_keeps_the_head_after_the_last_convolution_in_float(
 ) -> None:
     import openvino as ov
 
-    from model.network import build_model
+    from model.training.network import build_model
 
     cnn = card_saver(
         build_model("small-cnn", seed=0),

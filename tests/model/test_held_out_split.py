@@ -18,7 +18,7 @@ def test_bundling_refuses_a_model_whose_recipe_used_test_dev(
     tiny_run: Path, tmp_path: Path, entry: str
 ) -> None:
     from model.card import card_path, file_sha256
-    from model.export_bundle import export_bundle
+    from model.training.export_bundle import export_bundle
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
@@ -36,7 +36,7 @@ def test_bundling_refuses_a_model_whose_recipe_used_test_dev(
 def test_training_on_test_dev_is_refused_before_reading_anything(
     tmp_path: Path,
 ) -> None:
-    from model.train import TrainConfig
+    from model.training.train import TrainConfig
 
     held_out = tmp_path / "pcam" / HELD_OUT_SPLITS[0]
     with pytest.raises(ValueError, match=r"train_data .* is a held-out split"):

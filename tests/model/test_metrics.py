@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-from model.evaluate import log_loss, most_wrong, roc_auc
+from model.training.evaluate import log_loss, most_wrong, roc_auc
 
 
 def test_auc_known_values_with_ties() -> None:

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.tf
 
 @pytest.mark.parametrize("arch", ["logreg", "small-cnn"])
 def test_small_models_map_patches_to_one_probability(arch: str) -> None:
-    from model.network import build_model
+    from model.training.network import build_model
 
     model = build_model(arch, seed=0)
     assert tuple(model.input_shape) == (None, 96, 96, 3)
@@ -24,7 +24,7 @@ def test_small_models_map_patches_to_one_probability(arch: str) -> None:
 
 
 def test_same_seed_same_initial_weights() -> None:
-    from model.network import build_model
+    from model.training.network import build_model
 
     a, b = build_model("small-cnn", seed=3), build_model("small-cnn", seed=3)
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
@@ -32,7 +32,7 @@ def test_same_seed_same_initial_weights() -> None:
 
 
 def test_unknown_arch() -> None:
-    from model.network import build_model
+    from model.training.network import build_model
 
     with pytest.raises(ValueError, match="arch must be one of"):
         build_model("resnet")
@@ -41,7 +41,7 @@ def test_unknown_arch() -> None:
 def test_cached_imagenet_weights_are_found(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from model.network import cached_imagenet_weights
+    from model.training.network import cached_imagenet_weights
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(Path, "home", lambda: tmp_path)
@@ -56,7 +56,7 @@ def test_cached_imagenet_weights_are_found(
 def test_nasnet_mobile_trunk_and_pooled_head(tmp_path: Path) -> None:
     import keras
 
-    from model.network import DEFAULT_BN_MOMENTUM, build_model
+    from model.training.network import DEFAULT_BN_MOMENTUM, build_model
 
     with pytest.raises(FileNotFoundError, match="ImageNet weights not found"):
         build_model("nasnet-mobile", imagenet_weights=tmp_path / "missing.h5")
@@ -81,7 +81,7 @@ def test_imagenet_weights_file_initialises_the_trunk(tmp_path: Path) -> None:
     import numpy as np
     from keras.src.legacy.saving import legacy_h5_format
 
-    from model.network import build_model
+    from model.training.network import build_model
 
     keras.utils.set_random_seed(7)
     source = keras.applications.NASNetMobile(
@@ -109,8 +109,8 @@ def test_efficientnet_lite0_starts_from_the_shipped_imagenet_weights(
 ) -> None:
     import socket
 
-    from model.efficientnet_lite import load_imagenet_npz
-    from model.network import build_model
+    from model.training.efficientnet_lite import load_imagenet_npz
+    from model.training.network import build_model
 
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("building a model must not reach the network")
@@ -136,7 +136,7 @@ def test_efficientnet_lite0_starts_from_the_shipped_imagenet_weights(
 
 
 def test_efficientnet_lite0_missing_weights_file_names_the_fix(tmp_path: Path) -> None:
-    from model.network import build_model
+    from model.training.network import build_model
 
     with pytest.raises(FileNotFoundError, match="--no-pretrained"):
         build_model("efficientnet-lite0", imagenet_weights=tmp_path / "none.npz")

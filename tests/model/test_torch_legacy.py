@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.torch_legacy import (
+from model.training.torch_legacy import (
     MAGIC_NUMBER,
     PROTOCOL_VERSION,
     LegacyFormatError,

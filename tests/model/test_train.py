@@ -72,8 +72,8 @@ def test_run_writes_model_sidecar_log_and_curves(tiny_run: Path) -> None:
 def test_resume_continues_from_the_checkpoint_after_kills(
     tmp_path: Path, pcam_dir: Path
 ) -> None:
-    from model.callbacks import resume_epoch
-    from model.train import TrainConfig, train
+    from model.training.callbacks import resume_epoch
+    from model.training.train import TrainConfig, train
 
     config = TrainConfig(
         train_data=pcam_dir,
@@ -115,8 +115,8 @@ def test_resume_continues_from_the_checkpoint_after_kills(
 
 
 def test_bad_data_fails_before_training(tmp_path: Path, pcam_dir: Path) -> None:
-    from model.data import DataError
-    from model.train import TrainConfig, train
+    from model.training.data import DataError
+    from model.training.train import TrainConfig, train
 
     bad = tmp_path / "bad"
     (bad / "1").mkdir(parents=True)
@@ -134,8 +134,8 @@ def test_bad_data_fails_before_training(tmp_path: Path, pcam_dir: Path) -> None:
 
 
 def test_config_is_validated(tmp_path: Path) -> None:
-    from model.augment import AugmentParams
-    from model.train import TrainConfig
+    from model.training.augment import AugmentParams
+    from model.training.train import TrainConfig
 
     config = partial(
         TrainConfig, train_data=tmp_path, valid_data=None, out_dir=tmp_path
@@ -159,7 +159,7 @@ def test_config_is_validated(tmp_path: Path) -> None:
 
 @pytest.mark.tf
 def test_init_from_copies_a_saved_models_weights(tmp_path: Path) -> None:
-    from model.train import TrainConfig, train
+    from model.training.train import TrainConfig, train
 
     fixtures = Path(__file__).parent.parent / "fixtures" / "pcam"
     first = train(
@@ -198,9 +198,9 @@ def test_dropout_sets_the_heads_rate_and_weights_move_across_rates(
     tmp_path: Path, pcam_dir: Path, card_saver: Any
 ) -> None:
     """A student without dropout starts from a model trained with it."""
-    from model.network import build_model
     from model.predict import load_classifier
-    from model.train import TrainConfig, train
+    from model.training.network import build_model
+    from model.training.train import TrainConfig, train
 
     source = build_model("small-cnn", seed=4)
     assert source.get_layer("head_dropout").rate == pytest.approx(0.5)
@@ -247,7 +247,7 @@ def _rate_recorder() -> Any:
 def test_cosine_schedule_decays_to_the_floor_over_the_run(
     tmp_path: Path, pcam_dir: Path
 ) -> None:
-    from model.train import COSINE_FLOOR, TrainConfig, train
+    from model.training.train import COSINE_FLOOR, TrainConfig, train
 
     rates = _rate_recorder()
     train(

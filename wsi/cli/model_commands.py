@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from model.network import ARCHITECTURES
 from model.registry import BUNDLED_MODELS, DEFAULT_MODEL
+from model.training.network import ARCHITECTURES
 
 #: The --model help of every command that scores (one place).
 MODEL_HELP = (
@@ -195,8 +195,8 @@ def train_command(
     """Train a patch classifier on TRAIN_DATA; rerun the same command to resume."""
     from dataclasses import replace
 
-    from model.augment import AugmentParams
-    from model.train import TrainConfig, train
+    from model.training.augment import AugmentParams
+    from model.training.train import TrainConfig, train
 
     if shift and teacher is None and not fold_teachers:
         raise click.UsageError(
@@ -287,7 +287,7 @@ def eval_patches_command(
     limit: int | None,
 ) -> None:
     """Evaluate a model on labelled patches in DATA (ROC AUC, accuracy, loss)."""
-    from model.evaluate import eval_patches
+    from model.training.evaluate import eval_patches
 
     report = eval_patches(
         data, model=model_path, tta=tta, tta_mean=tta_mean, limit=limit, roc_png=roc_png
@@ -330,7 +330,7 @@ def export_model_command(
     check_limit: int | None,
 ) -> None:
     """Export a training run's best model (SOURCE: run folder or .keras) for shipping."""
-    from model.export_bundle import export_bundle
+    from model.training.export_bundle import export_bundle
 
     if float16 and check_data is None:
         raise click.UsageError(

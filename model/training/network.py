@@ -94,7 +94,7 @@ def build_model(
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((PATCH_PX, PATCH_PX, 3), name="rgb")
     if arch in PRETRAINED_SHIPPED:
-        from model.efficientnet_lite import build_lite
+        from model.training.efficientnet_lite import build_lite
 
         features = build_lite(inputs, arch)
         features = keras.layers.GlobalAveragePooling2D(name="gap")(features)
@@ -153,7 +153,10 @@ def _finish(
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
     if imagenet is not None:
-        from model.efficientnet_lite import imagenet_weights, set_imagenet_weights
+        from model.training.efficientnet_lite import (
+            imagenet_weights,
+            set_imagenet_weights,
+        )
 
         weights, source = imagenet_weights(*imagenet)
         n = set_imagenet_weights(model, weights)

@@ -28,15 +28,20 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from model.augment import AugmentParams
-from model.batchnorm import (
+from model.card import HELD_OUT_SPLITS, in_held_out_split
+from model.training.augment import AugmentParams
+from model.training.batchnorm import (
     RECALIBRATION_PATCHES,
     SwapEMAWeightsRecalibrated,
     recalibration_patches,
 )
-from model.callbacks import BestCheckpoint, CurvesPlot, ResumableBackup, resume_epoch
-from model.card import HELD_OUT_SPLITS, in_held_out_split
-from model.data import (
+from model.training.callbacks import (
+    BestCheckpoint,
+    CurvesPlot,
+    ResumableBackup,
+    resume_epoch,
+)
+from model.training.data import (
     IndexedPatchSet,
     PatchSet,
     fold_ids,
@@ -44,8 +49,8 @@ from model.data import (
     split_patch_set,
     without_fold,
 )
-from model.dataset import make_dataset
-from model.network import (
+from model.training.dataset import make_dataset
+from model.training.network import (
     ARCHITECTURES,
     PRETRAINED_SHIPPED,
     build_model,
@@ -81,7 +86,7 @@ class TrainConfig:
     and the final model use the averaged weights, training steps the raw ones; their
     BatchNorm statistics are recomputed for them on ``bn_recalibration`` fixed,
     un-augmented training patches (0: keep the raw weights' statistics;
-    :mod:`model.batchnorm`).
+    :mod:`model.training.batchnorm`).
 
     ``pretrained`` starts architectures whose ImageNet weights ship with the package
     (EfficientNet-Lite0) from them. ``teacher`` (a saved model) turns the run into
@@ -90,9 +95,9 @@ class TrainConfig:
     exactly the augmented view the student sees.
     ``augment.shift`` (translations that do not keep the true label) needs a
     teacher. ``dropout`` sets the head's dropout rate (None:
-    the architecture's default, ``model.network.build_model``); it has no weights,
+    the architecture's default, ``model.training.network.build_model``); it has no weights,
     so ``init_from`` works across rates.
-    ``folds`` with ``holdout_fold`` trains without that fold (``model.data.fold_ids``):
+    ``folds`` with ``holdout_fold`` trains without that fold (``model.training.data.fold_ids``):
     a cross-fitted teacher. ``fold_teachers`` (one per fold, instead of ``teacher``)
     gives each patch's views the target of the teacher that never saw the patch.
     With soft targets (a teacher) the loss trains on them, while the training
@@ -204,7 +209,7 @@ class TrainResult:
 
 
 def build_network(config: TrainConfig) -> Any:
-    """The network of ``config`` (``model.network.build_model``)."""
+    """The network of ``config`` (``model.training.network.build_model``)."""
     return build_model(
         config.arch,
         imagenet_weights=config.imagenet_weights,
@@ -232,16 +237,16 @@ def train(
         Extra Keras callbacks, called after the run's own (progress bars, tests).
     build
         Builds the uncompiled network from ``config`` instead of
-        ``model.network.build_model`` (a hook for experiments, research/): it must
+        ``model.training.network.build_model`` (a hook for experiments, research/): it must
         take the 96x96 patch and return one probability.
     loss
         A Keras loss for soft (teacher) targets instead of
-        ``model.distill.target_crossentropy`` (a hook for experiments, research/):
+        ``model.training.distill.target_crossentropy`` (a hook for experiments, research/):
         it gets ``[B, 2]`` labels (target, true label) and ``[B, 1]`` predictions.
     targets
         Maps the augmented training batches ``(views, labels)`` to
         ``(views', [B, 2 + k] labels)`` (target, true label, extra columns) instead
-        of ``model.distill.distillation_targets`` (a hook for experiments,
+        of ``model.training.distill.distillation_targets`` (a hook for experiments,
         research/); it also gets the index of the run's first batch (a resumed run
         starts later). The run then trains on soft targets, as with a teacher.
 
@@ -317,12 +322,12 @@ def train(
             _init_weights(model, config.init_from, arch=config.arch)
         teacher = None
         if config.teacher is not None:
-            from model.distill import load_teacher
+            from model.training.distill import load_teacher
 
             teacher = load_teacher(config.teacher)
         fold_models: list[Any] = []
         if config.fold_teachers:
-            from model.distill import load_fold_teachers
+            from model.training.distill import load_fold_teachers
 
             fold_models = load_fold_teachers(
                 config.fold_teachers, source_hash=source_hash
@@ -345,7 +350,7 @@ def train(
     )
     valid_ds = make_dataset(valid_set, batch_size=256, training=False)
     if soft:
-        from model.distill import distillation_targets, paired_labels
+        from model.training.distill import distillation_targets, paired_labels
 
         train_ds = (
             targets(train_ds, first_epoch * steps)
@@ -428,7 +433,7 @@ def _loss_and_metrics(soft: bool, loss: Any = None) -> dict[str, Any]:
     ``loss`` replaces the distillation loss on soft targets (the ``train`` hook).
 
     Runs on soft targets get ``[B, 2]`` labels (target, true label; see
-    ``model.distill``), so their metrics still compare the predictions with the
+    ``model.training.distill``), so their metrics still compare the predictions with the
     true 0/1 labels, under the same names, rather than with the soft targets.
     """
     import keras
@@ -438,7 +443,11 @@ def _loss_and_metrics(soft: bool, loss: Any = None) -> dict[str, Any]:
             "loss": "binary_crossentropy",
             "metrics": [keras.metrics.AUC(name="auc", num_thresholds=1000), "accuracy"],
         }
-    from model.distill import HardLabelAccuracy, HardLabelAUC, target_crossentropy
+    from model.training.distill import (
+        HardLabelAccuracy,
+        HardLabelAUC,
+        target_crossentropy,
+    )
 
     return {
         "loss": target_crossentropy if loss is None else loss,

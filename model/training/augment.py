@@ -18,7 +18,7 @@ Notes
 3. ``shift`` moves the patch by up to ``shift`` whole pixels in each direction
    (reflecting at the edges, no interpolation), so the centre 32x32 shows other cells
    than the labelled ones: the true label no longer holds, the teacher's score of the
-   shifted view does. ``model.train`` refuses it without a teacher.
+   shifted view does. ``model.training.train`` refuses it without a teacher.
 4. HED jitter follows Tellez et al. (2018): optical density ``-ln(rgb)`` is split
    into haematoxylin, eosin and DAB concentrations with the Ruifrok-Johnston matrix
    (as in ``skimage.color.rgb2hed``), each scaled by ``U(1 - s, 1 + s)`` and shifted

@@ -17,7 +17,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from model.data import DataError, PatchSet, open_patch_set
+from model.training.data import DataError, PatchSet, open_patch_set
 from wsi.progress import Progress, ensure_progress
 from wsi.provenance import software_versions
 

@@ -34,8 +34,6 @@ from model.card import (
     read_card,
     write_card,
 )
-from model.data import PatchSet, open_patch_set
-from model.evaluate import roc_auc, score_patch_set
 from model.predict import (
     KerasPatchClassifier,
     _check_shapes,
@@ -43,6 +41,8 @@ from model.predict import (
     check_model_file,
     load_classifier,
 )
+from model.training.data import PatchSet, open_patch_set
+from model.training.evaluate import roc_auc, score_patch_set
 from wsi.errors import ModelLoadError
 from wsi.provenance import software_versions
 

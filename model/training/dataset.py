@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model.augment import AugmentParams, augment_batch
-from model.data import PatchSet
+from model.training.augment import AugmentParams, augment_batch
+from model.training.data import PatchSet
 from wsi.geometry import PATCH_PX
 
 __all__ = ["make_dataset"]
@@ -46,7 +46,7 @@ def make_dataset(
         Skip this many training batches first (cheaply, before any patch is read),
         so a resumed run sees the batches an uninterrupted run would have seen.
     groups
-        One integer per patch (e.g. its fold, ``model.data.fold_ids``): each batch
+        One integer per patch (e.g. its fold, ``model.training.data.fold_ids``): each batch
         then carries a third element, ``int64[B]``, the group of each patch.
     """
     import tensorflow as tf

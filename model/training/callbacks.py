@@ -11,7 +11,7 @@ from typing import Any
 import keras
 
 from model.card import ModelCard, write_card
-from model.network import preprocessing_for
+from model.training.network import preprocessing_for
 from wsi.provenance import software_versions
 
 __all__ = [

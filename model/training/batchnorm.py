@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import numpy.typing as npt
 
-from model.data import sample_index
+from model.training.data import sample_index
 
 __all__ = [
     "RECALIBRATION_PATCHES",
@@ -63,7 +63,7 @@ def _restore(
 def recalibration_patches(
     patch_set: Any, n: int = RECALIBRATION_PATCHES, *, seed: int = 0
 ) -> npt.NDArray[np.uint8]:
-    """``n`` patches of ``patch_set`` (a ``model.data.PatchSet``), fixed by ``seed``.
+    """``n`` patches of ``patch_set`` (a ``model.training.data.PatchSet``), fixed by ``seed``.
 
     At most all of them, in the set's order, un-augmented.
     """
