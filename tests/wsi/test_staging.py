@@ -138,7 +138,9 @@ def test_a_patient_with_a_failed_node_is_not_staged() -> None:
     patient = PatientStage.of("patient_1", [("a.tif", MA), ("b.tif", None)])
     assert patient.stage is None
     assert any("no result for b.tif" in note for note in patient.notes)
-    assert any("2 of 5 nodes" in note for note in patient.notes)
+    assert not any("of 5 nodes" in note for note in patient.notes)  # not staged at all
+    staged = PatientStage.of("patient_2", [("a.tif", MA), ("b.tif", NodeClass.MICRO)])
+    assert staged.notes == ("staged on 2 of 5 nodes",)
 
 
 # --- grouping and CSV files -----------------------------------------------------

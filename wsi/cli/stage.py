@@ -51,8 +51,9 @@ def stage_command(out_dir: Path, patients_csv: Path | None) -> None:
             click.echo(f"  note: {note}", err=patient.stage is None)
     for stem in staged.left_out:
         click.echo(f"note: {stem} belongs to no patient; left out", err=True)
+    in_patients = {Path(name).stem for p in staged.patients for name, _ in p.nodes}
     for node in staged.nodes.values():
-        if node.problem is not None:
+        if node.problem is not None and node.stem in in_patients:
             click.echo(f"error: {node.stem}: {node.problem}", err=True)
     click.echo(f"stages: {path}")
     if any(p.stage is None for p in staged.patients):

@@ -215,7 +215,7 @@ class PatientStage:
         failed = [name for name, cls_ in nodes if cls_ is None]
         if failed:
             notes.append(f"not staged: no result for {', '.join(failed)}")
-        if len(nodes) < MAX_NODES:
+        if len(nodes) < MAX_NODES and not failed:
             notes.append(f"staged on {len(nodes)} of {MAX_NODES} nodes")
         stage = None if failed else patient_stage(c for _, c in nodes if c is not None)
         return cls(patient=patient, nodes=tuple(nodes), stage=stage, notes=tuple(notes))
