@@ -266,6 +266,7 @@ def export_slide(
             path=outputs.overlay_png,
             model_name=model_name,
             verdict=verdict_lines(score.probability, lesions),
+            lesions=lesions,
         )
         tissue_png(tissue, outputs.tissue_png)
         area = float(sum(r.area_um2 for r in regions))

@@ -343,3 +343,33 @@ def test_save_overlay_png_prints_the_model_name(tmp_path: Path) -> None:
     assert images[0].shape == images[1].shape
     assert images[0].shape[0] > big.shape[0]  # the legend strip
     assert (images[0] != images[1]).any()
+
+
+def test_lesions_counted_for_the_class_are_circled_and_keyed() -> None:
+    """Each staging lesion gets a blue circle of its longest diameter round its
+    centre; the legend then explains the circles in their colour."""
+    from wsi.heatmap.colormap import LESION_MARKER_RGB
+    from wsi.regions.lesion_class import staging_lesions
+
+    args = _inputs()
+    grid = args["grid"]
+    heatmap = np.full(grid.shape, 0.05, np.float32)
+    heatmap[4:7, 8:11] = 0.99  # a 3 x 3 cell lesion
+    lesions = staging_lesions(heatmap, grid=grid)
+    assert len(lesions) == 1
+    plain = render_overlay(**(args | {"heatmap": heatmap}))
+    marked = render_overlay(**(args | {"heatmap": heatmap}), lesions=lesions)
+    blue = (marked == LESION_MARKER_RGB).all(axis=-1)
+    assert blue.any()
+    assert not (plain == LESION_MARKER_RGB).all(axis=-1).any()
+    # The circle is centred on the lesion: its blue pixels balance round the centre.
+    ys, xs = np.nonzero(blue)
+    cx, cy = (np.asarray(lesions[0].l0_xy) / args["thumbnail_downsample"]).tolist()
+    assert abs(xs.mean() - cx) < 2
+    assert abs(ys.mean() - cy) < 2
+    labels = legend_labels(lesions=True)
+    assert labels["lesions"].endswith("lesions counted for the node class")
+    image = np.full((300, 900, 3), 200, np.uint8)
+    keyed = add_legend(image, um_per_px=2.0, lesion_key=True)
+    assert (keyed[300:] == LESION_MARKER_RGB).all(axis=-1).any()
+    assert not (add_legend(image, um_per_px=2.0) == LESION_MARKER_RGB).all(-1).any()

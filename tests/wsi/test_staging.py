@@ -73,6 +73,9 @@ def test_a_line_of_cells_measures_its_length_plus_the_window_gap() -> None:
     assert three[0].diameter_mm * 1000 == pytest.approx(2 * CELL_UM + GAP_UM, abs=0.01)
     assert three[0].size_class is MI  # 249 um
     assert three[0].n_cells == 3
+    # Its position is its centre, the middle cell's centre (the overlay's circle).
+    x, y = grid.heatmap_to_level0([[11.5, 10.5]])[0]
+    assert three[0].l0_xy == (round(x), round(y))
 
 
 def test_a_large_region_with_a_hole_is_a_macro_metastasis() -> None:

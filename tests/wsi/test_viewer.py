@@ -54,6 +54,10 @@ def test_index_lists_slides(client: FlaskClient) -> None:
     page = client.get("/slides/tiny").get_data(as_text=True)
     assert "Node class" in page
     assert "(largest lesion 0.43 mm)" in page
+    # The lesions that set the class are listed, each zooming to its place.
+    assert 'class="lesion-item"' in page
+    assert 'data-x="550" data-y="400"' in page
+    assert "micro, 0.43 mm across, highest cell 0.98" in page
 
 
 def test_api_slides(client: FlaskClient) -> None:

@@ -76,6 +76,17 @@ def build_out_dir(root: Path, heatmap: np.ndarray | None = None) -> Path:
                 "n_regions": 1,
                 "node_class": "micro",
                 "largest_diameter_mm": 0.4321,
+                "lesions": [
+                    {
+                        "diameter_mm": 0.4321,
+                        "class": "micro",
+                        "area_um2": 34829.1,
+                        "n_cells": 4,
+                        "max_probability": 0.98,
+                        "x_l0": 550,
+                        "y_l0": 400,
+                    }
+                ],
                 "threshold": 0.5,
                 "effective_mpp": 0.972,
             }

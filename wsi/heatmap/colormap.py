@@ -18,6 +18,7 @@ import numpy.typing as npt
 __all__ = [
     "HEATMAP_CMAP",
     "LEGEND_BACKGROUND_RGB",
+    "LESION_MARKER_RGB",
     "NO_DATA_RGB",
     "TINT_CMAP",
     "TINT_CMAP_SPAN",
@@ -50,6 +51,8 @@ TUMOR_RGB: Final = (200, 0, 0)
 TUMOR_OUTLINE_RGB: Final = (0, 0, 0)
 #: Outline of the tissue mask in the overlay (green, apart from H&E and the polygons).
 TISSUE_OUTLINE_RGB: Final = (0, 150, 0)
+#: Circles around the lesions that set the node's class (blue: apart from the tint).
+LESION_MARKER_RGB: Final = (0, 90, 255)
 
 
 @cache

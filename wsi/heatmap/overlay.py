@@ -24,6 +24,7 @@ from shapely.geometry import MultiPolygon
 from wsi.geometry import TileGrid, check_heatmap
 from wsi.heatmap.colormap import (
     LEGEND_BACKGROUND_RGB,
+    LESION_MARKER_RGB,
     TINT_FLOOR,
     TISSUE_OUTLINE_RGB,
     TUMOR_OUTLINE_RGB,
@@ -34,6 +35,8 @@ from wsi.store.atomic import atomic_output
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont
+
+    from wsi.regions.lesion_class import NodeLesion
 
 __all__ = [
     "add_legend",
@@ -117,6 +120,7 @@ def render_overlay(
     grid: TileGrid,
     thumbnail_downsample: float,
     regions: Sequence[TumorRegion],
+    lesions: Sequence[NodeLesion] = (),
 ) -> npt.NDArray[np.uint8]:
     """Draw the overlay in memory (see `save_overlay_png` for the parameters).
 
@@ -157,6 +161,15 @@ def render_overlay(
             draw.line(ring, fill=(255, 255, 255), width=line_px + 2, joint="curve")
     for ring in rings:
         draw.line(ring, fill=TUMOR_OUTLINE_RGB, width=line_px, joint="curve")
+    px_per_um = 1 / (thumbnail_downsample * grid.geometry.mpp)
+    for lesion in lesions:
+        # A circle of the lesion's longest diameter around its most confident cell
+        # (at least a few pixels, so that a lesion of two cells still shows).
+        x, y = (np.asarray(lesion.l0_xy, float) / thumbnail_downsample - 0.5).tolist()
+        r = max(lesion.diameter_mm * 500 * px_per_um, 4.0 * line_px + 3)
+        box = [x - r, y - r, x + r, y + r]
+        draw.ellipse(box, outline=(255, 255, 255), width=line_px + 2)
+        draw.ellipse(box, outline=LESION_MARKER_RGB, width=line_px)
     return np.asarray(image)
 
 
@@ -211,7 +224,9 @@ def format_length_um(length_um: float) -> str:
     return f"{length_um:g} µm"
 
 
-def legend_labels(*, model_name: str | None = None) -> dict[str, str]:
+def legend_labels(
+    *, model_name: str | None = None, lesions: bool = False
+) -> dict[str, str]:
     """The texts of the legend strip, by item (the model only when given).
 
     Examples
@@ -228,6 +243,8 @@ def legend_labels(*, model_name: str | None = None) -> dict[str, str]:
     }
     if model_name:
         labels["model"] = f"model: {model_name}"
+    if lesions:
+        labels["lesions"] = "\u25cb lesions counted for the node class"
     return labels
 
 
@@ -237,6 +254,7 @@ def add_legend(
     um_per_px: float | None = None,
     model_name: str | None = None,
     verdict: Sequence[str] = (),
+    lesion_key: bool = False,
 ) -> npt.NDArray[np.uint8]:
     """Append a legend under an overlay: tint ramp, outline keys, verdict, scale bar.
 
@@ -255,8 +273,10 @@ def add_legend(
     model_name
         Printed as "model: NAME" under the outline keys when given.
     verdict
-        Up to three lines about the slide (its probability, the node's class), in a
+        Up to two lines about the slide (its probability, the node's class), in a
         block of their own after the keys.
+    lesion_key
+        Add the key of the lesion circles (in their colour) under the verdict.
 
     Returns
     -------
@@ -276,13 +296,16 @@ def add_legend(
         pad_px=font_px,
         measure=ImageDraw.Draw(Image.new("RGB", (1, 1))),
     )
-    labels = legend_labels(model_name=model_name)
+    labels = legend_labels(model_name=model_name, lesions=lesion_key)
     blocks = [
         _ramp_block(labels["ramp"], width, style),
         _keys_block(labels, width, _outline_px(height, width), style),
     ]
-    if verdict:
-        blocks.append(_text_block(list(verdict)[:3], width, style))
+    lines = [(line, (0, 0, 0)) for line in list(verdict)[:2]]
+    if "lesions" in labels:
+        lines.append((labels["lesions"], LESION_MARKER_RGB))
+    if lines:
+        blocks.append(_text_block(lines, width, style))
     if um_per_px is not None:
         blocks.append(_scale_block(width, um_per_px, style))
     pad, band_px = style.pad_px, 3 * style.row_px + style.pad_px // 2
@@ -319,6 +342,7 @@ def save_overlay_png(
     path: Path,
     model_name: str | None = None,
     verdict: Sequence[str] = (),
+    lesions: Sequence[NodeLesion] = (),
 ) -> None:
     """Save the heatmap blended over the thumbnail, with tissue outline and polygons.
 
@@ -352,6 +376,10 @@ def save_overlay_png(
         The model that scored the slide, printed in the legend when given.
     verdict
         Lines about the slide for the legend (`add_legend`).
+    lesions
+        The staging view's lesions (`wsi.regions.lesion_class.staging_lesions`),
+        circled in `LESION_MARKER_RGB` with their longest diameter; the legend
+        then has their key.
 
     Raises
     ------
@@ -371,12 +399,14 @@ def save_overlay_png(
         grid=grid,
         thumbnail_downsample=thumbnail_downsample,
         regions=regions,
+        lesions=lesions,
     )
     out = add_legend(
         out,
         um_per_px=thumbnail_downsample * grid.geometry.mpp,
         model_name=model_name,
         verdict=verdict,
+        lesion_key=bool(lesions),
     )
     with atomic_output(path) as tmp:
         save_png(Image.fromarray(out), tmp)
@@ -478,19 +508,19 @@ def _keys_block(
     return _Block(block_px, draw_keys)
 
 
-def _text_block(lines: list[str], width: int, style: _Style) -> _Block:
-    """Lines of text, one per legend row."""
-    lines = [_elide(line, width - 2 * style.pad_px, style) for line in lines]
+def _text_block(
+    lines: list[tuple[str, tuple[int, int, int]]], width: int, style: _Style
+) -> _Block:
+    """Lines of text in their colours, one per legend row."""
+    lines = [(_elide(text, width - 2 * style.pad_px, style), c) for text, c in lines]
 
     def draw_text(
         image: Image.Image, draw: ImageDraw.ImageDraw, x: int, top: int
     ) -> None:
-        for row, line in enumerate(lines):
-            draw.text(
-                (x, top + row * style.row_px), line, fill=(0, 0, 0), font=style.font
-            )
+        for row, (text, colour) in enumerate(lines):
+            draw.text((x, top + row * style.row_px), text, fill=colour, font=style.font)
 
-    return _Block(max(style.text_px(line) for line in lines), draw_text)
+    return _Block(max(style.text_px(text) for text, _ in lines), draw_text)
 
 
 def _scale_block(width: int, um_per_px: float, style: _Style) -> _Block:

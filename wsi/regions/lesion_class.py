@@ -28,7 +28,7 @@ from enum import Enum
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
-from scipy.spatial.distance import pdist
+from scipy.spatial.distance import cdist
 
 from wsi.geometry import CENTER_PX, TileGrid, check_heatmap
 
@@ -135,7 +135,7 @@ class NodeLesion:
     max_probability
         Its most confident cell.
     l0_xy
-        Level-0 ``(x, y)`` of its most confident cell's centre.
+        Level-0 ``(x, y)`` of its centre: the middle of its longest diameter.
     """
 
     diameter_mm: float
@@ -211,12 +211,13 @@ def staging_lesions(
             inside & ~ndimage.binary_erosion(inside, structure=_EIGHT)
         )
         centres = np.column_stack([edge_cols * cell_um[0], edge_rows * cell_um[1]])
-        extent = float(pdist(centres).max()) if len(centres) > 1 else 0.0
-        diameter = (extent + gap_um) / 1000
-        r, c = np.unravel_index(int(np.argmax(window)), window.shape)
-        x, y = grid.heatmap_to_level0(
-            [[slices[1].start + c + 0.5, slices[0].start + r + 0.5]]
-        )[0]
+        distances = cdist(centres, centres)
+        i, j = np.unravel_index(int(np.argmax(distances)), distances.shape)
+        diameter = (float(distances[i, j]) + gap_um) / 1000
+        # The lesion's centre: the middle of its longest diameter (in cell units).
+        mid_col = slices[1].start + (edge_cols[i] + edge_cols[j]) / 2 + 0.5
+        mid_row = slices[0].start + (edge_rows[i] + edge_rows[j]) / 2 + 0.5
+        x, y = grid.heatmap_to_level0([[mid_col, mid_row]])[0]
         lesions.append(
             NodeLesion(
                 diameter_mm=diameter,

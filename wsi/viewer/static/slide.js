@@ -53,6 +53,7 @@
     });
     loadHeatmap();
     loadRegions();
+    listLesions();
     if (page.truth_url) loadTruth();
     trackCursor();
     if (page.mpp) { onViewportChange.push(updateScalebar); show("scalebar"); }
@@ -249,6 +250,16 @@
       if (list.children.length) show("regions-section");
       $("regions-on").addEventListener("change", function (e) {
         layer.svg.style.display = e.target.checked ? "" : "none";
+      });
+    });
+  }
+  /* the staging view's lesions (summary.json), listed by the page: click to zoom */
+  function listLesions() {
+    document.querySelectorAll(".lesion-item").forEach(function (item) {
+      item.addEventListener("click", function () {
+        var x = parseFloat(item.dataset.x), y = parseFloat(item.dataset.y);
+        var r = parseFloat(item.dataset.diameterUm) / 2 / (page.mpp || 0.25);
+        zoomTo([x - r, y - r, x + r, y + r]);
       });
     });
   }
