@@ -504,21 +504,18 @@ def build_set(
         writer.writerows(lesion_rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def set_arguments(
+    parser: argparse.ArgumentParser, *, out: Path, seed: int
+) -> argparse.ArgumentParser:
+    """The options of every development-set builder (this one, make_staging_set)."""
     parser.add_argument(
         "--data", type=Path, default=REPO.parent / "shared" / "data", help="shared data"
     )
-    parser.add_argument("--out", type=Path, default=Path("/work/evalset"))
-    parser.add_argument("--tumour", type=int, default=10, help="tumour slides per set")
-    parser.add_argument("--normal", type=int, default=5, help="normal slides per set")
-    parser.add_argument("--rows", type=int, default=34, help="level-2 grid rows")
-    parser.add_argument("--cols", type=int, default=42, help="level-2 grid columns")
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument(
         "--quality", type=int, default=85, help="JPEG quality, levels 2+"
     )
-    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=seed)
     parser.add_argument(
         "--patches",
         default="test-dev",
@@ -526,10 +523,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="PCam split the patches come from (never train/)",
     )
     parser.add_argument(
-        "--drop-pale", action="store_true", help="leave out mostly-white/grey patches"
-    )
-    parser.add_argument(
         "--sets", nargs="+", default=["tune", "heldout"], choices=["tune", "heldout"]
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    set_arguments(parser, out=Path("/work/evalset"), seed=8)
+    parser.add_argument("--tumour", type=int, default=10, help="tumour slides per set")
+    parser.add_argument("--normal", type=int, default=5, help="normal slides per set")
+    parser.add_argument("--rows", type=int, default=34, help="level-2 grid rows")
+    parser.add_argument("--cols", type=int, default=42, help="level-2 grid columns")
+    parser.add_argument(
+        "--drop-pale", action="store_true", help="leave out mostly-white/grey patches"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -71,6 +71,7 @@ from make_eval_slides import (
     label_cells,
     load_lesions,
     place_lesions,
+    set_arguments,
     split_halves,
     usable_patches,
     write_slide,
@@ -82,7 +83,6 @@ from wsi.regions.lesion_size import max_diameter_um
 
 logger = logging.getLogger("make_staging_set")
 
-REPO = Path(__file__).resolve().parent.parent
 NODES_PER_PATIENT = 5
 #: Each stage's patient: the classes of its five nodes (shuffled over the numbers).
 PATIENTS: dict[str, tuple[str, ...]] = {
@@ -227,25 +227,9 @@ def build_set(
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data", type=Path, default=REPO.parent / "shared" / "data", help="shared data"
-    )
-    parser.add_argument("--out", type=Path, default=Path("/work/stagingset"))
+    set_arguments(parser, out=Path("/work/stagingset"), seed=17)
     parser.add_argument(
         "--patients-per-stage", type=int, default=2, help="tune set (held-out: 1)"
-    )
-    parser.add_argument(
-        "--quality", type=int, default=85, help="JPEG quality, levels 2+"
-    )
-    parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument(
-        "--patches",
-        default="test-dev",
-        choices=["test-dev", "valid"],
-        help="PCam split the patches come from (never train/)",
-    )
-    parser.add_argument(
-        "--sets", nargs="+", default=["tune", "heldout"], choices=["tune", "heldout"]
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
