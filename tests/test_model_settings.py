@@ -120,3 +120,17 @@ def test_a_wrong_model_fails_in_seconds_before_any_slide(
     for name in BUNDLED_MODELS:
         assert name in err  # the error lists what can be chosen
     assert not (tmp_path / "out").exists()  # checked before any slide: no store
+
+
+def test_a_model_for_other_patches_fails_before_any_slide(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tiling at another scale than the model's is refused before tiling starts."""
+    slides = [str(FIXTURES / "cmu-1-small-region.svs")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*slides, "--out", str(tmp_path / "out"), "--target-mpp", "0.5"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert len(err.strip().splitlines()) == 1, err
+    assert "trained at 0.972 um/px but the tiles are at 0.5 um/px" in err
+    assert not (tmp_path / "out").exists()

@@ -17,6 +17,7 @@ from typing import Any
 
 from wsi.errors import BusyError, OutputError, SettingsMismatchError, WsiError
 from wsi.formats.export import PolygonParams
+from wsi.geometry import PATCH_PX, check_model_matches
 from wsi.model_settings import TunedSections, generic_sections, tuned_sections
 from wsi.progress import Progress
 from wsi.provenance import settings_hash, software_versions
@@ -122,7 +123,16 @@ def run(
     if classifier is None:
         from model.registry import check_model
 
-        check_model(config.scoring.model_path)  # before any slide is touched
+        # Before any slide is touched: the model exists, and takes the patches the
+        # tiling settings cut (size and um/px).
+        card = check_model(config.scoring.model_path)
+        check_model_matches(
+            model_name=str(config.scoring.model_path or "bundled model"),
+            model_px=card.input_px,
+            model_mpp=card.mpp,
+            tile_px=PATCH_PX,
+            tiles_mpp=config.tiling.mpp,
+        )
     if config.scoring.scheduler:
         from wsi.scoring import check_scheduler
 
