@@ -14,11 +14,8 @@
 # TensorFlow's GPU build; rerun the same command to resume after a kill.
 # Options after INIT go to `wsi-heatmap train` as they are, after the defaults here, so
 # they add to or override them, e.g. `... 200 none --shift 4` (see research/TRAINING.md
-# for what each measured on the CPU; mixup, feature matching and the teacher's TTA are
-# in research/distill_variants.py, trained from Python). With
-# `--fold-teacher T0 --fold-teacher T1 ...` (cross-fitted teachers, e.g. from
-# tools/gpu_train_teacher.sh with --folds K --holdout-fold I) the bundled teacher is
-# left out: fold teachers replace the one teacher. Bring
+# for what each measured on the CPU; mixup, feature matching, the teacher's TTA and
+# cross-fitted teachers are in research/, trained from Python). Bring
 # OUT_DIR/best.keras and best.json back, check them with
 #   wsi-heatmap eval-patches PCAM_DIR/valid --model OUT_DIR/best.keras --tta dihedral
 # and export with
@@ -38,9 +35,6 @@ PY
 init_args=()
 if [ "$init" != none ]; then init_args=(--init-from "$init"); fi
 teacher_args=(--teacher model/weights/pcam-efficientnet-lite0.keras)
-for arg in "$@"; do
-    if [ "$arg" = --fold-teacher ]; then teacher_args=(); fi
-done
 exec wsi-heatmap train "$data/train" --valid "$data/valid" --out "$out" \
     --arch nasnet-mobile "${init_args[@]}" "${teacher_args[@]}" --label-weight 0.1 \
     --batch-size 256 --lr 1.6e-3 --schedule cosine --ema 0.999 --hed 0.05 \

@@ -11,8 +11,8 @@
 # several GPUs. Batch 256 with the learning rate scaled by the linear rule
 # (3e-4 * 256 / 32) and a cosine decay, the recipe of the CPU run otherwise.
 # Options after EPOCHS go to `wsi-heatmap train` after the defaults here, so they add
-# to or override them, e.g. `--folds 5 --holdout-fold 0 --seed 0` for one of five
-# cross-fitted teachers (--fold-teacher; research/TRAINING.md, run kd18).
+# to or override them, e.g. `--seed 1`. (Cross-fitted teachers, run kd18, are trained
+# from Python through research/cross_fit.py.)
 # Bring OUT_DIR/best.keras and best.json back and export them with
 #   wsi-heatmap export-model OUT_DIR --out model/weights/pcam-efficientnet-lite0.keras \
 #       --float16 --check-data PCAM_DIR/valid

@@ -29,11 +29,9 @@ __all__ = [
     "H5PatchSet",
     "IndexedPatchSet",
     "PatchSet",
-    "fold_ids",
     "open_patch_set",
     "sample_index",
     "split_patch_set",
-    "without_fold",
 ]
 
 logger = logging.getLogger(__name__)
@@ -278,24 +276,6 @@ def split_patch_set(
     )
 
 
-def fold_ids(n: int, folds: int) -> npt.NDArray[np.int64]:
-    """The fold of each of ``n`` patches: position modulo ``folds``.
-
-    The one rule for cross-fitting (``wsi-heatmap train --folds K --holdout-fold I``
-    and the out-of-fold teachers of ``--fold-teacher``). In the class-folder layout
-    the patches are sorted by class, so every fold holds a ``1 / folds`` share of
-    each class.
-
-    Examples
-    --------
-    >>> fold_ids(5, 2).tolist()
-    [0, 1, 0, 1, 0]
-    """
-    if folds < 1:
-        raise ValueError(f"folds must be at least 1, got {folds}")
-    return np.arange(n, dtype=np.int64) % folds
-
-
 def sample_index(size: int, n: int, *, seed: int) -> npt.NDArray[np.int64]:
     """``min(n, size)`` distinct positions of ``range(size)``, fixed by ``seed``, sorted.
 
@@ -309,16 +289,6 @@ def sample_index(size: int, n: int, *, seed: int) -> npt.NDArray[np.int64]:
     """
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(size, min(n, size), replace=False)).astype(np.int64)
-
-
-def without_fold(patches: PatchSet, *, folds: int, holdout: int) -> IndexedPatchSet:
-    """Every patch of ``patches`` except those of fold ``holdout`` (``fold_ids``)."""
-    if not 0 <= holdout < folds:
-        raise ValueError(f"holdout fold must lie in [0, {folds}), got {holdout}")
-    keep = np.flatnonzero(fold_ids(len(patches), folds) != holdout)
-    return IndexedPatchSet(
-        patches, keep, name=f"{patches.name}[without fold {holdout} of {folds}]"
-    )
 
 
 def open_patch_set(

@@ -15,7 +15,6 @@ without the loss and metrics (``compile=False``), so it needs no custom objects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,8 +26,6 @@ __all__ = [
     "HardLabelAUC",
     "HardLabelAccuracy",
     "distillation_targets",
-    "fold_teacher_scores",
-    "load_fold_teachers",
     "load_teacher",
     "paired_labels",
     "target_crossentropy",
@@ -57,94 +54,11 @@ def load_teacher(path: Path) -> Any:
     return teacher.model
 
 
-def load_fold_teachers(paths: Sequence[Path], *, source_hash: str) -> list[Any]:
-    """Load cross-fitted teachers as frozen Keras models, in the order of their folds.
-
-    Teacher ``i`` of the result was trained without fold ``i`` of the same training
-    set (``wsi-heatmap train --folds K --holdout-fold i``, ``model.training.data.fold_ids``),
-    so it scores fold ``i``'s patches as it would patches it has never seen: its
-    targets there carry what it learnt, not what it memorised.
-
-    Parameters
-    ----------
-    paths
-        The ``K`` teachers' ``.keras`` files, in any order.
-    source_hash
-        Fingerprint of the whole training set the student trains on; each
-        teacher's recipe must name the same set (``fold_source_hash``).
-
-    Raises
-    ------
-    ModelLoadError
-        A teacher was not trained with ``--holdout-fold``, on another set, with
-        another number of folds, or two hold out the same fold.
-    """
-    from model.predict import load_classifier
-    from wsi.errors import ModelLoadError
-
-    found: dict[int, Any] = {}
-    for path in paths:
-        teacher = load_classifier(Path(path))
-        recipe = teacher.card.recipe
-        fold, folds = recipe.get("holdout_fold"), recipe.get("folds")
-        if fold is None:
-            raise ModelLoadError(
-                f"{path}: was not trained with a fold held out; train each fold "
-                "teacher with --folds K --holdout-fold I"
-            )
-        if folds != len(paths):
-            raise ModelLoadError(
-                f"{path}: was trained with {folds} folds, but {len(paths)} fold "
-                "teachers were given; give one teacher per fold"
-            )
-        if recipe.get("fold_source_hash") != source_hash:
-            raise ModelLoadError(
-                f"{path}: was trained on another training set (fingerprint "
-                f"{recipe.get('fold_source_hash')}, this one {source_hash}); its "
-                "held-out fold is not this set's"
-            )
-        if fold in found:
-            raise ModelLoadError(
-                f"{path}: holds out fold {fold}, as another fold teacher does; give "
-                "one teacher per fold"
-            )
-        teacher.model.trainable = False
-        found[int(fold)] = teacher.model
-        logger.info(
-            "fold teacher %d/%d: %s (validation AUC %s)",
-            fold,
-            folds,
-            path,
-            teacher.card.val_auc,
-        )
-    return [found[i] for i in range(len(paths))]
-
-
-def fold_teacher_scores(teachers: Sequence[Any], images: Any, folds: Any) -> Any:
-    """Each view scored by the teacher that never saw its patch, ``float32[B]``.
-
-    ``teachers[i]`` was trained without fold ``i``; ``folds`` is ``int64[B]``. Every
-    teacher scores the whole batch (K forward passes) and each view keeps the score
-    of its own fold's teacher.
-    """
-    import tensorflow as tf
-
-    scores = tf.stack(
-        [
-            tf.cast(tf.reshape(teacher(images, training=False), [-1]), tf.float32)
-            for teacher in teachers
-        ],
-        axis=-1,
-    )
-    return tf.gather(scores, folds, axis=1, batch_dims=1)
-
-
 def distillation_targets(
     dataset: Any,
-    teacher: Any | None,
+    teacher: Any,
     *,
     label_weight: float,
-    fold_teachers: Sequence[Any] = (),
 ) -> Any:
     """Map ``(views, labels)`` batches to ``(views', [targets, hard labels])``.
 
@@ -154,13 +68,9 @@ def distillation_targets(
         Training batches ``(float32[B, 96, 96, 3] in 0..255, float32[B])``, already
         augmented.
     teacher
-        A Keras model ``[B, 96, 96, 3] -> [B, 1]`` (None with ``fold_teachers``).
+        A Keras model ``[B, 96, 96, 3] -> [B, 1]``.
     label_weight
         Weight of the true label in the target; the teacher gets the rest.
-    fold_teachers
-        Cross-fitted teachers instead of ``teacher`` (``load_fold_teachers``): the
-        batches are then ``(views, labels, folds)`` and each view's target comes
-        from the teacher trained without its fold (``fold_teacher_scores``).
 
     Returns
     -------
@@ -172,18 +82,8 @@ def distillation_targets(
     """
     import tensorflow as tf
 
-    if fold_teachers and teacher is not None:
-        raise ValueError("fold_teachers replace the teacher; give one or the other")
-
-    def targets(*batch: Any) -> tuple[Any, Any]:
-        images, labels, *folds = batch
-        if fold_teachers:
-            soft = fold_teacher_scores(fold_teachers, images, folds[0])
-        elif teacher is not None:
-            scored = teacher(images, training=False)
-            soft = tf.cast(tf.reshape(scored, [-1]), tf.float32)
-        else:
-            soft = labels
+    def targets(images: Any, labels: Any) -> tuple[Any, Any]:
+        soft = tf.cast(tf.reshape(teacher(images, training=False), [-1]), tf.float32)
         target = label_weight * labels + (1 - label_weight) * soft
         return images, tf.stack([target, labels], axis=-1)
 

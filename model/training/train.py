@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,12 +42,9 @@ from model.training.callbacks import (
     resume_epoch,
 )
 from model.training.data import (
-    IndexedPatchSet,
     PatchSet,
-    fold_ids,
     open_patch_set,
     split_patch_set,
-    without_fold,
 )
 from model.training.dataset import make_dataset
 from model.training.network import (
@@ -97,9 +94,6 @@ class TrainConfig:
     teacher. ``dropout`` sets the head's dropout rate (None:
     the architecture's default, ``model.training.network.build_model``); it has no weights,
     so ``init_from`` works across rates.
-    ``folds`` with ``holdout_fold`` trains without that fold (``model.training.data.fold_ids``):
-    a cross-fitted teacher. ``fold_teachers`` (one per fold, instead of ``teacher``)
-    gives each patch's views the target of the teacher that never saw the patch.
     With soft targets (a teacher) the loss trains on them, while the training
     ``auc`` and ``accuracy`` of ``log.csv`` still compare the predictions with the
     true 0/1 labels.
@@ -130,9 +124,6 @@ class TrainConfig:
     pretrained: bool = True
     teacher: Path | None = None
     label_weight: float = 0.0
-    folds: int = 1
-    holdout_fold: int | None = None
-    fold_teachers: tuple[Path, ...] = ()
     dropout: float | None = None
 
     def __post_init__(self) -> None:
@@ -169,29 +160,13 @@ class TrainConfig:
             raise ValueError(
                 f"label_weight must be between 0 and 1, got {self.label_weight}"
             )
-        if self.fold_teachers and (
-            self.teacher is not None
-            or self.holdout_fold is not None
-            or len(self.fold_teachers) < 2
-        ):
-            raise ValueError(
-                "fold_teachers (at least 2, one per fold) replace the teacher; "
-                "not with teacher or holdout_fold"
-            )
-        if self.augment.shift and self.teacher is None and not self.fold_teachers:
+        if self.augment.shift and self.teacher is None:
             raise ValueError(
                 "shift moves the labelled centre 32x32 off the patch's centre; "
                 "use it with a teacher, which scores the shifted view"
             )
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.folds < 1:
-            raise ValueError(f"folds must be at least 1, got {self.folds}")
-        if self.holdout_fold is not None and not 0 <= self.holdout_fold < self.folds:
-            raise ValueError(
-                f"holdout_fold must lie in [0, {self.folds}) with {self.folds} "
-                f"folds, got {self.holdout_fold}"
-            )
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(
                 f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}"
@@ -226,6 +201,9 @@ def train(
     build: Callable[[TrainConfig], Any] | None = None,
     loss: Any = None,
     targets: Callable[[Any, int], Any] | None = None,
+    patches: Callable[[PatchSet], PatchSet] | None = None,
+    groups: Callable[[PatchSet, PatchSet], Any] | None = None,
+    extra_recipe: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train (or resume) a run described by ``config``; see the module docstring.
 
@@ -249,6 +227,17 @@ def train(
         of ``model.training.distill.distillation_targets`` (a hook for experiments,
         research/); it also gets the index of the run's first batch (a resumed run
         starts later). The run then trains on soft targets, as with a teacher.
+    patches
+        The training patches the run uses, from the set ``config.train_data`` opens
+        (before a validation part is split off): e.g. all but one fold (a hook for
+        experiments, research/).
+    groups
+        One integer per training patch, from ``(training patches, the opened set)``;
+        the training batches then carry them as a third element
+        (``model.training.dataset.make_dataset``), for a ``targets`` hook.
+    extra_recipe
+        Entries added to the recipe (``config.json`` and the card), e.g. what an
+        experiment's hooks did.
 
     Raises
     ------
@@ -264,18 +253,10 @@ def train(
     train_set: PatchSet = open_patch_set(
         config.train_data, split="train", limit=config.limit_train
     )
-    source_hash = train_set.fingerprint()
     source = train_set
-    if config.holdout_fold is not None:
-        train_set = without_fold(
-            train_set, folds=config.folds, holdout=config.holdout_fold
-        )
-        logger.info(
-            "training without fold %d of %d: %d patches",
-            config.holdout_fold,
-            config.folds,
-            len(train_set),
-        )
+    if patches is not None:
+        train_set = patches(train_set)
+        logger.info("training on %s: %d patches", train_set.name, len(train_set))
     if config.valid_data is None:
         train_set, valid_set = split_patch_set(
             train_set, valid_fraction=config.valid_fraction, seed=config.seed
@@ -325,13 +306,6 @@ def train(
             from model.training.distill import load_teacher
 
             teacher = load_teacher(config.teacher)
-        fold_models: list[Any] = []
-        if config.fold_teachers:
-            from model.training.distill import load_fold_teachers
-
-            fold_models = load_fold_teachers(
-                config.fold_teachers, source_hash=source_hash
-            )
         soft = _soft_targets(config) or targets is not None
         model.compile(
             optimizer=_optimizer(config, steps), **_loss_and_metrics(soft, loss)
@@ -346,7 +320,7 @@ def train(
         augment=config.augment,
         seed=config.seed,
         start_batch=first_epoch * steps,
-        groups=_folds_of(train_set, source, len(fold_models)) if fold_models else None,
+        groups=None if groups is None else groups(train_set, source),
     )
     valid_ds = make_dataset(valid_set, batch_size=256, training=False)
     if soft:
@@ -356,14 +330,11 @@ def train(
             targets(train_ds, first_epoch * steps)
             if targets is not None
             else distillation_targets(
-                train_ds,
-                teacher,
-                label_weight=config.label_weight,
-                fold_teachers=fold_models,
+                train_ds, teacher, label_weight=config.label_weight
             )
         )
         valid_ds = paired_labels(valid_ds)
-    recipe = _recipe(config, train_set, source_hash=source_hash)
+    recipe = _recipe(config, train_set) | dict(extra_recipe or {})
     (out / "config.json").write_text(json.dumps(recipe, indent=2, default=str) + "\n")
 
     best = BestCheckpoint(out, recipe=recipe)
@@ -410,21 +381,7 @@ def train(
 
 def _soft_targets(config: TrainConfig) -> bool:
     """Whether the run trains on soft targets (distillation)."""
-    return config.teacher is not None or bool(config.fold_teachers)
-
-
-def _folds_of(train_set: PatchSet, source: PatchSet, folds: int) -> Any:
-    """The fold of each training patch, by its position in ``source``, the set opened.
-
-    ``train_set`` is ``source`` itself, or its training part when no validation set
-    was given (``split_patch_set``).
-    """
-    found = fold_ids(len(source), folds)
-    if train_set is source:
-        return found
-    if not (isinstance(train_set, IndexedPatchSet) and train_set.base is source):
-        raise TypeError(f"{train_set.name} is not a part of {source.name}")
-    return found[train_set.indices]
+    return config.teacher is not None
 
 
 def _loss_and_metrics(soft: bool, loss: Any = None) -> dict[str, Any]:
@@ -502,20 +459,14 @@ def _schedule_callbacks(config: TrainConfig, train_set: PatchSet) -> list[Any]:
     return found
 
 
-def _recipe(
-    config: TrainConfig, train_set: PatchSet, *, source_hash: str
-) -> dict[str, Any]:
+def _recipe(config: TrainConfig, train_set: PatchSet) -> dict[str, Any]:
     recipe = asdict(config)
     recipe["augment"] = asdict(config.augment)
     recipe["train_data_hash"] = train_set.fingerprint()
-    # The whole training set's, before a fold was held out: what out-of-fold
-    # teachers (--fold-teacher) are matched against.
-    recipe["fold_source_hash"] = source_hash
     recipe["imagenet_init"] = bool(config.imagenet_weights) or (
         config.pretrained and config.arch in PRETRAINED_SHIPPED
     )
     recipe["n_train"] = len(train_set)
-    recipe["fold_teachers"] = [str(path) for path in config.fold_teachers]
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in recipe.items()}
 
 

@@ -4,9 +4,9 @@ A teacher fine-tuned on the training set scores those very patches from memory, 
 distillation targets there are close to the true labels and carry little of what it
 would say about a patch it has never seen. This prints the AUC against the true labels
 on a fixed sample of training patches of each ``--model`` (no augmentation, no TTA)
-and, given cross-fitted teachers (``wsi-heatmap train --folds K --holdout-fold I``),
+and, given cross-fitted teachers (``research/cross_fit.py``, ``fold_teacher_hooks``),
 of their out-of-fold scores: each patch scored by the teacher that never saw it (the
-targets ``--fold-teacher`` trains on).
+targets ``fold_student_hooks`` trains on).
 
     python research/scripts/train_targets_auc.py ../shared/data/pcam/train \\
         --model model/weights/pcam-efficientnet-lite0.keras \\
@@ -17,13 +17,16 @@ targets ``--fold-teacher`` trains on).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # research/
+from cross_fit import fold_ids, load_fold_teachers
+
 from model.predict import load_classifier
-from model.training.data import fold_ids, open_patch_set, sample_index
-from model.training.distill import load_fold_teachers
+from model.training.data import open_patch_set, sample_index
 from model.training.evaluate import roc_auc
 
 
@@ -53,7 +56,7 @@ def main() -> None:
         scores = load_classifier(path)(images)
         print(f"{path}: training AUC {roc_auc(labels, scores):.4f}")
     if args.fold_teacher:
-        # Checked and put in fold order as `wsi-heatmap train --fold-teacher` does.
+        # Checked and put in fold order as `fold_student_hooks` does.
         teachers = load_fold_teachers(
             args.fold_teacher, source_hash=patches.fingerprint()
         )

@@ -94,15 +94,6 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     help="Distil from this saved model: it scores the very view the student sees.",
 )
 @click.option(
-    "--fold-teacher",
-    "fold_teachers",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Instead of --teacher, cross-fitted teachers, one per fold (repeat the "
-    "option; each trained with --folds K --holdout-fold I on TRAIN_DATA): every "
-    "patch's target comes from the teacher that never saw it.",
-)
-@click.option(
     "--label-weight",
     type=click.FloatRange(0, 1),
     default=0.0,
@@ -153,18 +144,6 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
 @click.option(
     "--limit", type=click.IntRange(min=2), help="Use at most N training patches."
 )
-@click.option(
-    "--folds",
-    type=click.IntRange(min=2),
-    help="With --holdout-fold: split TRAIN_DATA into K folds (patch position "
-    "modulo K).",
-)
-@click.option(
-    "--holdout-fold",
-    type=click.IntRange(min=0),
-    help="Train without this fold (0-based) of --folds: a cross-fitted teacher "
-    "for --fold-teacher.",
-)
 def train_command(
     train_data: Path,
     valid_data: Path | None,
@@ -180,7 +159,6 @@ def train_command(
     imagenet_weights: Path | None,
     pretrained: bool,
     teacher: Path | None,
-    fold_teachers: tuple[Path, ...],
     label_weight: float,
     dropout: float | None,
     free_rotation: bool,
@@ -189,8 +167,6 @@ def train_command(
     checkpoint_steps: int,
     init_from: Path | None,
     limit: int | None,
-    folds: int | None,
-    holdout_fold: int | None,
 ) -> None:
     """Train a patch classifier on TRAIN_DATA; rerun the same command to resume."""
     from dataclasses import replace
@@ -198,26 +174,10 @@ def train_command(
     from model.training.augment import AugmentParams
     from model.training.train import TrainConfig, train
 
-    if shift and teacher is None and not fold_teachers:
+    if shift and teacher is None:
         raise click.UsageError(
             "--shift needs --teacher: a shifted view no longer matches its true "
             "label, only a teacher can score it"
-        )
-    if (folds is None) != (holdout_fold is None):
-        raise click.UsageError("--folds and --holdout-fold go together")
-    if folds is not None and holdout_fold is not None and holdout_fold >= folds:
-        raise click.UsageError(
-            f"--holdout-fold {holdout_fold} is not a fold of --folds {folds}: "
-            f"give 0 to {folds - 1}"
-        )
-    if fold_teachers and teacher is not None:
-        raise click.UsageError(
-            "give --teacher or --fold-teacher, not both: fold teachers replace "
-            "the single teacher"
-        )
-    if len(fold_teachers) == 1:
-        raise click.UsageError(
-            "one --fold-teacher is not cross-fitting: give one per fold (at least 2)"
         )
     config = TrainConfig(
         train_data=train_data,
@@ -233,15 +193,12 @@ def train_command(
         imagenet_weights=imagenet_weights,
         pretrained=pretrained,
         teacher=teacher,
-        fold_teachers=fold_teachers,
         label_weight=label_weight,
         dropout=dropout,
         checkpoint_steps=checkpoint_steps,
         init_from=init_from,
         augment=AugmentParams(free_rotation=free_rotation, hed=hed, shift=shift),
         limit_train=limit,
-        folds=folds or 1,
-        holdout_fold=holdout_fold,
     )
     if bn_recalibration is not None:
         config = replace(config, bn_recalibration=bn_recalibration)

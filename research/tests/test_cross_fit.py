@@ -1,4 +1,5 @@
-"""Cross-fitted teachers: each patch's target comes from a teacher that never saw it."""
+"""Cross-fitted teachers (research/): each patch's target comes from a teacher that
+never saw it, trained through ``model.training.train.train``'s hooks."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cross_fit import (
+    fold_ids,
+    fold_student_hooks,
+    fold_teacher_hooks,
+    fold_teacher_scores,
+    without_fold,
+)
 
 from model.training.augment import AugmentParams
-from model.training.data import ArrayPatchSet, fold_ids, open_patch_set, without_fold
+from model.training.data import ArrayPatchSet, open_patch_set
 from wsi.errors import ModelLoadError
 
 NO_COLOUR = AugmentParams(brightness=0, contrast=0, saturation=0, hue=0)
@@ -68,10 +76,7 @@ def _constant_teacher(p: float) -> Any:
 
 @pytest.mark.tf
 def test_each_view_is_scored_by_the_teacher_of_its_fold(pcam_dir: Path) -> None:
-    import tensorflow as tf
-
     from model.training.dataset import make_dataset
-    from model.training.distill import HARD_LABEL, TARGET, distillation_targets
 
     patches = open_patch_set(pcam_dir)
     teachers = [_constant_teacher(0.2), _constant_teacher(0.8)]
@@ -82,38 +87,27 @@ def test_each_view_is_scored_by_the_teacher_of_its_fold(pcam_dir: Path) -> None:
         augment=NO_COLOUR,
         groups=fold_ids(len(patches), 2),
     )
-    for views, labels, folds in ds.take(3):
-        batch = tf.data.Dataset.from_tensors((views, labels, folds))
-        ((out_views, targets),) = distillation_targets(
-            batch, None, label_weight=0.5, fold_teachers=teachers
-        )
-        teacher_score = np.where(folds.numpy() == 0, 0.2, 0.8)
-        expected = 0.5 * labels.numpy() + 0.5 * teacher_score
-        np.testing.assert_allclose(targets.numpy()[:, TARGET], expected, atol=1e-5)
-        np.testing.assert_array_equal(targets.numpy()[:, HARD_LABEL], labels.numpy())
-        np.testing.assert_array_equal(out_views.numpy(), views.numpy())
-    with pytest.raises(ValueError, match="fold_teachers replace the teacher"):
-        distillation_targets(ds, teachers[0], label_weight=0.1, fold_teachers=teachers)
+    for views, _, folds in ds.take(3):
+        scores = fold_teacher_scores(teachers, views, folds).numpy()
+        expected = np.where(folds.numpy() == 0, 0.2, 0.8)
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
 
 
 def _fold_teacher(pcam_dir: Path, out: Path, holdout: int, **kwargs: Any) -> Path:
     from model.training.train import TrainConfig, train
 
-    train(
-        TrainConfig(
-            train_data=pcam_dir,
-            valid_data=pcam_dir,
-            out_dir=out,
-            arch="logreg",
-            epochs=1,
-            batch_size=4,
-            steps_per_epoch=2,
-            folds=2,
-            holdout_fold=holdout,
-            augment=NO_COLOUR,
-            **kwargs,
-        )
+    config = TrainConfig(
+        train_data=pcam_dir,
+        valid_data=pcam_dir,
+        out_dir=out,
+        arch="logreg",
+        epochs=1,
+        batch_size=4,
+        steps_per_epoch=2,
+        augment=NO_COLOUR,
+        **kwargs,
     )
+    train(config, **fold_teacher_hooks(config, folds=2, holdout=holdout))
     return out / "best.keras"
 
 
@@ -136,67 +130,36 @@ def test_a_student_trains_on_cross_fitted_teachers(
         "batch_size": 8,
         "steps_per_epoch": 2,
         "label_weight": 0.1,
-        "augment": AugmentParams(shift=4),
+        "augment": NO_COLOUR,
     }
-    train(TrainConfig(out_dir=tmp_path / "s", fold_teachers=(t1, t0), **student))
+    config = TrainConfig(out_dir=tmp_path / "s", **student)
+    train(config, **fold_student_hooks(config, (t1, t0)))
     recipe = json.loads((tmp_path / "s" / "config.json").read_text())
     assert recipe["fold_teachers"] == [str(t1), str(t0)]
     assert (tmp_path / "s" / "best.keras").is_file()
 
     with pytest.raises(ModelLoadError, match="as another fold teacher does"):
-        train(TrainConfig(out_dir=tmp_path / "x", fold_teachers=(t0, t0), **student))
+        fold_student_hooks(config, (t0, t0))
     with pytest.raises(ModelLoadError, match="was not trained with a fold held out"):
-        train(
-            TrainConfig(
-                out_dir=tmp_path / "y", fold_teachers=(t0, tiny_model), **student
-            )
-        )
+        fold_student_hooks(config, (t0, tiny_model))
     other = _fold_teacher(pcam_dir, tmp_path / "t-other", 1, limit_train=16)
     with pytest.raises(ModelLoadError, match="was trained on another training set"):
-        train(TrainConfig(out_dir=tmp_path / "z", fold_teachers=(t0, other), **student))
+        fold_student_hooks(config, (t0, other))
 
 
-def test_fold_options_are_validated(tmp_path: Path) -> None:
+def test_fold_options_are_validated(tmp_path: Path, pcam_dir: Path) -> None:
     from model.training.train import TrainConfig
 
-    base = {"train_data": tmp_path, "valid_data": None, "out_dir": tmp_path}
+    config = TrainConfig(train_data=pcam_dir, valid_data=None, out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"holdout fold must lie in \[0, 2\)"):
+        fold_teacher_hooks(config, folds=2, holdout=2)
+    with pytest.raises(ValueError, match="folds must be at least 2"):
+        fold_teacher_hooks(config, folds=1, holdout=0)
     teachers = (tmp_path / "a.keras", tmp_path / "b.keras")
-    with pytest.raises(ValueError, match=r"holdout_fold must lie in \[0, 2\)"):
-        TrainConfig(**base, folds=2, holdout_fold=2)
-    for bad in (
-        {"teacher": tmp_path / "t.keras"},
-        {"folds": 2, "holdout_fold": 0},
-    ):
-        with pytest.raises(ValueError, match="replace the teacher"):
-            TrainConfig(**base, fold_teachers=teachers, **bad)
+    with_teacher = TrainConfig(
+        train_data=pcam_dir, valid_data=None, out_dir=tmp_path, teacher=teachers[0]
+    )
+    with pytest.raises(ValueError, match="replace the teacher"):
+        fold_student_hooks(with_teacher, teachers)
     with pytest.raises(ValueError, match="at least 2"):
-        TrainConfig(**base, fold_teachers=teachers[:1])
-    config = TrainConfig(**base, fold_teachers=teachers, augment=AugmentParams(shift=8))
-    assert config.augment.shift == 8
-
-
-@pytest.mark.tf
-def test_cli_trains_a_fold_teacher_and_refuses_bad_fold_options(
-    pcam_dir: Path, tmp_path: Path
-) -> None:
-    from click.testing import CliRunner
-
-    from wsi.cli import cli
-
-    out = tmp_path / "teacher"
-    args = ["train", str(pcam_dir), "--valid", str(pcam_dir), "--out", str(out)]
-    args += ["--arch", "logreg", "--epochs", "1", "--batch-size", "4"]
-    result = CliRunner().invoke(cli, [*args, "--folds", "2", "--holdout-fold", "1"])
-    assert result.exit_code == 0, result.output
-    config = json.loads((out / "config.json").read_text())
-    assert (config["folds"], config["holdout_fold"], config["n_train"]) == (2, 1, 12)
-    teacher = str(out / "best.keras")
-    for bad, message in (
-        (["--folds", "2"], "go together"),
-        (["--folds", "2", "--holdout-fold", "2"], "is not a fold of --folds 2"),
-        (["--fold-teacher", teacher], "give one per fold"),
-        (["--fold-teacher", teacher] * 2 + ["--teacher", teacher], "not both"),
-    ):
-        refused = CliRunner().invoke(cli, [*args, *bad])
-        assert refused.exit_code == 2, bad
-        assert message in refused.output, refused.output
+        fold_student_hooks(config, teachers[:1])
