@@ -1,10 +1,14 @@
-"""Research (none paid: runs kd8, kd13, kd14, kd16, research/TRAINING.md):
+"""Research (none paid: runs kd8, kd11, kd13, kd14, kd16, research/TRAINING.md):
 distillation variants that the bundled models do not use.
 
 - **mixup** (Beta(a, a) blends of each batch with a shuffled copy of itself; the
   teacher scores the blend): ``train(config, targets=mixup_targets(teacher_path, ...))``.
 - **teacher TTA** (each view's target is the teacher's mean over the 8 symmetries):
   ``train(config, targets=teacher_tta_targets(teacher_path, ...))``.
+- **shifted views** (each view translated by up to N whole pixels, reflecting; the
+  centre 32x32 then shows other cells than the labelled ones, so only the teacher's
+  score of the shifted view is a target): ``train(config,
+  targets=shifted_targets(teacher_path, label_weight=..., largest=4))``.
 - **feature matching** (the student also learns the teacher's last feature map,
   ``research/feature_distill.py``):
   ``train(config, build=feature_matching_builder(teacher_path, weight),
@@ -30,6 +34,8 @@ __all__ = [
     "feature_targets",
     "mix_batch",
     "mixup_targets",
+    "shift_views",
+    "shifted_targets",
     "teacher_tta_targets",
 ]
 
@@ -182,3 +188,49 @@ def feature_matching_builder(
         )
 
     return build
+
+
+def shift_views(images: Any, largest: int, seed: Any) -> Any:
+    """Translate each image by whole pixels in ``[-largest, largest]``, reflecting."""
+    import tensorflow as tf
+
+    from model.training.augment import warp_images
+
+    if not 0 <= largest < 48:
+        raise ValueError(f"largest must be in [0, 48) px, got {largest}")
+    batch = tf.shape(images)[0]
+    offsets = tf.random.stateless_uniform(
+        [batch, 2], seed, -largest, largest + 1, dtype=tf.int32
+    )
+    dx, dy = tf.unstack(tf.cast(offsets, tf.float32), axis=1)
+    ones, zeros = tf.ones_like(dx), tf.zeros_like(dx)
+    # Output (x, y) reads input (x + dx, y + dy): an exact shift with NEAREST.
+    transforms = tf.stack([ones, zeros, dx, zeros, ones, dy, zeros, zeros], axis=1)
+    return warp_images(images, transforms, "NEAREST")
+
+
+def shifted_targets(
+    teacher: Any, *, label_weight: float, largest: int, seed: int = 0
+) -> Targets:
+    """Shifted views; target ``w * label + (1 - w) * teacher(shifted view)``.
+
+    The true label no longer holds for a shifted view, so keep ``label_weight``
+    small. The draws depend on the batch index (a resumed run shifts as an
+    uninterrupted one would).
+    """
+    import tensorflow as tf
+
+    model = _model(teacher)
+
+    def hook(dataset: Any, start_batch: int) -> Any:
+        def targets(xy: Any, i: Any) -> tuple[Any, Any]:
+            images, labels = xy[0], xy[1]
+            key = tf.stack([tf.constant(seed + 104729, tf.int64), i])
+            images = shift_views(images, largest, key)
+            soft = tf.cast(tf.reshape(model(images, training=False), [-1]), tf.float32)
+            target = label_weight * labels + (1 - label_weight) * soft
+            return images, tf.stack([target, labels], axis=-1)
+
+        return _mapped(dataset, start_batch, targets)
+
+    return hook

@@ -175,20 +175,3 @@ def test_issue_11_quiet_hides_progress_bars(
         _main(["tile", str(tmp_path / "missing.svs"), "--out", str(tmp_path)], capsys)
     # -q: no bars at all; otherwise tqdm decides (None: no bars unless a terminal).
     assert seen == [True, None]
-
-
-@pytest.mark.parametrize(
-    ("option", "message"),
-    [
-        (["--shift", "8"], "--shift needs --teacher"),
-    ],
-)
-def test_train_teacher_options_without_teacher_are_usage_errors(
-    tmp_path: Path, option: list[str], message: str
-) -> None:
-    data = Path(__file__).parent / "fixtures" / "pcam"
-    args = ["train", str(data), "--out", str(tmp_path / "run")]
-    result = CliRunner().invoke(cli, [*args, *option])
-    assert result.exit_code == 2
-    assert message in result.output
-    assert not (tmp_path / "run").exists()

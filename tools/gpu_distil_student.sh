@@ -13,9 +13,9 @@
 # 32, cosine decay, weight average, HED jitter. Needs the package installed with
 # TensorFlow's GPU build; rerun the same command to resume after a kill.
 # Options after INIT go to `wsi-heatmap train` as they are, after the defaults here, so
-# they add to or override them, e.g. `... 200 none --shift 4` (see research/TRAINING.md
-# for what each measured on the CPU; mixup, feature matching, the teacher's TTA and
-# cross-fitted teachers are in research/, trained from Python). Bring
+# they add to or override them, e.g. `... 200 none --hed 0.1` (research/TRAINING.md has
+# what each measured on the CPU; shifted views, mixup, feature matching, the teacher's
+# TTA and cross-fitted teachers are in research/, trained from Python). Bring
 # OUT_DIR/best.keras and best.json back, check them with
 #   wsi-heatmap eval-patches PCAM_DIR/valid --model OUT_DIR/best.keras --tta dihedral
 # and export with

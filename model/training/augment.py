@@ -3,9 +3,8 @@
 Every geometric transform keeps the centre 32x32 in place, so the label stays true:
 the 8 symmetries of the square, and optional free rotations about the centre with
 reflection padding. Colour jitter (brightness, contrast, saturation, hue) and HED
-stain jitter are mild, optional and drawn per image. One transform does not keep the
-label, and is for distillation only, where a teacher labels the very view the student
-sees: ``shift``, a random translation by whole pixels.
+stain jitter are mild, optional and drawn per image. (Translations, which do not keep
+the label, are an experiment in research/distill_variants.py.)
 
 Notes
 -----
@@ -15,11 +14,7 @@ Notes
    corner of the centre cell can leave it. PCam labels a patch by *any* tumour pixel
    in the centre, so this is a small label noise; keep ``free_rotation`` off when it
    matters.
-3. ``shift`` moves the patch by up to ``shift`` whole pixels in each direction
-   (reflecting at the edges, no interpolation), so the centre 32x32 shows other cells
-   than the labelled ones: the true label no longer holds, the teacher's score of the
-   shifted view does. ``model.training.train`` refuses it without a teacher.
-4. HED jitter follows Tellez et al. (2018): optical density ``-ln(rgb)`` is split
+3. HED jitter follows Tellez et al. (2018): optical density ``-ln(rgb)`` is split
    into haematoxylin, eosin and DAB concentrations with the Ruifrok-Johnston matrix
    (as in ``skimage.color.rgb2hed``), each scaled by ``U(1 - s, 1 + s)`` and shifted
    by ``U(-s, s)``, and recombined.
@@ -31,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["AugmentParams", "augment_batch", "dihedral_random"]
+__all__ = ["AugmentParams", "augment_batch", "dihedral_random", "warp_images"]
 
 #: Ruifrok-Johnston stain vectors (rows: H, E, DAB), as in ``skimage.color``.
 RGB_FROM_HED: Final = (
@@ -61,9 +56,6 @@ class AugmentParams:
         Largest hue rotation, as a fraction of the colour circle (0 = off).
     hed
         Strength ``s`` of the HED stain jitter (0 = off; 0.05 is mild).
-    shift
-        Largest translation in whole pixels along each axis (0 = off); does not
-        keep the label (see the notes).
     """
 
     dihedral: bool = True
@@ -73,7 +65,6 @@ class AugmentParams:
     saturation: float = 0.1
     hue: float = 0.02
     hed: float = 0.0
-    shift: int = 0
 
     def __post_init__(self) -> None:
         for name in ("brightness", "contrast", "saturation", "hed"):
@@ -82,8 +73,6 @@ class AugmentParams:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
         if not 0 <= self.hue <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
-        if not 0 <= self.shift < 48:
-            raise ValueError(f"shift must be in [0, 48) px, got {self.shift}")
 
 
 def augment_batch(images: Any, params: AugmentParams, seed: Any) -> Any:
@@ -101,8 +90,6 @@ def augment_batch(images: Any, params: AugmentParams, seed: Any) -> Any:
         x = dihedral_random(x, seeds[0])
     if params.free_rotation:
         x = _free_rotation(x, seeds[1])
-    if params.shift:
-        x = _shift(x, params.shift, seeds[7])
     colour = (
         params.brightness,
         params.contrast,
@@ -168,25 +155,10 @@ def _free_rotation(images: Any, seed: Any) -> Any:
     b2 = centre - sin * centre - cos * centre
     zeros = tf.zeros_like(cos)
     transforms = tf.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
-    return _transform(images, transforms, "BILINEAR")
+    return warp_images(images, transforms, "BILINEAR")
 
 
-def _shift(images: Any, largest: int, seed: Any) -> Any:
-    """Translate each image by whole pixels in ``[-largest, largest]``, reflecting."""
-    import tensorflow as tf
-
-    batch = tf.shape(images)[0]
-    offsets = tf.random.stateless_uniform(
-        [batch, 2], seed, -largest, largest + 1, dtype=tf.int32
-    )
-    dx, dy = tf.unstack(tf.cast(offsets, tf.float32), axis=1)
-    ones, zeros = tf.ones_like(dx), tf.zeros_like(dx)
-    # Output (x, y) reads input (x + dx, y + dy): an exact shift with NEAREST.
-    transforms = tf.stack([ones, zeros, dx, zeros, ones, dy, zeros, zeros], axis=1)
-    return _transform(images, transforms, "NEAREST")
-
-
-def _transform(images: Any, transforms: Any, interpolation: str) -> Any:
+def warp_images(images: Any, transforms: Any, interpolation: str) -> Any:
     """Warp each image by its projective transform (output -> input), reflecting."""
     import tensorflow as tf
 

@@ -90,8 +90,7 @@ class TrainConfig:
     distillation: the target of every training patch is
     ``label_weight * label + (1 - label_weight) * teacher(view)``, the teacher seeing
     exactly the augmented view the student sees.
-    ``augment.shift`` (translations that do not keep the true label) needs a
-    teacher. ``dropout`` sets the head's dropout rate (None:
+    ``dropout`` sets the head's dropout rate (None:
     the architecture's default, ``model.training.network.build_model``); it has no weights,
     so ``init_from`` works across rates.
     With soft targets (a teacher) the loss trains on them, while the training
@@ -159,11 +158,6 @@ class TrainConfig:
         if not 0 <= self.label_weight <= 1:
             raise ValueError(
                 f"label_weight must be between 0 and 1, got {self.label_weight}"
-            )
-        if self.augment.shift and self.teacher is None:
-            raise ValueError(
-                "shift moves the labelled centre 32x32 off the patch's centre; "
-                "use it with a teacher, which scores the shifted view"
             )
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")

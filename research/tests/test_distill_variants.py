@@ -9,8 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
-from distill_variants import mixup_targets, teacher_tta_targets
+from distill_variants import (
+    mixup_targets,
+    shift_views,
+    shifted_targets,
+    teacher_tta_targets,
+)
 
 from model.training.augment import AugmentParams
 from model.training.data import open_patch_set
@@ -111,3 +117,65 @@ def test_teacher_tta_targets_are_the_teachers_dihedral_mean(pcam_dir: Path) -> N
     np.testing.assert_allclose(
         targets.numpy()[:, TARGET], 0.25 * hard + 0.75 * mean, atol=1e-5
     )
+
+
+@pytest.fixture
+def batch() -> npt.NDArray[np.float32]:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (64, 96, 96, 3)).astype(np.float32)
+
+
+def _shifted(
+    images: npt.NDArray[np.float32], largest: int, seed: tuple[int, int] = (0, 1)
+) -> npt.NDArray[np.float32]:
+    import tensorflow as tf
+
+    return np.asarray(
+        shift_views(tf.constant(images), largest, tf.constant(seed, tf.int64))
+    )
+
+
+def test_shift_translates_by_whole_pixels_reflecting_at_the_edges(
+    batch: npt.NDArray[np.float32],
+) -> None:
+    largest = 8
+    out = _shifted(batch, largest)
+    padded = np.pad(
+        batch, ((0, 0), (largest, largest), (largest, largest), (0, 0)), "symmetric"
+    )
+    offsets = set()
+    for before, after in zip(padded, out, strict=True):
+        found = [
+            (dy, dx)
+            for dy in range(-largest, largest + 1)
+            for dx in range(-largest, largest + 1)
+            if np.array_equal(
+                before[
+                    largest + dy : largest + dy + 96, largest + dx : largest + dx + 96
+                ],
+                after,
+            )
+        ]
+        assert len(found) == 1  # an exact copy of the patch moved by whole pixels
+        offsets.add(found[0])
+    assert len(offsets) > 32  # drawn per image
+    assert max(abs(d) for offset in offsets for d in offset) == largest
+
+
+def test_shift_zero_is_identity(batch: npt.NDArray[np.float32]) -> None:
+    np.testing.assert_array_equal(_shifted(batch[:4], 0), batch[:4])
+
+
+def test_shifted_targets_score_the_shifted_view(pcam_dir: Path) -> None:
+    teacher = _asymmetric_teacher()
+    hook = shifted_targets(teacher, label_weight=0.0, largest=8)
+    raw_views, _ = next(iter(_batches(pcam_dir)))
+    views, targets = next(iter(hook(_batches(pcam_dir), 0)))
+    assert not np.array_equal(views.numpy(), raw_views.numpy())  # shifted
+    np.testing.assert_allclose(
+        targets.numpy()[:, TARGET],
+        teacher(views, training=False).numpy()[:, 0],
+        atol=1e-5,
+    )
+    with pytest.raises(ValueError, match="largest must be in"):
+        shift_views(raw_views, 48, np.array([0, 1], np.int64))

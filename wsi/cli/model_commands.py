@@ -121,14 +121,6 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     help="HED stain jitter strength (0 = off).",
 )
 @click.option(
-    "--shift",
-    type=click.IntRange(0, 47),
-    default=0,
-    show_default=True,
-    help="With --teacher: translate each view by up to N whole pixels "
-    "(reflecting); the teacher scores the shifted view.",
-)
-@click.option(
     "--checkpoint-steps",
     type=click.IntRange(min=1),
     default=200,
@@ -163,7 +155,6 @@ def train_command(
     dropout: float | None,
     free_rotation: bool,
     hed: float,
-    shift: int,
     checkpoint_steps: int,
     init_from: Path | None,
     limit: int | None,
@@ -174,11 +165,6 @@ def train_command(
     from model.training.augment import AugmentParams
     from model.training.train import TrainConfig, train
 
-    if shift and teacher is None:
-        raise click.UsageError(
-            "--shift needs --teacher: a shifted view no longer matches its true "
-            "label, only a teacher can score it"
-        )
     config = TrainConfig(
         train_data=train_data,
         valid_data=valid_data,
@@ -197,7 +183,7 @@ def train_command(
         dropout=dropout,
         checkpoint_steps=checkpoint_steps,
         init_from=init_from,
-        augment=AugmentParams(free_rotation=free_rotation, hed=hed, shift=shift),
+        augment=AugmentParams(free_rotation=free_rotation, hed=hed),
         limit_train=limit,
     )
     if bn_recalibration is not None:
