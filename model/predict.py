@@ -145,7 +145,7 @@ def load_classifier(
         if not path.is_file():
             raise ModelLoadError(
                 f"{path}: the bundled model is not installed in this copy of "
-                "wsi-heatmap; pass --model PATH to a .keras file from 'wsi-heatmap "
+                "wsi-heatmap; pass `model_path` a .keras file from 'wsi-heatmap "
                 "train', or install a release that ships the model"
             )
     path = Path(path)
@@ -249,7 +249,7 @@ def check_compatible(
     >>> check_compatible(card, tile_px=96, mpp=0.5)
     Traceback (most recent call last):
     ...
-    wsi.errors.ModelLoadError: logreg model was trained at 0.972 um/px but the tiles are at 0.5 um/px; tile again with --target-mpp 0.972 or use a model trained at 0.5 um/px
+    wsi.errors.ModelLoadError: logreg model was trained at 0.972 um/px but the tiles are at 0.5 um/px; tile again with `tiling.mpp` 0.972 or use a model trained at 0.5 um/px
     """
     if not tolerance >= 0:
         raise ValueError(f"tolerance must be non-negative, got {tolerance}")

@@ -175,3 +175,22 @@ def test_issue_11_quiet_hides_progress_bars(
         _main(["tile", str(tmp_path / "missing.svs"), "--out", str(tmp_path)], capsys)
     # -q: no bars at all; otherwise tqdm decides (None: no bars unless a terminal).
     assert seen == [True, None]
+
+
+def test_the_library_names_settings_and_the_cli_spells_them_as_flags() -> None:
+    """One place for an option's meaning: the click options and their table."""
+    import logging
+
+    from wsi.cli.flags import FlagFormatter, spell_flags
+    from wsi.errors import OutputError
+
+    err = OutputError.unwritable("/x", OSError(13, "Permission denied"))
+    assert "`out_dir`" in str(err)  # what a Python caller reads
+    assert spell_flags(str(err)).endswith("choose a writable --out")
+    assert spell_flags("`tiling.mpp` and `pretrained=False`") == (
+        "--target-mpp and --no-pretrained"
+    )
+    record = logging.LogRecord(
+        "wsi", logging.WARNING, __file__, 1, "using `mpp` %s", ("0.25",), None
+    )
+    assert FlagFormatter("%(message)s").format(record) == "using --mpp 0.25"

@@ -99,7 +99,7 @@ def run_slides_on_cluster(
                     stage="cluster",
                     message=f"{slide}: lost the dask scheduler at {address} "
                     f"({type(err).__name__}); finished work is kept: run the same "
-                    "command again to resume (locally without --scheduler, or on a "
+                    "command again to resume (locally without `scoring.scheduler`, or on a "
                     "new cluster)",
                 ),
             )

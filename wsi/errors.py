@@ -25,7 +25,7 @@ class SlideReadError(WsiError, OSError):
 
 
 class MissingResolutionError(WsiError, ValueError):
-    """A slide has no microns-per-pixel metadata; the fix is ``--mpp``."""
+    """A slide has no microns-per-pixel metadata; the fix is the ``mpp`` setting."""
 
 
 class NoTissueError(WsiError):
@@ -45,7 +45,7 @@ class OutputError(WsiError, OSError):
         during = f" (step {step})" if step else ""
         return cls(
             f"cannot write {path}: {err.strerror or err}{during}; free space or choose "
-            "a writable --out, then run the same command again to resume"
+            "a writable `out_dir`, then run the same command again to resume"
         )
 
     @classmethod
@@ -53,12 +53,12 @@ class OutputError(WsiError, OSError):
         """The error for a folder that cannot be created or written."""
         return cls(
             f"cannot write to {folder}: {err.strerror or err}; choose a writable "
-            "--out folder"
+            "`out_dir`"
         )
 
 
 class SettingsMismatchError(WsiError):
-    """An existing store was written with other settings; the fix is ``--overwrite``."""
+    """An existing store was written with other settings; the fix is ``overwrite``."""
 
 
 class AnnotationError(WsiError, ValueError):
@@ -66,7 +66,7 @@ class AnnotationError(WsiError, ValueError):
 
 
 class BusyError(WsiError):
-    """Another process is writing the same outputs; the fix is to wait or use another --out."""
+    """Another process is writing the same outputs; the fix: wait, or another ``out_dir``."""
 
 
 class EvaluationError(WsiError, ValueError):

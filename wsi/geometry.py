@@ -400,7 +400,7 @@ def check_model_matches(
     if abs(model_mpp / tiles_mpp - 1) > tolerance:
         raise ModelLoadError(
             f"{model_name} was trained at {model_mpp:g} um/px but the tiles are at "
-            f"{tiles_mpp:g} um/px; tile again with --target-mpp {model_mpp:g} or use a "
+            f"{tiles_mpp:g} um/px; tile again with `tiling.mpp` {model_mpp:g} or use a "
             f"model trained at {tiles_mpp:g} um/px"
         )
 

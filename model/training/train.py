@@ -472,8 +472,8 @@ def _init_weights(model: Any, path: Path, *, arch: str) -> None:
     source = load_classifier(path)
     if source.card.architecture != arch:
         raise ModelLoadError(
-            f"{path}: is a {source.card.architecture} model, not {arch}; pass --arch "
-            f"{source.card.architecture} or another --init-from"
+            f"{path}: is a {source.card.architecture} model, not {arch}; pass `arch` "
+            f"{source.card.architecture} or another `init_from`"
         )
     model.set_weights(source.model.get_weights())
     logger.info("initialised from %s (validation AUC %s)", path, source.card.val_auc)

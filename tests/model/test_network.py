@@ -138,5 +138,5 @@ def test_efficientnet_lite0_starts_from_the_shipped_imagenet_weights(
 def test_efficientnet_lite0_missing_weights_file_names_the_fix(tmp_path: Path) -> None:
     from model.training.network import build_model
 
-    with pytest.raises(FileNotFoundError, match="--no-pretrained"):
+    with pytest.raises(FileNotFoundError, match="pretrained=False"):
         build_model("efficientnet-lite0", imagenet_weights=tmp_path / "none.npz")

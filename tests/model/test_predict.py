@@ -29,7 +29,7 @@ def test_check_compatible() -> None:
     with pytest.raises(
         ModelLoadError,
         match=r"trained at 0.972 um/px but the tiles are at "
-        r"0.486 um/px; tile again with --target-mpp 0.972",
+        r"0.486 um/px; tile again with `tiling.mpp` 0.972",
     ):
         check_compatible(card, tile_px=96, mpp=0.486)
     check_compatible(card, tile_px=96, mpp=0.486 * 2.04, tolerance=0.03)
@@ -54,7 +54,7 @@ def test_missing_bundled_model_says_what_to_do(
         lambda: tmp_path / "pcam-nasnet-mobile.keras",
     )
     with pytest.raises(
-        ModelLoadError, match=r"bundled model is not installed.*--model PATH"
+        ModelLoadError, match=r"bundled model is not installed.*`model_path`"
     ):
         model.predict.load_classifier()
 

@@ -75,11 +75,17 @@ def test_changed_tiling_is_named_in_options(slide: Path, tmp_path: Path) -> None
     )
     report = run(changed, classifier=ColourClassifier())
     (failure,) = report.failures
-    assert "--stride 96 -> 32" in failure.message
-    assert "--min-saturation 0.07 -> 0.05" in failure.message
-    assert "--overwrite" in failure.message
+    # The library names settings; the command line spells them as flags.
+    assert "`tiling.stride_px` 96 -> 32" in failure.message
+    assert "`tissue.min_saturation` 0.07 -> 0.05" in failure.message
+    assert "`overwrite`" in failure.message
+    from wsi.cli.flags import spell_flags
+
+    spelt = spell_flags(failure.message)
+    assert "--stride 96 -> 32; --min-saturation 0.07 -> 0.05" in spelt
+    assert "--overwrite" in spelt
     for internal in ("band_rows", "max_cols", "max_gap_cols", "stride_px"):
-        assert internal not in failure.message
+        assert internal not in spelt  # the store's internal keys are never shown
 
 
 def test_a_failed_slide_leaves_no_folder(tmp_path: Path) -> None:

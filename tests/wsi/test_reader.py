@@ -52,7 +52,7 @@ def test_missing_mpp_names_the_mpp_option(fixture_slides: Path) -> None:
         open_slide(path)
     message = str(info.value)
     assert path.name in message
-    assert "--mpp" in message
+    assert "`mpp`" in message
     assert "--mpp-from-objective" not in message  # it has no objective power either
     with pytest.raises(MissingResolutionError):
         open_slide(path, mpp_from_objective=True)
@@ -71,7 +71,7 @@ def test_objective_power_only_with_the_flag_and_a_warning(
     objective_only_slide: SlideSpec, caplog: pytest.LogCaptureFixture
 ) -> None:
     with pytest.raises(
-        MissingResolutionError, match=r"--mpp-from-objective to assume 0\.25"
+        MissingResolutionError, match=r"`mpp_from_objective` to assume 0\.25"
     ):
         open_slide(objective_only_slide.path)
     with caplog.at_level(logging.WARNING, logger="wsi"):

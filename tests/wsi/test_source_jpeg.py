@@ -356,6 +356,6 @@ def test_a_corrupt_slide_tile_is_named_when_read(tmp_path: Path) -> None:
     _tile(spec.path, store)
     assert open_tile_store(store).layout == "source-jpeg"
     with pytest.raises(
-        OutputError, match=r"tile \(3, 4\) does not decode.*--overwrite"
+        OutputError, match=r"tile \(3, 4\) does not decode.*`overwrite`"
     ):
         _patches(store)

@@ -284,7 +284,7 @@ def test_stage_refuses_folders_without_patients(
 ) -> None:
     out = tmp_path / "out"
     _finished(out, "Tumor_001", MI, 0.5)
-    with pytest.raises(WsiError, match="give --patients CSV"):
+    with pytest.raises(WsiError, match="give `patients_csv`"):
         stage_run(out)
     csv_path = tmp_path / "p.csv"
     csv_path.write_text("Tumor_001.tif,patient_9\nTumor_002.tif,patient_9\n")

@@ -382,7 +382,7 @@ def test_other_settings_are_refused_unless_overwrite(
     store = tmp_path / "s.zarr"
     _tile(tiny_slide.path, store)
     with pytest.raises(
-        SettingsMismatchError, match=r"stride_px: 96 -> 32.*--overwrite"
+        SettingsMismatchError, match=r"stride_px: 96 -> 32.*`overwrite`"
     ):
         _tile(tiny_slide.path, store, stride_px=32)
     result = _tile(tiny_slide.path, store, stride_px=32, overwrite=True)
@@ -480,11 +480,11 @@ def test_reads_skip_glass_and_task_specs_hold_no_handles(tiny_slide: SlideSpec) 
         ("broken.svs", SlideReadError, r"broken\.svs is not a slide"),
         ("unreadable.svs", SlideReadError, r"unreadable\.svs.*corrupt or truncated"),
         ("small.svs", NoTissueError, r"small\.svs is 16x16 px.*smaller than one 96x96"),
-        ("tcga-cr-7395-01a-01-ts1.svs", MissingResolutionError, "--mpp"),
+        ("tcga-cr-7395-01a-01-ts1.svs", MissingResolutionError, "`mpp`"),
         (
             "boxes.tiff",
             MissingResolutionError,
-            r"boxes\.tiff: level 0 is 352.8 um/px.*--mpp",
+            r"boxes\.tiff: level 0 is 352.8 um/px.*`mpp`",
         ),
     ],
 )
@@ -521,7 +521,7 @@ def test_no_tissue_is_a_clear_error_and_no_store(
 ) -> None:
     store = tmp_path / "blank.zarr"
     with pytest.raises(
-        NoTissueError, match=r"no tissue found in .*blank\.tif.*--min-saturation"
+        NoTissueError, match=r"no tissue found in .*blank\.tif.*`tissue.min_saturation`"
     ):
         _tile(blank_slide.path, store)
     assert not store.exists()
@@ -535,7 +535,9 @@ def test_too_strict_threshold_names_the_option(generated: Path, tmp_path: Path) 
         downsamples=(1, 4),
         blobs=(Blob(512, 512, 260, 260),),
     )
-    with pytest.raises(NoTissueError, match=r"no patch of .*disc\.tif.*--min-tissue"):
+    with pytest.raises(
+        NoTissueError, match=r"no patch of .*disc\.tif.*`tiling.min_tissue_fraction`"
+    ):
         _tile(
             slide.path,
             tmp_path / "x.zarr",
@@ -549,7 +551,7 @@ def test_unwritable_output_names_the_folder(
 ) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    with pytest.raises(OutputError, match=r"cannot write to .*not-a-folder.*--out"):
+    with pytest.raises(OutputError, match=r"cannot write to .*not-a-folder.*`out_dir`"):
         _tile(tiny_slide.path, blocker / "s.zarr")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
@@ -559,7 +561,7 @@ def test_unwritable_output_names_the_folder(
 
 
 def test_missing_mpp_can_be_given(no_mpp_slide: SlideSpec, tmp_path: Path) -> None:
-    with pytest.raises(MissingResolutionError, match="--mpp"):
+    with pytest.raises(MissingResolutionError, match="`mpp`"):
         _tile(no_mpp_slide.path, tmp_path / "a.zarr")
     result = _tile(no_mpp_slide.path, tmp_path / "b.zarr", slide_mpp=0.243)
     assert result.n_patches > 0

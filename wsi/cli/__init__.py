@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from wsi.cli.flags import FlagFormatter, say
 from wsi.errors import WsiError
 from wsi.quiet_import import quiet_first_import
 
@@ -91,7 +92,7 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
         else logging.INFO
     )
     handler = _TqdmAwareHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(FlagFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
     for noisy in ("distributed", "tensorflow", "absl", "h5py", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=args, prog_name="wsi-heatmap", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        say("aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
         err.show()
@@ -115,15 +116,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     except WsiError as err:
         if debug:
             raise
-        click.echo(f"error: {err}", err=True)
+        say(f"error: {err}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        click.echo("interrupted: run the same command again to resume", err=True)
+        say("interrupted: run the same command again to resume", err=True)
         sys.exit(130)
     except Exception as err:
         if debug:
             raise
-        click.echo(
+        say(
             f"unexpected error: {type(err).__name__}: {err} (rerun with --debug "
             "for the traceback and report it)",
             err=True,

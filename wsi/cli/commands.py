@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from wsi.cli.flags import say, spell_flags
 from wsi.cli.model_commands import (
     eval_patches_command,
     export_model_command,
@@ -78,14 +79,17 @@ def _progress() -> Any:
 
 
 def _error_line(slide: Path, message: str) -> str:
-    """One line per failed slide: the message, which names the file, or both."""
-    text = " ".join(message.split())
+    """One line per failed slide: the message, which names the file, or both.
+
+    The library's settings are spelt as flags (`wsi.cli.flags`).
+    """
+    text = spell_flags(" ".join(message.split()))
     return f"error: {text}" if Path(slide).name in text else f"error: {slide}: {text}"
 
 
 def _print_table(report: Any) -> None:
     for failure in report.failures:
-        click.echo(_error_line(failure.slide, failure.message), err=True)
+        say(_error_line(failure.slide, failure.message), err=True)
     if not report.results:
         return
     header = "slide|patches|slide prob|node class|max cell|tumour mm2|time s"
@@ -108,10 +112,8 @@ def _print_table(report: Any) -> None:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-        )
-    click.echo(f"outputs: {report.results[0].outputs.folder.parent}")
+        say("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    say(f"outputs: {report.results[0].outputs.folder.parent}")
 
 
 @click.command("tile")
@@ -171,9 +173,9 @@ def tile_command(
             if (ctx.find_root().obj or {}).get("debug"):
                 raise err
             failed += 1
-            click.echo(_error_line(slide, str(err)), err=True)
+            say(_error_line(slide, str(err)), err=True)
             continue
-        click.echo(
+        say(
             f"{slide.name}: {result.n_patches} patches at "
             f"{result.effective_mpp:.4f} um/px -> {store}"
         )
@@ -213,7 +215,7 @@ def score_command(folders: tuple[Path, ...], overwrite: bool, **options: Any) ->
             overwrite=overwrite,
             progress=_progress(),
         )
-        click.echo(
+        say(
             f"{outputs.stem}: {result.chunks_scored} of {result.n_chunks} chunks "
             f"scored in {result.seconds:.1f} s"
         )
@@ -258,7 +260,7 @@ def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
                 for name in POST_SECTIONS
             },
         )
-        click.echo(
+        say(
             f"{outputs.stem}: slide probability "
             f"{exported.slide_score.probability:.3f} "
             f"(max cell {stitched.max_probability:.3f}), "
@@ -311,10 +313,10 @@ def doctor_command(out_dir: Path | None) -> None:
         logging.getLogger().setLevel(logging.WARNING)
     checks = run_checks() if out_dir is None else check_outputs(out_dir)
     if out_dir is not None and not checks:
-        click.echo(f"{out_dir}: no slide stores (OUT/<stem>/<stem>.zarr) found")
+        say(f"{out_dir}: no slide stores (OUT/<stem>/<stem>.zarr) found")
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"
-        click.echo(f"[{mark}] {check.name}: {check.detail}")
+        say(f"[{mark}] {check.name}: {check.detail}")
     if not all(c.ok for c in checks):
         sys.exit(1)
 

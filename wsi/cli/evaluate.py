@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from wsi.cli.flags import say
+
 __all__ = ["evaluate_command"]
 
 
@@ -105,14 +107,12 @@ def _camelyon16(
 
 def _print_staging(report: Any) -> None:
     classes = ["negative", "itc", "micro", "macro"]
-    click.echo("nodes: truth (rows) x predicted (columns)")
+    say("nodes: truth (rows) x predicted (columns)")
     width = max(map(len, classes))
-    click.echo(" " * width + "  " + "  ".join(c.rjust(width) for c in classes))
+    say(" " * width + "  " + "  ".join(c.rjust(width) for c in classes))
     for name, row in zip(classes, report.confusion, strict=True):
-        click.echo(
-            name.ljust(width) + "  " + "  ".join(str(v).rjust(width) for v in row)
-        )
-    click.echo(
+        say(name.ljust(width) + "  " + "  ".join(str(v).rjust(width) for v in row))
+    say(
         f"node accuracy {_number(report.node_accuracy)} "
         f"({report.n_nodes - len(report.unscored_nodes)} of {report.n_nodes} nodes "
         "with a result)"
@@ -120,22 +120,22 @@ def _print_staging(report: Any) -> None:
     for patient, truth, predicted in report.patients:
         shown = predicted or "not staged"
         mark = "" if predicted == truth else "  <-"
-        click.echo(f"{patient}: truth {truth}, predicted {shown}{mark}")
+        say(f"{patient}: truth {truth}, predicted {shown}{mark}")
     if report.kappa is not None:
         ci = (
             ""
             if report.kappa_ci is None
             else f" (95% CI {report.kappa_ci[0]:.3f}-{report.kappa_ci[1]:.3f})"
         )
-        click.echo(f"patient kappa (quadratic) {report.kappa:.3f}{ci}")
+        say(f"patient kappa (quadratic) {report.kappa:.3f}{ci}")
     if report.diameters:
-        click.echo(
+        say(
             f"largest-lesion diameter error {_number(report.diameter_mae_mm)} mm "
             f"({len(report.diameters)} tumour nodes); micro-metastases "
             f"{_number(report.micro_diameter_mae_mm)} mm"
         )
     for stem in report.unscored_nodes:
-        click.echo(f"error: {stem}: no result in the run", err=True)
+        say(f"error: {stem}: no result in the run", err=True)
 
 
 def _print_report(report: Any) -> None:
@@ -154,7 +154,7 @@ def _print_report(report: Any) -> None:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+        say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     froc = report.froc
     if froc is not None:
         at = ", ".join(f"{r:g}: {v:.3f}" for r, v in froc.sensitivity_at.items())
@@ -163,23 +163,21 @@ def _print_report(report: Any) -> None:
             if report.froc_ci is None
             else f"95% CI {report.froc_ci[0]:.3f}-{report.froc_ci[1]:.3f}; "
         )
-        click.echo(
+        say(
             f"FROC {froc.froc:.3f} ({froc.n_lesions} lesion(s), {froc.n_slides} "
             f"slide(s); {ci}sensitivity at FP/slide {at})"
         )
     else:
-        click.echo("FROC: no lesions to detect")
+        say("FROC: no lesions to detect")
     if report.slide_auc is not None:
         low, high = report.slide_auc_ci
-        click.echo(f"slide AUC {report.slide_auc:.3f} (95% CI {low:.3f}-{high:.3f})")
+        say(f"slide AUC {report.slide_auc:.3f} (95% CI {low:.3f}-{high:.3f})")
     else:
-        click.echo("slide AUC: needs tumour and normal slides with summary.json")
-    click.echo(
-        f"Dice {_number(report.dice)}, IoU {_number(report.iou)} (tumour slides)"
-    )
+        say("slide AUC: needs tumour and normal slides with summary.json")
+    say(f"Dice {_number(report.dice)}, IoU {_number(report.iou)} (tumour slides)")
     for failure in report.failures:
-        click.echo(f"error: {failure.slide}: {failure.message}", err=True)
-    click.echo(f"reports: {report.config.output_dir}")
+        say(f"error: {failure.slide}: {failure.message}", err=True)
+    say(f"reports: {report.config.output_dir}")
 
 
 def _number(value: float | None) -> str:

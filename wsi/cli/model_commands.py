@@ -9,6 +9,7 @@ import click
 
 from model.registry import BUNDLED_MODELS, DEFAULT_MODEL
 from model.training.network import ARCHITECTURES
+from wsi.cli.flags import say
 
 #: The --model help of every command that scores (one place).
 MODEL_HELP = (
@@ -189,7 +190,7 @@ def train_command(
     if bn_recalibration is not None:
         config = replace(config, bn_recalibration=bn_recalibration)
     result = train(config)
-    click.echo(
+    say(
         f"best validation AUC {result.best_val_auc:.4f}: {result.best_model} "
         f"({result.epochs_run} epochs, {result.seconds / 60:.1f} min)"
     )
@@ -235,7 +236,7 @@ def eval_patches_command(
     report = eval_patches(
         data, model=model_path, tta=tta, tta_mean=tta_mean, limit=limit, roc_png=roc_png
     )
-    click.echo(
+    say(
         f"n={report.n}  AUC={report.auc:.4f} (95% CI {report.auc_ci95[0]:.4f}-"
         f"{report.auc_ci95[1]:.4f})  accuracy={report.accuracy:.4f}  "
         f"loss={report.loss:.4f}  (tta={tta})"
@@ -287,7 +288,7 @@ def export_model_command(
     auc = ""
     if result.auc_source is not None and result.auc_exported is not None:
         auc = f"; AUC {result.auc_source:.4f} -> {result.auc_exported:.4f}"
-    click.echo(
+    say(
         f"{result.path}: {result.size_bytes / 1e6:.1f} MB "
         f"(from {result.source_size_bytes / 1e6:.1f} MB){auc}"
     )

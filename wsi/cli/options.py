@@ -1,6 +1,6 @@
 """The CLI's option tables and the run configuration built from them (one place).
 
-Each flag maps to one field of one ``RunConfig`` section (``_OPTION_FIELDS``); the
+Each flag maps to one field of one ``RunConfig`` section (``OPTION_FIELDS``); the
 settings apply in the order: generic defaults, the chosen model's tuned settings, a
 ``--config`` TOML file, the flags the user set.
 """
@@ -36,7 +36,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # CLI option name -> (RunConfig section, dataclass field). One table, so flags, the
 # TOML file and the dataclasses cannot drift apart.
-_OPTION_FIELDS: dict[str, tuple[str, str]] = {
+OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "target_mpp": ("tiling", "mpp"),
     "stride": ("tiling", "stride_px"),
     "min_tissue": ("tiling", "min_tissue_fraction"),
@@ -93,7 +93,7 @@ def flag_values(options: dict[str, Any], section: str) -> dict[str, Any]:
     """The dataclass fields of ``section`` that the user set as flags."""
     return {
         field: options[option]
-        for option, (name, field) in _OPTION_FIELDS.items()
+        for option, (name, field) in OPTION_FIELDS.items()
         if name == section and options.get(option) is not None
     }
 

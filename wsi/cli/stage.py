@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from wsi.cli.flags import say
+
 if TYPE_CHECKING:
     from wsi.staging.stage_run import NodeResult
 
@@ -46,16 +48,16 @@ def stage_command(out_dir: Path, patients_csv: Path | None) -> None:
             for name, cls in patient.nodes
         )
         stage = "not staged" if patient.stage is None else patient.stage.value
-        click.echo(f"{patient.patient}: {stage} ({nodes})")
+        say(f"{patient.patient}: {stage} ({nodes})")
         for note in patient.notes:
-            click.echo(f"  note: {note}", err=patient.stage is None)
+            say(f"  note: {note}", err=patient.stage is None)
     for stem in staged.left_out:
-        click.echo(f"note: {stem} belongs to no patient; left out", err=True)
+        say(f"note: {stem} belongs to no patient; left out", err=True)
     in_patients = {Path(name).stem for p in staged.patients for name, _ in p.nodes}
     for node in staged.nodes.values():
         if node.problem is not None and node.stem in in_patients:
-            click.echo(f"error: {node.stem}: {node.problem}", err=True)
-    click.echo(f"stages: {path}")
+            say(f"error: {node.stem}: {node.problem}", err=True)
+    say(f"stages: {path}")
     if any(p.stage is None for p in staged.patients):
         sys.exit(1)
 

@@ -76,7 +76,7 @@ def find_slide_outputs(out_dir: Path) -> list[SlideOutputs]:
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise EvaluationError(
-            f"{out_dir} is not a folder; pass the --out folder of a wsi-heatmap run"
+            f"{out_dir} is not a folder; pass the `out_dir` folder of a wsi-heatmap run"
         )
 
     def is_slide(folder: Path) -> bool:

@@ -115,7 +115,7 @@ def staging_report(
     if n_nodes and len(unscored) == n_nodes:
         raise WsiError(
             f"{labels_path}: none of its {n_nodes} nodes has a result in the run; "
-            "pass the --out folder the slides were run into"
+            "pass the `out_dir` folder the slides were run into"
         )
     patients: list[tuple[str, str, str | None]] = []
     truth_stages, predicted_stages = [], []

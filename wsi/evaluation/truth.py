@@ -161,7 +161,7 @@ def read_reference_csv(path: Path) -> dict[str, bool]:
     except OSError as err:
         raise EvaluationError(
             f"cannot read the reference {path}: {err.strerror or err}; pass a "
-            f"Camelyon16 reference.csv (Test_001,Tumor,...) to --reference"
+            f"Camelyon16 reference.csv (Test_001,Tumor,...) as `reference`"
         ) from err
     labels: dict[str, bool] = {}
     for number, line in enumerate(lines, start=1):
@@ -197,7 +197,7 @@ def find_annotations(path: Path) -> list[Path]:
     if not path.is_dir():
         raise EvaluationError(
             f"annotations {path} not found; pass an annotation file or a folder of "
-            f"them to --annotations"
+            f"them as `annotations`"
         )
     files = sorted(
         p
@@ -209,7 +209,7 @@ def find_annotations(path: Path) -> list[Path]:
     if not files:
         raise EvaluationError(
             f"{path} holds no annotations (.xml, .geojson, .json, *_Mask.tif); pass "
-            f"the folder of truth files to --annotations"
+            f"the folder of truth files as `annotations`"
         )
     return files
 

@@ -38,7 +38,7 @@ def level0_mpp(
         meta = _positive(properties.get(openslide.PROPERTY_NAME_MPP_X))
         if meta is not None and abs(meta / mpp - 1) > 0.01:
             logger.info(
-                "%s: using --mpp %.4f instead of its metadata %.4f um/px",
+                "%s: using `mpp` %.4f instead of its metadata %.4f um/px",
                 path.name,
                 mpp,
                 meta,
@@ -53,7 +53,7 @@ def level0_mpp(
         assumed = 10.0 / objective
         logger.warning(
             "%s has no microns per pixel; assuming %.4f um/px from its %gx objective "
-            "power (--mpp-from-objective). Scanners differ: pass --mpp if you know "
+            "power (`mpp_from_objective`). Scanners differ: pass `mpp` if you know "
             "the real value",
             path.name,
             assumed,
@@ -61,11 +61,11 @@ def level0_mpp(
         )
         return assumed, assumed, "objective"
     hint = (
-        "pass --mpp with the level-0 microns per pixel (about 0.25 at 40x, 0.5 at 20x)"
+        "pass `mpp` with the level-0 microns per pixel (about 0.25 at 40x, 0.5 at 20x)"
     )
     if objective is not None:
         hint += (
-            f", or --mpp-from-objective to assume {10.0 / objective:.4g} um/px from its "
+            f", or `mpp_from_objective` to assume {10.0 / objective:.4g} um/px from its "
             f"{objective:g}x objective power"
         )
     raise MissingResolutionError(f"{path} has no microns-per-pixel metadata; {hint}")

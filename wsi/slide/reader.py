@@ -65,8 +65,8 @@ class Slide:
     properties
         OpenSlide's properties (vendor metadata), read-only.
     mpp_source
-        Where the level-0 resolution came from: ``"metadata"``, ``"user"`` (``--mpp``)
-        or ``"objective"`` (``--mpp-from-objective``).
+        Where the level-0 resolution came from: ``"metadata"``, ``"user"`` (the ``mpp`` setting)
+        or ``"objective"`` (``mpp_from_objective``).
     """
 
     def __init__(
@@ -357,7 +357,7 @@ def open_slide(
             )
         except ValueError as err:
             raise MissingResolutionError(
-                f"{path}: {err}; pass --mpp to give the level-0 microns per pixel"
+                f"{path}: {err}; pass `mpp` to give the level-0 microns per pixel"
             ) from err
     except BaseException:
         handle.close()

@@ -63,7 +63,7 @@ def read_node_results(out_dir: Path) -> dict[str, NodeResult]:
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise WsiError(
-            f"{out_dir} is not a folder; pass the --out folder of a wsi-heatmap run"
+            f"{out_dir} is not a folder; pass the `out_dir` folder of a wsi-heatmap run"
         )
     results: dict[str, NodeResult] = {}
     for stem, (slide, message) in _failures(out_dir).items():
@@ -159,7 +159,7 @@ def stage_run(out_dir: Path, *, patients_csv: Path | None = None) -> StagedRun:
     if not groups:
         raise WsiError(
             f"{out_dir}: no slide is named like Camelyon17's patient_P_node_N; give "
-            "--patients CSV (lines 'slide,patient') to group the slides"
+            "`patients_csv` (lines 'slide,patient') to group the slides"
         )
     patients = tuple(
         PatientStage.of(

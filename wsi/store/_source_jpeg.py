@@ -124,7 +124,7 @@ def source_tiles(slide: Slide, grid: TileGrid, *, required: bool) -> JpegTiles |
         )
         raise WsiError(
             f"{slide.path} cannot keep its JPEG tiles as patches ({why}); use "
-            "--patch-layout auto (or patches)"
+            "`tiling.patch_layout` auto (or patches)"
         )
     logger.debug(
         "%s: level %d %s its JPEG tiles",
@@ -261,7 +261,7 @@ def _decoded(
         bad = wanted[0] if len(stored) == 0 else wanted[stored[index] != keys][0]
         raise OutputError(
             f"{path} lacks tile {tuple(bad.tolist())} of its slide's level; "
-            "the store is damaged: tile the slide again with --overwrite"
+            "the store is damaged: tile the slide again with `overwrite`"
         )
     cache = tile_cache()
     names = [(*cache_key, int(r), int(c)) for r, c in wanted.tolist()]
@@ -285,7 +285,7 @@ def _decoded(
                     f"{path}: stored tile {where} does not decode ({err}); the "
                     "slide's JPEG data is corrupt there or the store is damaged: "
                     "check that the slide opens in a viewer, then tile it again "
-                    "with --overwrite"
+                    "with `overwrite`"
                 ) from err
 
         found[where] = cache.get_or_decode(name, decode)

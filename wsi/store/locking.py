@@ -49,7 +49,7 @@ def store_lock(store: Path) -> Iterator[None]:
     except Timeout:
         raise BusyError(
             f"{store}: another process is writing these outputs (lock {path}); "
-            "wait for it to finish, or choose another --out"
+            "wait for it to finish, or choose another `out_dir`"
         ) from None
     except OSError as err:
         raise OutputError.unwritable(path.parent, err) from err

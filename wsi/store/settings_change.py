@@ -17,8 +17,7 @@ from typing import Any
 from wsi.errors import SettingsMismatchError
 
 __all__ = [
-    "TILING_OPTIONS",
-    "TISSUE_OPTIONS",
+    "TILING_SETTINGS",
     "describe_changes",
     "explain_tiling_change",
     "reworded_mismatch",
@@ -26,21 +25,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Stored tiling setting -> the option that sets it.
-TILING_OPTIONS: dict[str, str] = {
-    "mpp": "--target-mpp",
-    "stride_px": "--stride",
-    "min_tissue_fraction": "--min-tissue",
-    "tissue_region": "--tissue-region",
-    "chunk_patches": "--chunk-patches",
-    "patch_layout": "--patch-layout",
-    "level0_mpp_x": "--mpp",
-}
-#: `TissueParams` field -> the option that sets it (others: ``[tissue]`` in --config).
-TISSUE_OPTIONS: dict[str, str] = {
-    "min_saturation": "--min-saturation",
-    "min_object_um2": "--min-object-um2",
-    "min_hole_um2": "--min-hole-um2",
+#: Stored tiling setting -> the run setting that decides it (``RunConfig`` terms; the
+#: command line spells them as its flags, `wsi.cli.flags`). Tissue settings are
+#: ``tissue.<field>``.
+TILING_SETTINGS: dict[str, str] = {
+    "mpp": "tiling.mpp",
+    "stride_px": "tiling.stride_px",
+    "min_tissue_fraction": "tiling.min_tissue_fraction",
+    "tissue_region": "tiling.tissue_region",
+    "chunk_patches": "tiling.chunk_patches",
+    "patch_layout": "tiling.patch_layout",
+    "level0_mpp_x": "mpp",
 }
 _SLIDE_KEYS = ("slide_size_bytes", "slide_sha256_first_mib")
 _VERSION_KEYS = ("format_version", "software_version", "pixel_source")
@@ -57,7 +52,7 @@ def _show(value: Any) -> str:
 
 
 def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    """Name the differences between two tiling settings, in option names.
+    """Name the differences between two tiling settings, in setting names.
 
     Parameters
     ----------
@@ -68,28 +63,29 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     Returns
     -------
     str
-        e.g. ``"--stride 96 -> 32; --min-saturation 0.07 -> 0.05"``.
+        e.g. ``"`tiling.stride_px` 96 -> 32; `tissue.min_saturation` 0.07 -> 0.05"``.
 
     Examples
     --------
     >>> old = {"stride_px": 96, "band_rows": 1, "tissue": {"min_saturation": 0.07}}
     >>> new = {"stride_px": 32, "band_rows": 8, "tissue": {"min_saturation": 0.05}}
     >>> describe_changes(old, new)
-    '--stride 96 -> 32; --min-saturation 0.07 -> 0.05'
+    '`tiling.stride_px` 96 -> 32; `tissue.min_saturation` 0.07 -> 0.05'
     >>> describe_changes({"band_rows": 1}, {"band_rows": 8})
     'internal read layout (band_rows 1 -> 8), from another wsi-heatmap version'
     """
     changes: list[str] = []
-    for key, option in TILING_OPTIONS.items():
+    for key, setting in TILING_SETTINGS.items():
         if old.get(key) != new.get(key):
-            changes.append(f"{option} {_show(old.get(key))} -> {_show(new.get(key))}")
+            changes.append(
+                f"`{setting}` {_show(old.get(key))} -> {_show(new.get(key))}"
+            )
     old_tissue: Mapping[str, Any] = _section(old, "tissue")
     new_tissue: Mapping[str, Any] = _section(new, "tissue")
     for key in sorted(set(old_tissue) | set(new_tissue)):
         a, b = old_tissue.get(key), new_tissue.get(key)
         if _jsonable(a) != _jsonable(b):
-            option = TISSUE_OPTIONS.get(key, f"[tissue] {key}")
-            changes.append(f"{option} {_show(a)} -> {_show(b)}")
+            changes.append(f"`tissue.{key}` {_show(a)} -> {_show(b)}")
     if any(old.get(k) != new.get(k) for k in _SLIDE_KEYS):
         changes.append("the slide file itself changed")
     if changes:
@@ -148,13 +144,13 @@ def explain_tiling_change(
     if _jsonable(current) == _jsonable(recorded):
         return (
             f"{store} was tiled by another version of wsi-heatmap (its internal read "
-            f"layout differs); pass --overwrite to redo {Path(slide).name}, or "
-            "choose another --out"
+            f"layout differs); pass `overwrite` to redo {Path(slide).name}, or "
+            "choose another `out_dir`"
         )
     changes = describe_changes(recorded, current)
     return (
-        f"{store} was tiled with other settings ({changes}); pass --overwrite to "
-        f"redo {Path(slide).name}, or choose another --out"
+        f"{store} was tiled with other settings ({changes}); pass `overwrite` to "
+        f"redo {Path(slide).name}, or choose another `out_dir`"
     )
 
 
@@ -167,7 +163,7 @@ def reworded_mismatch(
     tissue: Any,
     mpp: float | None,
 ) -> SettingsMismatchError:
-    """``err`` with its message in option names (`explain_tiling_change`)."""
+    """``err`` with its message in setting names (`explain_tiling_change`)."""
     message = explain_tiling_change(store, slide, tiling=tiling, tissue=tissue, mpp=mpp)
     return SettingsMismatchError(message or str(err))
 

@@ -140,10 +140,10 @@ def prepare_store(path: Path, *, overwrite: bool) -> None:
         if path.is_dir() and not any(path.iterdir()):
             return
         raise OutputError(
-            f"{path} exists and is not a zarr store; remove it or choose another --out"
+            f"{path} exists and is not a zarr store; remove it or choose another `out_dir`"
         )
     if overwrite and path.exists():
-        logger.info("removing the existing store %s (--overwrite)", path)
+        logger.info("removing the existing store %s (`overwrite`)", path)
         shutil.rmtree(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +172,7 @@ def array(group: zarr.Group, name: str) -> zarr.Array[Any]:
     if not isinstance(node, zarr.Array):
         raise OutputError(
             f"{group.store} has no array {name!r}; run the stage that writes it again "
-            "(--overwrite if the store is damaged)"
+            "(`overwrite` if the store is damaged)"
         )
     return node
 
@@ -202,7 +202,7 @@ def check_settings(
     ]
     raise SettingsMismatchError(
         f"{path} was written with other {section} settings ({'; '.join(diffs[:6])}); "
-        "pass --overwrite to replace it, or choose another --out"
+        "pass `overwrite` to replace it, or choose another `out_dir`"
     )
 
 

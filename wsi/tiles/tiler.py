@@ -483,7 +483,7 @@ def _check_grid(slide: Slide, grid: TileGrid) -> None:
         raise MissingResolutionError(
             f"{slide.path}: level 0 is {slide.geometry.mpp:.4g} um/px, too coarse for "
             f"{grid.mpp} um/px patches (more than {MAX_UPSAMPLE}x enlargement); if its "
-            "resolution metadata is wrong, pass --mpp with the real value"
+            "resolution metadata is wrong, pass `mpp` with the real value"
         )
     if 0 in grid.shape:
         g = slide.geometry
@@ -502,14 +502,14 @@ def _check_selection(
         raise NoTissueError(
             f"no tissue found in {slide.path}: nothing in its {mask.mpp:.1f} um/px "
             "thumbnail is saturated enough (or it is all pen/black); if the slide has "
-            "faint tissue, lower --min-saturation (or set exclude_pen = false under "
+            "faint tissue, lower `tissue.min_saturation` (or set exclude_pen = false under "
             "[tissue] in the config file)"
         )
     if len(rowcol) == 0:
         raise NoTissueError(
             f"no patch of {slide.path} has {tiling.min_tissue_fraction:.0%} tissue in "
             f"its {tiling.tissue_region} ({100 * mask.tissue_fraction:.2f}% of the slide "
-            "is tissue); lower --min-tissue or use a smaller --stride"
+            "is tissue); lower `tiling.min_tissue_fraction` or use a smaller `tiling.stride_px`"
         )
 
 

@@ -56,7 +56,7 @@ def add_review_routes(app: flask.Flask, state: _State) -> None:
         path = state.truth_file(stem)
         if path is None:
             raise NotFound(
-                f"{stem}: no ground truth (pass --annotations with a file or a folder "
+                f"{stem}: no ground truth (pass `annotations` with a file or a folder "
                 f"holding {stem}.xml, {stem}.geojson or {stem}.json)"
             )
         try:

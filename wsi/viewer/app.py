@@ -240,7 +240,7 @@ def create_app(config: ViewerConfig) -> flask.Flask:
 
     if not config.out_dir.is_dir():
         raise ValueError(
-            f"out_dir {config.out_dir} is not a folder; pass the --out folder of a "
+            f"out_dir {config.out_dir} is not a folder; pass the `out_dir` folder of a "
             "wsi-heatmap run"
         )
     if config.annotations is not None and not config.annotations.exists():
