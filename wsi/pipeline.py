@@ -26,7 +26,7 @@ from wsi.regions.lesion_class import StagingParams
 from wsi.regions.slide_score import SlideScoreParams
 from wsi.run_record import Failure, RunReport, SlideResult, write_run_json
 from wsi.scoring import PatchClassifier, ScoringParams, ScoringResult, score_store
-from wsi.stages import export_slide, result_fields, stitch_slide
+from wsi.stages import SlideSummary, export_slide, stitch_slide
 from wsi.store.atomic import write_json_atomic
 from wsi.store.checks import (
     chunks_to_score,
@@ -301,19 +301,21 @@ def _run_slide(
             model_name=None if classifier is not None else _model_label(config),
         )
         timings["export"] = time.perf_counter() - t0
-        summary = {
-            "slide": {"path": str(Path(slide).resolve()), "stem": outputs.stem},
-            "settings_hash": digest,
-            "settings": config.settings(),
-            "n_patches": tiled.n_patches,
-            "effective_mpp": tiled.effective_mpp,
-            **result_fields(stitched, exported),
-            "threshold": config.polygons.threshold,
-            "model_sha256": scored.model_sha256,
-            "runtime": scored.runtime,
-            "timings_s": timings,
-            "versions": software_versions(),
-        }
+        summary = SlideSummary(
+            slide=Path(slide),
+            stem=outputs.stem,
+            settings_hash=digest,
+            settings=config.settings(),
+            n_patches=tiled.n_patches,
+            effective_mpp=tiled.effective_mpp,
+            stitched=stitched,
+            exported=exported,
+            threshold=config.polygons.threshold,
+            model_sha256=scored.model_sha256,
+            runtime=scored.runtime,
+            timings_s=timings,
+            versions=software_versions(),
+        ).as_json()
         write_json_atomic(outputs.summary_json, summary)
         return _result_from_summary(slide, outputs, summary, skipped=False)
 

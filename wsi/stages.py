@@ -52,6 +52,7 @@ from wsi.tiles.tissue import TissueMask, tissue_png
 
 __all__ = [
     "Exported",
+    "SlideSummary",
     "Stitched",
     "export_slide",
     "result_fields",
@@ -118,6 +119,45 @@ def result_fields(stitched: Stitched, exported: Exported) -> dict[str, Any]:
         else None,
         "lesions": [lesion.as_dict() for lesion in exported.lesions],
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlideSummary:
+    """A finished slide's ``summary.json`` (docs/OUTPUTS.md): the one place of its keys.
+
+    The run's facts (slide, settings, patches, model, timings) and the results of
+    stitching and export (`result_fields`), written by `as_json` in a fixed order.
+    """
+
+    slide: Path
+    stem: str
+    settings_hash: str
+    settings: dict[str, Any]
+    n_patches: int
+    effective_mpp: float
+    stitched: Stitched
+    exported: Exported
+    threshold: float
+    model_sha256: str
+    runtime: str | None
+    timings_s: dict[str, float]
+    versions: dict[str, str]
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON object of ``summary.json``."""
+        return {
+            "slide": {"path": str(Path(self.slide).resolve()), "stem": self.stem},
+            "settings_hash": self.settings_hash,
+            "settings": self.settings,
+            "n_patches": self.n_patches,
+            "effective_mpp": self.effective_mpp,
+            **result_fields(self.stitched, self.exported),
+            "threshold": self.threshold,
+            "model_sha256": self.model_sha256,
+            "runtime": self.runtime,
+            "timings_s": self.timings_s,
+            "versions": self.versions,
+        }
 
 
 def update_summary(
