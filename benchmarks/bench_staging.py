@@ -128,19 +128,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--evalset", type=Path, default=Path("/work/stagingset"))
     parser.add_argument("--set", default="tune", choices=["tune", "heldout"])
     parser.add_argument("--model", default="efficientnet-lite0")
-    parser.add_argument("--runs", type=Path, help="[EVALSET/runs/<model>-<set>]")
+    parser.add_argument("--runs", type=Path, help="[EVALSET/runs/<model>[-tta]-<set>]")
+    parser.add_argument(
+        "--tta", choices=["none", "flips", "dihedral"], help="[the model's own]"
+    )
     parser.add_argument("--sweep", action="store_true", help="other thresholds too")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logger.setLevel(logging.INFO)
 
     folder = args.evalset / args.set
-    runs = args.runs or args.evalset / "runs" / f"{Path(args.model).stem}-{args.set}"
+    tta = f"-{args.tta}" if args.tta else ""
+    runs = (
+        args.runs or args.evalset / "runs" / f"{Path(args.model).stem}{tta}-{args.set}"
+    )
+    overrides = {"scoring": {"tta": args.tta}} if args.tta else {}
     slides = sorted((folder / "slides").glob("*.tif"))
     stems = [p.stem for p in slides]
     if not all((runs / s / "summary.json").is_file() for s in stems):
         report = run(
-            RunConfig(slides=tuple(slides), out_dir=runs, **tuned_sections(args.model))
+            RunConfig(
+                slides=tuple(slides),
+                out_dir=runs,
+                **tuned_sections(args.model, **overrides),
+            )
         )
         if report.failures:
             raise SystemExit(f"failed: {report.failures}")
@@ -159,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     boundary = near_boundaries(rows[0]["diameters"])
     command = (
         f"`python benchmarks/bench_staging.py --evalset {args.evalset} --set "
-        f"{args.set} --model {args.model}{' --sweep' if args.sweep else ''}`"
+        f"{args.set} --model {args.model}{' --tta ' + args.tta if args.tta else ''}"
+        f"{' --sweep' if args.sweep else ''}`"
     )
     md = (
         f"Model `{args.model}`, set `{args.set}` ({len(stems)} nodes, "
@@ -169,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + "\n"
     )
     out = REPO / "benchmarks" / "results"
-    stem = f"bench_staging-{Path(args.model).stem}-{args.evalset.name}-{args.set}"
+    stem = f"bench_staging-{Path(args.model).stem}{tta}-{args.evalset.name}-{args.set}"
     (out / f"{stem}.json").write_text(json.dumps(rows, indent=1) + "\n")
     (out / f"{stem}.md").write_text(md)
     print(md)
