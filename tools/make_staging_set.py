@@ -79,6 +79,7 @@ from make_eval_slides import (
 )
 
 from wsi.geometry import PATCH_PX, PCAM_MPP
+from wsi.regions.lesion_class import size_class
 from wsi.regions.lesion_size import max_diameter_um
 
 logger = logging.getLogger("make_staging_set")
@@ -92,8 +93,6 @@ PATIENTS: dict[str, tuple[str, ...]] = {
     "pN1": ("macro", "micro", "itc", "negative", "negative"),
     "pN2": ("macro", "micro", "micro", "micro", "negative"),
 }
-#: Longest-diameter limits of the classes, mm (Camelyon17).
-ITC_MAX_MM, MICRO_MAX_MM = 0.2, 2.0
 #: Smallest ITC outline used, mm (smaller ones rarely reach a cell's centre square).
 ITC_MIN_MM = 0.05
 MIN_ROWS, MIN_COLS = 34, 42
@@ -104,11 +103,6 @@ PLACEMENT_TRIES = 20
 def diameter_mm(lesion: Lesion) -> float:
     """Longest diameter of an outline, mm."""
     return max_diameter_um(lesion.polygon, mpp=L0_MPP) / 1000
-
-
-def size_class(d_mm: float) -> str:
-    """Camelyon17's class of a lesion by its longest diameter."""
-    return "itc" if d_mm <= ITC_MAX_MM else "micro" if d_mm <= MICRO_MAX_MM else "macro"
 
 
 def build_node(
@@ -193,7 +187,7 @@ def build_set(
     for lesion in lesions:
         d = diameter_mm(lesion)
         if d >= ITC_MIN_MM:
-            pools[size_class(d)].append(lesion)
+            pools[size_class(d).value].append(lesion)
     logger.info("outlines: %s", {k: len(v) for k, v in pools.items()})
     labels: list[tuple[str, str]] = [("patient", "stage")]
     lesion_rows: list[list[object]] = []

@@ -20,7 +20,7 @@ from wsi.store.layout import SlideOutputs
 if TYPE_CHECKING:
     from wsi.pipeline import RunConfig
 
-__all__ = ["Failure", "RunReport", "SlideResult", "write_run_json"]
+__all__ = ["Failure", "RunReport", "SlideResult", "read_run_json", "write_run_json"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,7 +88,7 @@ def write_run_json(config: RunConfig, report: RunReport, *, seconds: float) -> P
     ]
     failures = [asdict(f) | {"slide": str(f.slide)} for f in report.failures]
     with _folder_lock(path.parent):
-        old = _read_run_json(path)
+        old = read_run_json(path)
         done = {r["slide"] for r in results}
         failed = {f["slide"] for f in failures if not f.get("busy")}
         kept = [
@@ -116,7 +116,8 @@ def write_run_json(config: RunConfig, report: RunReport, *, seconds: float) -> P
     return path
 
 
-def _read_run_json(path: Path) -> dict[str, Any]:
+def read_run_json(path: Path) -> dict[str, Any]:
+    """A folder's ``run.json`` as a dict; empty when missing or unreadable."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

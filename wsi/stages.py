@@ -32,6 +32,7 @@ from wsi.regions.lesion_class import (
     NodeClass,
     NodeLesion,
     StagingParams,
+    describe_node,
     node_class,
     staging_lesions,
 )
@@ -336,10 +337,10 @@ def verdict_lines(probability: float, lesions: tuple[NodeLesion, ...]) -> list[s
     >>> verdict_lines(0.05, ())
     ['slide probability 0.05', 'node class: negative']
     """
-    size = node_class(list(lesions)).value
-    if lesions:
-        size += f" (largest lesion {lesions[0].diameter_mm:.2f} mm)"
-    return [f"slide probability {probability:.2f}", f"node class: {size}"]
+    return [
+        f"slide probability {probability:.2f}",
+        f"node class: {describe_node(lesions)}",
+    ]
 
 
 def _overlay_background(

@@ -228,6 +228,7 @@ def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
     """Stitch scored FOLDERS into heatmaps and export polygons, detections, overlays."""
     from wsi.model_settings import POST_SECTIONS
     from wsi.pipeline import generic_sections, tuned_sections
+    from wsi.regions.lesion_class import describe_node
     from wsi.stages import export_slide, scored_model, stitch_slide, update_summary
 
     flags = {name: flag_values(options, name) for name in POST_SECTIONS}
@@ -265,7 +266,7 @@ def stitch_command(folders: tuple[Path, ...], **options: Any) -> None:
             f"{exported.slide_score.probability:.3f} "
             f"(max cell {stitched.max_probability:.3f}), "
             f"{exported.n_regions} regions, {exported.n_detections} candidates, "
-            f"{_size_text(exported)} -> {outputs.folder}"
+            f"node class {describe_node(exported.lesions)} -> {outputs.folder}"
         )
 
 
@@ -340,11 +341,3 @@ def register(group: click.Group) -> None:
         doctor_command,
     ):
         group.add_command(command)
-
-
-def _size_text(exported: Any) -> str:
-    """``node class micro (largest lesion 0.43 mm)``, or ``node class negative``."""
-    text = f"node class {exported.node_class.value}"
-    if exported.lesions:
-        text += f" (largest lesion {exported.lesions[0].diameter_mm:.2f} mm)"
-    return text

@@ -22,6 +22,7 @@ at the raw heatmap:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -38,6 +39,7 @@ __all__ = [
     "NodeClass",
     "NodeLesion",
     "StagingParams",
+    "describe_node",
     "node_class",
     "size_class",
     "staging_lesions",
@@ -230,6 +232,20 @@ def staging_lesions(
         )
     lesions.sort(key=lambda les: (-les.diameter_mm, -les.max_probability))
     return lesions
+
+
+def describe_node(lesions: Sequence[NodeLesion]) -> str:
+    """The node's class and its largest lesion, as the overlay and the CLI say it.
+
+    Examples
+    --------
+    >>> describe_node([])
+    'negative'
+    """
+    text = node_class(list(lesions)).value
+    if lesions:
+        text += f" (largest lesion {lesions[0].diameter_mm:.2f} mm)"
+    return text
 
 
 def node_class(lesions: list[NodeLesion]) -> NodeClass:

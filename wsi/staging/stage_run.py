@@ -18,6 +18,7 @@ import numpy as np
 
 from wsi.errors import WsiError
 from wsi.regions.lesion_class import NodeClass
+from wsi.run_record import read_run_json
 from wsi.staging.pn_stage import PatientStage, group_patients, read_patient_csv
 from wsi.store.layout import SlideOutputs
 
@@ -118,11 +119,7 @@ def _from_summary(outputs: SlideOutputs) -> NodeResult:
 
 def _failures(out_dir: Path) -> dict[str, tuple[str, str]]:
     """Each failed slide of ``run.json``: stem -> (slide, message)."""
-    try:
-        data = json.loads((out_dir / "run.json").read_text())
-        failures = data.get("failures", [])
-    except (OSError, ValueError, AttributeError):
-        return {}
+    failures = read_run_json(out_dir / "run.json").get("failures", [])
     out = {}
     for failure in failures if isinstance(failures, list) else []:
         if (

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from wsi.errors import SettingsMismatchError
+from wsi.errors import SettingsMismatchError, WsiError
+from wsi.store.layout import Attr
+from wsi.store.slide_store import attrs_section, jsonable, open_store
 
 __all__ = [
     "TILING_SETTINGS",
@@ -84,7 +86,7 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     new_tissue: Mapping[str, Any] = _section(new, "tissue")
     for key in sorted(set(old_tissue) | set(new_tissue)):
         a, b = old_tissue.get(key), new_tissue.get(key)
-        if _jsonable(a) != _jsonable(b):
+        if jsonable(a) != jsonable(b):
             changes.append(f"`tissue.{key}` {_show(a)} -> {_show(b)}")
     if any(old.get(k) != new.get(k) for k in _SLIDE_KEYS):
         changes.append("the slide file itself changed")
@@ -100,7 +102,7 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     internal = [
         f"{k} {_show(old.get(k))} -> {_show(new.get(k))}"
         for k in sorted(set(old) | set(new))
-        if k != "tissue" and _jsonable(old.get(k)) != _jsonable(new.get(k))
+        if k != "tissue" and jsonable(old.get(k)) != jsonable(new.get(k))
     ]
     return (
         "internal read layout (" + "; ".join(internal[:3]) + "), from another "
@@ -117,12 +119,10 @@ def explain_tiling_change(
     user's options first. None when the store records none (the caller keeps the
     tiler's own message).
     """
-    import zarr
-
     try:
-        group: Any = zarr.open_group(str(store), mode="r")
-        recorded = dict(group.attrs.asdict().get("tiling", {}).get("settings", {}))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        group = open_store(store)
+        recorded = dict(attrs_section(group, Attr.TILING).get("settings", {}))
+    except (WsiError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if not recorded:
         return None
@@ -141,7 +141,7 @@ def explain_tiling_change(
         current.pop("patch_layout", None)  # patch stores record none
         if tiling.patch_layout != "patches":
             current["patch_layout"] = tiling.patch_layout
-    if _jsonable(current) == _jsonable(recorded):
+    if jsonable(current) == jsonable(recorded):
         return (
             f"{store} was tiled by another version of wsi-heatmap (its internal read "
             f"layout differs); pass `overwrite` to redo {Path(slide).name}, or "
@@ -171,11 +171,3 @@ def reworded_mismatch(
 def _section(settings: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     value = settings.get(name)
     return value if isinstance(value, Mapping) else {}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value

@@ -47,6 +47,7 @@ __all__ = [
     "geometry_from_attrs",
     "grid_from_attrs",
     "is_store",
+    "jsonable",
     "mark_chunk_done",
     "open_store",
     "open_tile_store",
@@ -198,7 +199,7 @@ def check_settings(
     diffs = [
         f"{key}: {old.get(key)!r} -> {settings.get(key)!r}"
         for key in sorted(set(old) | set(settings))
-        if _jsonable(old.get(key)) != _jsonable(settings.get(key))
+        if jsonable(old.get(key)) != jsonable(settings.get(key))
     ]
     raise SettingsMismatchError(
         f"{path} was written with other {section} settings ({'; '.join(diffs[:6])}); "
@@ -210,17 +211,17 @@ def settings_section(settings: Mapping[str, Any], **extra: Any) -> dict[str, Any
     """An attribute section holding ``settings``, their hash and ``extra`` values."""
     return {
         **extra,
-        _SETTINGS: _jsonable(dict(settings)),
+        _SETTINGS: jsonable(dict(settings)),
         _HASH: settings_hash(dict(settings)),
     }
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Normalise tuples to lists so stored and fresh settings compare equal."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
