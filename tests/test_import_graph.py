@@ -143,6 +143,18 @@ def test_the_library_never_imports_the_command_line() -> None:
     assert not bad, f"library modules import the CLI: {sorted(bad)}"
 
 
+def test_only_the_command_line_speaks_click() -> None:
+    """Library code raises errors and returns results; printing and flags are the CLI's."""
+    users = {
+        name
+        for package in ("wsi", "model")
+        for name, imports in _graph(package, runtime_only=True).items()
+        if any(i == "click" or i.startswith("click.") for i in imports)
+    }
+    assert users, "the graph should see the CLI's own click imports"
+    assert {u for u in users if not u.startswith("wsi.cli")} == set()
+
+
 def test_no_import_cycle_between_the_parts_of_wsi() -> None:
     """Subpackages (slide, tiles, store, heatmap, regions, formats, staging, ...) and
     top-level modules import each other one way only (at run time)."""

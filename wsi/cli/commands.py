@@ -286,7 +286,7 @@ def view_command(
     out_dir: Path, annotations: Path | None, host: str, port: int, no_browser: bool
 ) -> None:
     """Browse the slides, heatmaps and polygons in OUT_DIR in a local web viewer."""
-    from wsi.viewer.command import serve_viewer
+    from wsi.cli.view import serve_viewer
 
     serve_viewer(
         out_dir, annotations=annotations, host=host, port=port, browser=not no_browser
