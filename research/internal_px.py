@@ -1,14 +1,10 @@
-"""Research: networks that resample each 96x96 patch to N x N inside the model before
-their trunk (NASNetMobile: run up128, did not pay; EfficientNet-Lite: runs lite0-up*,
-research/TRAINING.md).
+"""Research (did not pay: run up128, research/TRAINING.md): NASNetMobile that resamples
+each 96x96 patch to N x N inside the model before its trunk.
 
 The model still takes the same 96x96 patch (the PCam geometry is unchanged); the
 trunk's last map is average-pooled back to its 96-px size, so every weight keeps its
 shape and weights move to and from the 96-px models. Train it through the training
 hook: ``model.training.train.train(config, build=nasnet_builder(128))``.
-
-EfficientNet-Lite ends in global average pooling, so its weights keep their shapes at
-any input size; ``lite_builder(160)`` starts it from the same ImageNet weights.
 """
 
 from __future__ import annotations
@@ -20,12 +16,7 @@ from typing import Any
 from model.training.network import DEFAULT_BN_MOMENTUM, _finish, _pooled_head
 from wsi.geometry import PATCH_PX
 
-__all__ = [
-    "build_lite_internal",
-    "build_nasnet_internal",
-    "lite_builder",
-    "nasnet_builder",
-]
+__all__ = ["build_nasnet_internal", "nasnet_builder"]
 
 
 def nasnet_builder(internal_px: int) -> Callable[[Any], Any]:
@@ -78,55 +69,6 @@ def build_nasnet_internal(
         dropout=0.5 if dropout is None else dropout,
         bn_momentum=DEFAULT_BN_MOMENTUM,
         imagenet=None,
-    )
-
-
-def lite_builder(internal_px: int) -> Callable[[Any], Any]:
-    """A ``build`` hook: the config's EfficientNet-Lite at ``internal_px`` inside."""
-
-    def build(config: Any) -> Any:
-        return build_lite_internal(
-            internal_px,
-            variant=config.arch,
-            imagenet_weights=config.imagenet_weights,
-            pretrained=config.pretrained,
-            seed=config.seed,
-            dropout=config.dropout,
-        )
-
-    return build
-
-
-def build_lite_internal(
-    internal_px: int,
-    *,
-    variant: str = "efficientnet-lite0",
-    imagenet_weights: Path | None = None,
-    pretrained: bool = True,
-    seed: int = 0,
-    dropout: float | None = None,
-) -> Any:
-    """The EfficientNet-Lite classifier with the patch resampled to ``internal_px``."""
-    import keras
-
-    from model.training.efficientnet_lite import build_lite
-
-    if internal_px < PATCH_PX:
-        raise ValueError(f"internal_px must be at least {PATCH_PX}, got {internal_px}")
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((PATCH_PX, PATCH_PX, 3), name="rgb")
-    x = keras.layers.Resizing(
-        internal_px, internal_px, interpolation="bilinear", name="upsample"
-    )(inputs)
-    features = build_lite(x, variant)
-    features = keras.layers.GlobalAveragePooling2D(name="gap")(features)
-    return _finish(
-        inputs,
-        features,
-        arch=variant,
-        dropout=0.3 if dropout is None else dropout,
-        bn_momentum=DEFAULT_BN_MOMENTUM,
-        imagenet=(variant, imagenet_weights) if pretrained else None,
     )
 
 

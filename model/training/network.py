@@ -68,6 +68,7 @@ def build_model(
     dropout: float | None = None,
     bn_momentum: float = DEFAULT_BN_MOMENTUM,
     seed: int = 0,
+    internal_px: int | None = None,
 ) -> Any:
     """Build an uncompiled Keras model.
 
@@ -88,15 +89,26 @@ def build_model(
         Moving-average momentum of every batch-norm layer.
     seed
         Seed for weight initialisation.
+    internal_px
+        EfficientNet-Lite only: resample the 96 x 96 patch (bilinear) to this side
+        inside the model before the trunk (None: as it is). ImageNet features are
+        tuned to objects larger than PCam's cells; the model still takes the same
+        patch, and its weights have the same shapes at any side.
     """
     import keras
 
+    check_internal_px(arch, internal_px)
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((PATCH_PX, PATCH_PX, 3), name="rgb")
     if arch in PRETRAINED_SHIPPED:
         from model.training.efficientnet_lite import build_lite
 
-        features = build_lite(inputs, arch)
+        x = inputs
+        if internal_px is not None and internal_px != PATCH_PX:
+            x = keras.layers.Resizing(
+                internal_px, internal_px, interpolation="bilinear", name="upsample"
+            )(x)
+        features = build_lite(x, arch)
         features = keras.layers.GlobalAveragePooling2D(name="gap")(features)
         return _finish(
             inputs,
@@ -125,6 +137,20 @@ def build_model(
         bn_momentum=bn_momentum,
         imagenet=None,
     )
+
+
+def check_internal_px(arch: str, internal_px: int | None) -> None:
+    """Refuse an ``internal_px`` that ``build_model`` cannot build."""
+    if internal_px is None:
+        return
+    if arch not in PRETRAINED_SHIPPED:
+        raise ValueError(
+            f"`internal_px` applies to {', '.join(PRETRAINED_SHIPPED)} only, not {arch}"
+        )
+    if internal_px < PATCH_PX:
+        raise ValueError(
+            f"`internal_px` must be at least the patch's {PATCH_PX} px, got {internal_px}"
+        )
 
 
 def _finish(

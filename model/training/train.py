@@ -52,6 +52,7 @@ from model.training.network import (
     PRETRAINED_SHIPPED,
     build_model,
     cached_imagenet_weights,
+    check_internal_px,
 )
 
 __all__ = ["TrainConfig", "TrainResult", "build_network", "train"]
@@ -92,7 +93,8 @@ class TrainConfig:
     exactly the augmented view the student sees.
     ``dropout`` sets the head's dropout rate (None:
     the architecture's default, ``model.training.network.build_model``); it has no weights,
-    so ``init_from`` works across rates.
+    so ``init_from`` works across rates. ``internal_px`` (EfficientNet-Lite) resamples
+    the patch to that side inside the model (``build_model``).
     With soft targets (a teacher) the loss trains on them, while the training
     ``auc`` and ``accuracy`` of ``log.csv`` still compare the predictions with the
     true 0/1 labels.
@@ -124,10 +126,12 @@ class TrainConfig:
     teacher: Path | None = None
     label_weight: float = 0.0
     dropout: float | None = None
+    internal_px: int | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        check_internal_px(self.arch, self.internal_px)
         for name in ("train_data", "valid_data"):
             folder = getattr(self, name)
             if folder is not None and in_held_out_split(folder):
@@ -185,6 +189,7 @@ def build_network(config: TrainConfig) -> Any:
         pretrained=config.pretrained,
         seed=config.seed,
         dropout=config.dropout,
+        internal_px=config.internal_px,
     )
 
 

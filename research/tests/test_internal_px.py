@@ -53,32 +53,3 @@ def test_the_training_hook_trains_it(tmp_path: Path) -> None:
     )
     result = train(config, build=nasnet_builder(112))
     assert result.best_model.is_file()
-
-
-def test_upsampled_lite0_starts_from_imagenet_with_the_96px_shapes(
-    tmp_path: Path,
-) -> None:
-    import keras
-    from internal_px import build_lite_internal
-
-    from model.training.network import build_model
-
-    plain = build_model("efficientnet-lite0", seed=0)
-    up = build_lite_internal(160, seed=0)
-    assert tuple(up.input_shape) == (None, 96, 96, 3)  # PCam geometry unchanged
-    assert tuple(up.get_layer("upsample").output.shape) == (None, 160, 160, 3)
-    assert tuple(up.get_layer("head_relu").output.shape)[1:3] == (5, 5)
-    assert [w.shape for w in up.get_weights()] == [w.shape for w in plain.get_weights()]
-    # the same ImageNet trunk (the sigmoid unit is the only random part)
-    np.testing.assert_array_equal(
-        up.get_layer("stem_conv").get_weights()[0],
-        plain.get_layer("stem_conv").get_weights()[0],
-    )
-    x = np.random.default_rng(0).integers(0, 256, (2, 96, 96, 3)).astype(np.float32)
-    p_up = np.asarray(up(x, training=False))
-    path = tmp_path / "up.keras"
-    up.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
-    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), p_up, atol=1e-6)
-    with pytest.raises(ValueError, match="at least 96"):
-        build_lite_internal(64)

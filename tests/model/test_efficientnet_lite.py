@@ -158,3 +158,56 @@ def test_imagenet_head_recognises_natural_images(variant: str) -> None:
     shipped = model.predict(images, verbose=0)
     assert np.argsort(-shipped[0])[0] in CATS
     assert np.argsort(-shipped[1])[0] == ESPRESSO
+
+
+@pytest.mark.tf
+def test_internal_px_resamples_the_same_patch_and_keeps_the_imagenet_trunk(
+    tmp_path: Path,
+) -> None:
+    """`internal_px`: the 96 px patch is enlarged inside the model, nothing else moves."""
+    import keras
+
+    from model.training.network import build_model
+
+    plain = build_model("efficientnet-lite0", seed=0)
+    up = build_model("efficientnet-lite0", seed=0, internal_px=160)
+    assert tuple(up.input_shape) == (None, 96, 96, 3)  # PCam geometry unchanged
+    assert tuple(up.get_layer("upsample").output.shape) == (None, 160, 160, 3)
+    assert tuple(up.get_layer("head_relu").output.shape)[1:3] == (5, 5)
+    assert "upsample" not in [layer.name for layer in plain.layers]
+    assert [w.shape for w in up.get_weights()] == [w.shape for w in plain.get_weights()]
+    for name in ("stem_conv", "block15_project_conv", "head_conv"):  # ImageNet start
+        np.testing.assert_array_equal(
+            up.get_layer(name).get_weights()[0], plain.get_layer(name).get_weights()[0]
+        )
+    x = np.random.default_rng(0).integers(0, 256, (2, 96, 96, 3)).astype(np.float32)
+    p_up = np.asarray(up(x, training=False))
+    assert not np.allclose(p_up, np.asarray(plain(x, training=False)), atol=1e-4)
+    path = tmp_path / "up.keras"
+    up.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), p_up, atol=1e-6)
+
+
+def test_internal_px_is_refused_where_it_cannot_apply(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from model.training.train import TrainConfig
+    from wsi.cli import cli
+
+    with pytest.raises(ValueError, match="at least the patch's 96 px"):
+        TrainConfig(
+            train_data=tmp_path, valid_data=None, out_dir=tmp_path / "r",
+            arch="efficientnet-lite0", internal_px=64,
+        )  # fmt: skip
+    data = tmp_path / "data"
+    data.mkdir()
+    result = CliRunner().invoke(
+        cli,
+        ["train", str(data), "--out", str(tmp_path / "run"), "--arch", "nasnet-mobile",
+         "--internal-px", "160"],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "--internal-px applies to efficientnet-lite" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()

@@ -9,7 +9,7 @@ import click
 
 from model.registry import BUNDLED_MODELS, DEFAULT_MODEL
 from model.training.network import ARCHITECTURES
-from wsi.cli.flags import say
+from wsi.cli.flags import say, spell_flags
 
 #: The --model help of every command that scores (one place).
 MODEL_HELP = (
@@ -109,6 +109,13 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
     "efficientnet-lite0]; 0 can help a student fit its teacher.",
 )
 @click.option(
+    "--internal-px",
+    type=click.IntRange(min=96),
+    default=None,
+    help="EfficientNet-Lite: resample the 96 px patch to this side inside the "
+    "model [default: 96, as it is].",
+)
+@click.option(
     "--free-rotation/--no-free-rotation",
     default=False,
     show_default=True,
@@ -154,6 +161,7 @@ def train_command(
     teacher: Path | None,
     label_weight: float,
     dropout: float | None,
+    internal_px: int | None,
     free_rotation: bool,
     hed: float,
     checkpoint_steps: int,
@@ -166,27 +174,31 @@ def train_command(
     from model.training.augment import AugmentParams
     from model.training.train import TrainConfig, train
 
-    config = TrainConfig(
-        train_data=train_data,
-        valid_data=valid_data,
-        out_dir=out_dir,
-        arch=arch,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        schedule=schedule,
-        ema=ema,
-        seed=seed,
-        imagenet_weights=imagenet_weights,
-        pretrained=pretrained,
-        teacher=teacher,
-        label_weight=label_weight,
-        dropout=dropout,
-        checkpoint_steps=checkpoint_steps,
-        init_from=init_from,
-        augment=AugmentParams(free_rotation=free_rotation, hed=hed),
-        limit_train=limit,
-    )
+    try:
+        config = TrainConfig(
+            train_data=train_data,
+            valid_data=valid_data,
+            out_dir=out_dir,
+            arch=arch,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            schedule=schedule,
+            ema=ema,
+            seed=seed,
+            imagenet_weights=imagenet_weights,
+            pretrained=pretrained,
+            teacher=teacher,
+            label_weight=label_weight,
+            dropout=dropout,
+            internal_px=internal_px,
+            checkpoint_steps=checkpoint_steps,
+            init_from=init_from,
+            augment=AugmentParams(free_rotation=free_rotation, hed=hed),
+            limit_train=limit,
+        )
+    except ValueError as err:  # a setting the run cannot have
+        raise click.UsageError(spell_flags(str(err))) from err
     if bn_recalibration is not None:
         config = replace(config, bn_recalibration=bn_recalibration)
     result = train(config)
