@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from model.card import HELD_OUT_SPLITS, in_held_out_split
+from model.card import HELD_OUT_SPLITS, file_sha256, in_held_out_split
 from model.training.augment import AugmentParams
 from model.training.batchnorm import (
     RECALIBRATION_PATCHES,
@@ -466,6 +466,8 @@ def _recipe(config: TrainConfig, train_set: PatchSet) -> dict[str, Any]:
         config.pretrained and config.arch in PRETRAINED_SHIPPED
     )
     recipe["n_train"] = len(train_set)
+    if config.teacher is not None:  # the path may later hold another model
+        recipe["teacher_sha256"] = file_sha256(config.teacher)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in recipe.items()}
 
 

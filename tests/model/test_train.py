@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from model.card import file_sha256
+
 pytestmark = pytest.mark.tf
 
 
@@ -310,6 +312,8 @@ def test_cli_train_passes_the_distillation_options(
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["teacher"] == str(tiny_model)
+    # the teacher's weights are named by hash: its path may later hold another model
+    assert config["teacher_sha256"] == file_sha256(tiny_model)
     assert config["label_weight"] == 0.3
     assert config["dropout"] == 0.0
     missing = CliRunner().invoke(cli, [*args[:-4], "--teacher", str(tmp_path / "no")])
