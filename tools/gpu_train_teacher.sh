@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fine-tune the EfficientNet-Lite0 teacher on a machine with a GPU, in one command:
+# Fine-tune the default EfficientNet-Lite0 (160 px inside) on a machine with a GPU, in one command:
 #
 #   tools/gpu_train_teacher.sh PCAM_DIR OUT_DIR [EPOCHS] [TRAIN OPTIONS...]
 #
@@ -9,7 +9,7 @@
 # the package installed with TensorFlow's GPU build (pip install -e . on a CUDA
 # machine); `wsi-heatmap train` then uses mixed precision, and MirroredStrategy over
 # several GPUs. Batch 256 with the learning rate scaled by the linear rule
-# (3e-4 * 256 / 32) and a cosine decay, the recipe of the CPU run otherwise.
+# (3e-4 * 256 / 32) and a cosine decay, the recipe of the CPU run (lite0-up160) otherwise.
 # Options after EPOCHS go to `wsi-heatmap train` after the defaults here, so they add
 # to or override them, e.g. `--seed 1`. (Cross-fitted teachers, run kd18, are trained
 # from Python through research/cross_fit.py.)
@@ -27,5 +27,5 @@ if not gpus:
     raise SystemExit("no GPU visible to TensorFlow: install its CUDA build, or train on the CPU")
 PY
 exec wsi-heatmap train "$data/train" --valid "$data/valid" --out "$out" \
-    --arch efficientnet-lite0 --batch-size 256 --lr 2.4e-3 --schedule cosine \
+    --arch efficientnet-lite0 --internal-px 160 --batch-size 256 --lr 2.4e-3 --schedule cosine \
     --epochs "$epochs" --hed 0.05 --checkpoint-steps 100 "$@"
