@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from model.card import HELD_OUT_SPLITS, file_sha256, in_held_out_split
+from model.card import HELD_OUT_SPLITS, in_held_out_split, read_card
 from model.training.augment import AugmentParams
 from model.training.batchnorm import (
     RECALIBRATION_PATCHES,
@@ -467,7 +467,10 @@ def _recipe(config: TrainConfig, train_set: PatchSet) -> dict[str, Any]:
     )
     recipe["n_train"] = len(train_set)
     if config.teacher is not None:  # the path may later hold another model
-        recipe["teacher_sha256"] = file_sha256(config.teacher)
+        # load_teacher has checked the file against its card: no second hash
+        recipe["teacher_sha256"] = read_card(
+            config.teacher, verify=False
+        ).weights_sha256
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in recipe.items()}
 
 

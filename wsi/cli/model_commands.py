@@ -10,6 +10,7 @@ import click
 from model.registry import BUNDLED_MODELS, DEFAULT_MODEL
 from model.training.network import ARCHITECTURES
 from wsi.cli.flags import say, spell_flags
+from wsi.geometry import PATCH_PX
 
 #: The --model help of every command that scores (one place).
 MODEL_HELP = (
@@ -110,10 +111,10 @@ TTA_CHOICE = click.Choice(["none", "flips", "dihedral"])
 )
 @click.option(
     "--internal-px",
-    type=click.IntRange(min=96),
+    type=int,
     default=None,
-    help="EfficientNet-Lite: resample the 96 px patch to this side inside the "
-    "model [default: 96, as it is].",
+    help=f"EfficientNet-Lite: resample the {PATCH_PX} px patch to this side inside "
+    f"the model [default: {PATCH_PX}, as it is].",
 )
 @click.option(
     "--free-rotation/--no-free-rotation",
