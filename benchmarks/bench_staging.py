@@ -81,6 +81,7 @@ def row(
         "name": name,
         "params": asdict(params),
         "node_accuracy": report.node_accuracy,
+        "node_accuracy_ci": report.node_accuracy_ci,
         "kappa": report.kappa,
         "kappa_ci": report.kappa_ci,
         "diameter_mae_mm": report.diameter_mae_mm,
@@ -97,7 +98,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 COLUMNS = (
     "staging",
-    "node accuracy",
+    "node accuracy (95% CI)",
     "patient kappa (95% CI)",
     "diameter error, mm",
     "micro: diameter error, mm",
@@ -109,10 +110,11 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown: one line per setting."""
     lines = []
     for r in rows:
-        ci = r["kappa_ci"]
+        ci, aci = r["kappa_ci"], r.get("node_accuracy_ci")
         values = [
             r["name"],
-            _fmt(r["node_accuracy"]),
+            _fmt(r["node_accuracy"], 2)
+            + ("" if aci is None else f" ({aci[0]:.2f}-{aci[1]:.2f})"),
             _fmt(r["kappa"]) + ("" if ci is None else f" ({ci[0]:.2f}-{ci[1]:.2f})"),
             _fmt(r["diameter_mae_mm"]),
             _fmt(r["micro_diameter_mae_mm"]),

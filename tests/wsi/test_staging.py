@@ -314,6 +314,8 @@ def test_staging_report_scores_nodes_patients_and_diameters(tmp_path: Path) -> N
     )
     # Wrong: patient_000_node_3 (negative called micro), patient_001_node_0 (ITC).
     assert report.node_accuracy == pytest.approx(6 / 8)
+    # Patients are resampled whole: 4 of 5 right alone, 2 of 3 alone, 6 of 8 mixed.
+    assert report.node_accuracy_ci == pytest.approx((2 / 3, 4 / 5))
     assert report.confusion[0] == [3, 1, 1, 0]
     assert report.patients == [
         ("patient_000", "pN1", "pN2"),
@@ -323,3 +325,33 @@ def test_staging_report_scores_nodes_patients_and_diameters(tmp_path: Path) -> N
         quadratic_kappa([PnStage.PN1, PnStage.PN0], [PnStage.PN2, PnStage.PN0_ITC])
     )
     assert report.micro_diameter_mae_mm == pytest.approx(0.2)
+
+
+def test_evaluate_command_prints_the_staging_scores(tmp_path: Path) -> None:
+    out = _run_folder(tmp_path)
+    labels = tmp_path / "stage_labels.csv"
+    rows = ["patient,stage", "patient_000.zip,pN2"]
+    rows += [
+        f"patient_000_node_{i}.tif,{c}"
+        for i, c in enumerate(["macro", "micro", "micro", "micro", "negative"])
+    ]
+    rows += ["patient_001.zip,pN0", "patient_001_node_0.tif,negative"]
+    rows += ["patient_001_node_1.tif,negative", "patient_001_node_2.tif,negative"]
+    labels.write_text("\n".join(rows) + "\n")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(out),
+            "--stages",
+            str(labels),
+            "--eval-out",
+            str(tmp_path / "ev"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    # 7 of 8 nodes right; patients resampled whole: 5/5 or 2/3 alone, 7/8 mixed.
+    assert "node accuracy 0.875, 95% CI 0.67-1.00 (8 of 8 nodes" in result.output
+    assert "patient_001: truth pN0, predicted pN0(i+)  <-" in result.output
+    report = json.loads((tmp_path / "ev" / "staging.json").read_text())
+    assert report["node_accuracy_ci"] == pytest.approx([2 / 3, 1.0])

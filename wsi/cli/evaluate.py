@@ -112,8 +112,13 @@ def _print_staging(report: Any) -> None:
     say(" " * width + "  " + "  ".join(c.rjust(width) for c in classes))
     for name, row in zip(classes, report.confusion, strict=True):
         say(name.ljust(width) + "  " + "  ".join(str(v).rjust(width) for v in row))
+    ci = (
+        ""
+        if report.node_accuracy_ci is None
+        else ", 95% CI {:.2f}-{:.2f}".format(*report.node_accuracy_ci)
+    )
     say(
-        f"node accuracy {_number(report.node_accuracy)} "
+        f"node accuracy {_number(report.node_accuracy)}{ci} "
         f"({report.n_nodes - len(report.unscored_nodes)} of {report.n_nodes} nodes "
         "with a result)"
     )

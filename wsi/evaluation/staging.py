@@ -1,6 +1,7 @@
 """Camelyon17 evaluation of staging: node classes, patients' pN stages, lesion size.
 
-- Nodes: the confusion matrix over negative / ITC / micro / macro and the accuracy.
+- Nodes: the confusion matrix over negative / ITC / micro / macro and the accuracy,
+  with a bootstrap 95% interval over patients (a patient's nodes stay together).
 - Patients: Camelyon17's metric, the quadratic-weighted Cohen's kappa over the five
   pN stages (scikit-learn's ``cohen_kappa_score``), with a bootstrap 95% interval
   over patients.
@@ -67,6 +68,7 @@ class StagingReport:
 
     confusion: list[list[int]]
     node_accuracy: float | None
+    node_accuracy_ci: tuple[float, float] | None
     n_nodes: int
     unscored_nodes: list[str]
     patients: list[tuple[str, str, str | None]]
@@ -104,13 +106,19 @@ def staging_report(
     confusion = np.zeros((len(_CLASSES), len(_CLASSES)), np.int64)
     unscored = []
     correct = 0
+    # Per patient: [right, scored] nodes, for the accuracy's interval.
+    by_patient: dict[str, list[int]] = {}
     for stem, truth in sorted(labels.nodes.items()):
         result = nodes.get(stem)
         if result is None or result.node_class is None:
             unscored.append(stem)
             continue
         confusion[truth.rank, result.node_class.rank] += 1
-        correct += int(truth == result.node_class)
+        right = int(truth == result.node_class)
+        correct += right
+        tally = by_patient.setdefault(labels.node_patient.get(stem, stem), [0, 0])
+        tally[0] += right
+        tally[1] += 1
     n_nodes = len(labels.nodes)
     if n_nodes and len(unscored) == n_nodes:
         raise WsiError(
@@ -145,6 +153,11 @@ def staging_report(
     return StagingReport(
         confusion=confusion.tolist(),
         node_accuracy=correct / (n_nodes - len(unscored)) if n_nodes else None,
+        node_accuracy_ci=(
+            _accuracy_ci(list(by_patient.values()), n_bootstrap, seed)
+            if len(by_patient) >= 2
+            else None
+        ),
         n_nodes=n_nodes,
         unscored_nodes=unscored,
         patients=patients,
@@ -154,6 +167,15 @@ def staging_report(
         diameter_mae_mm=float(np.mean(errors)) if errors else None,
         micro_diameter_mae_mm=float(np.mean(micro)) if micro else None,
     )
+
+
+def _accuracy_ci(tallies: list[list[int]], n: int, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap of the node accuracy over patients."""
+    counts = np.asarray(tallies, np.float64)
+    idx = np.random.default_rng(seed).integers(len(counts), size=(n, len(counts)))
+    sums = counts[idx].sum(axis=1)
+    low, high = np.percentile(sums[:, 0] / sums[:, 1], [2.5, 97.5])
+    return float(low), float(high)
 
 
 def _kappa_ci(
