@@ -9,7 +9,8 @@ cells. Here the diameter may span only its cells >= ``s`` (its core; the most
 confident cell alone when none is), so a doubtful neighbour of a small lesion does
 not add a cell's width. Each rule's node accuracy and kappa, and the paired
 difference in node accuracy against the product's default with a bootstrap 95%
-interval over patients. Choose on ``tune`` only.
+interval over patients (``--versus RUNS``: against another model's heatmaps at the
+default rule). Choose on ``tune`` only.
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ def main() -> None:
     parser.add_argument("--set", default="tune")
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--rules", nargs="*", help="c,p,n,s rules (default: a sweep)")
+    parser.add_argument(
+        "--versus", type=Path, help="compare with these runs' heatmaps at the default"
+    )
     args = parser.parse_args()
     folder = args.evalset / args.set
     stems = sorted(p.stem for p in (folder / "slides").glob("*.tif"))
@@ -109,7 +113,8 @@ def main() -> None:
             for s in (c, 0.7, 0.9, 0.95)
             if s >= c
         ]
-    base = per_patient_right(results(maps, default), labels)
+    base_maps = load_heatmaps(args.versus, stems) if args.versus else maps
+    base = per_patient_right(results(base_maps, default), labels)
     patients = sorted(base)
     rng = np.random.default_rng(0)
     draws = rng.integers(len(patients), size=(2000, len(patients)))
