@@ -1,7 +1,8 @@
 """Lesion size classes and pN stages on Camelyon17-style development patients.
 
 Builds on the patients of ``tools/make_staging_set.py``; runs the pipeline on a set
-with the model's settings (once; later calls reuse the stores), then stages the
+with the model's settings (later calls reuse the stores the same model wrote and
+re-score those of another), then stages the
 patients from the stored heatmaps with each staging setting and scores them against
 the set's ``stage_labels.csv`` (node accuracy, quadratic kappa, diameter error)::
 
@@ -147,16 +148,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {"scoring": {"tta": args.tta}} if args.tta else {}
     slides = sorted((folder / "slides").glob("*.tif"))
     stems = [p.stem for p in slides]
-    if not all((runs / s / "summary.json").is_file() for s in stems):
-        report = run(
-            RunConfig(
-                slides=tuple(slides),
-                out_dir=runs,
-                **tuned_sections(args.model, **overrides),
-            )
+    # Always through the pipeline: it reuses finished stores and re-scores those
+    # another model or TTA wrote.
+    report = run(
+        RunConfig(
+            slides=tuple(slides),
+            out_dir=runs,
+            **tuned_sections(args.model, **overrides),
         )
-        if report.failures:
-            raise SystemExit(f"failed: {report.failures}")
+    )
+    if report.failures:
+        raise SystemExit(f"failed: {report.failures}")
     maps = load_heatmaps(runs, stems)
     truth = truth_diameters(
         folder / "annotations", {m.stem: m.grid.geometry.mpp for m in maps}
