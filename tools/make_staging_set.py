@@ -40,7 +40,9 @@ Notes
    their holes, turned by 90-degree steps, maybe mirrored); macro-metastases up to
    the largest outline of the set's sources (tune: 2.1, 6.4, 8.0 mm; held-out
    2.4-5.0 mm). A node's tissue grows with its largest lesion (at least the
-   development slides' 3.2 x 3.9 mm, else the lesion plus 1.5 mm each way).
+   development slides' 3.2 x 3.9 mm, else the lesion plus 1.5 mm each way), or is
+   ``--min-node-mm`` wide: a real node's size, where false lesions show (a 14 mm
+   node holds about 13,000 patches).
 3. A lesion whose outline covers no cell's centre 32 x 32 square has no tumour
    pixels in a mosaic of PCam patches (the label rule); such a placement is drawn
    again, so that every node's class is visible in its pixels.
@@ -114,6 +116,7 @@ def build_node(
     patches: dict[int, Sequence[Path]],
     rng: np.random.Generator,
     quality: int,
+    min_side_mm: float = 0.0,
 ) -> list[list[object]]:
     """Write one node's slide (and annotation); return its lesions.csv rows."""
     drawn: list[Lesion] = []
@@ -122,7 +125,8 @@ def build_node(
         for _ in range(int(rng.integers(0, 3))):
             drawn.append(pools["itc"][int(rng.integers(len(pools["itc"])))])
     largest_mm = max((diameter_mm(les) for les in drawn), default=0.0)
-    side_cells = math.ceil((largest_mm + 2 * MARGIN_MM) * 1000 / (PATCH_PX * PCAM_MPP))
+    side_mm = max(largest_mm + 2 * MARGIN_MM, min_side_mm)
+    side_cells = math.ceil(side_mm * 1000 / (PATCH_PX * PCAM_MPP))
     rows, cols = max(MIN_ROWS, side_cells), max(MIN_COLS, side_cells)
     height, width = rows * PATCH_PX, cols * PATCH_PX
     for _ in range(PLACEMENT_TRIES):
@@ -178,6 +182,7 @@ def build_set(
     patches: dict[int, Sequence[Path]],
     seed: int,
     quality: int,
+    min_side_mm: float = 0.0,
 ) -> None:
     """Write one set of patients into ``out``."""
     rng = np.random.default_rng(seed)
@@ -207,6 +212,7 @@ def build_set(
                 patches=patches,
                 rng=rng,
                 quality=quality,
+                min_side_mm=min_side_mm,
             )
             labels.append((f"{stem}.tif", node_class))
     with (out / "stage_labels.csv").open("w", newline="") as f:
@@ -224,6 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_arguments(parser, out=Path("/work/stagingset"), seed=17)
     parser.add_argument(
         "--patients-per-stage", type=int, default=2, help="tune set (held-out: 1)"
+    )
+    parser.add_argument(
+        "--min-node-mm",
+        type=float,
+        default=0.0,
+        help="every node's tissue at least this wide (real nodes: 10-15 mm)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -248,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             patches={lab: halves[lab][half] for lab in (0, 1)},
             seed=seed,
             quality=args.quality,
+            min_side_mm=args.min_node_mm,
         )
     return 0
 

@@ -1,4 +1,4 @@
-"""Other staging rules on stored heatmaps: size from the lesion's confident core.
+"""Staging rules on stored heatmaps: counting thresholds, size from a lesion's core.
 
     python research/scripts/staging_rules.py --evalset /work/stagingset --set tune \
         --runs /work/stagingset/runs/lite0-160-tune
@@ -10,7 +10,9 @@ confident cell alone when none is), so a doubtful neighbour of a small lesion do
 not add a cell's width. Each rule's node accuracy and kappa, and the paired
 difference in node accuracy against the product's default with a bootstrap 95%
 interval over patients (``--versus RUNS``: against another model's heatmaps at the
-default rule). Choose on ``tune`` only.
+default rule); for the truly negative nodes, the counted (false) lesions per 10,000
+cells, with an interval over nodes (tools/make_normal_nodes.py builds
+normal nodes of a real node's size). Choose on ``tune`` only.
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ def largest(heatmap, grid, c, p, n, s):
     labels, count = ndimage.label(values >= c, structure=EIGHT)
     cell_um = grid.cell_size_l0 * grid.geometry.mpp
     best = None
+    counted = 0
     for label in range(1, count + 1):
         inside = labels == label
         if int((inside & (values >= p)).sum()) < n:
             continue
+        counted += 1
         core = inside & (values >= s)
         if not core.any():
             core = inside & (values == values[inside].max())
@@ -57,8 +61,8 @@ def largest(heatmap, grid, c, p, n, s):
         d = (cdist(xy, xy).max() + window_gap_um(grid)) / 1000
         best = d if best is None else max(best, d)
     if best is None:
-        return NodeClass.NEGATIVE, None
-    return size_class(best), best
+        return NodeClass.NEGATIVE, None, 0
+    return size_class(best), best, counted
 
 
 def results(maps, rule):
@@ -72,6 +76,23 @@ def results(maps, rule):
         )
         for m in maps
     }
+
+
+def false_lesions(maps, rule, labels):
+    """Counted lesions per 10,000 cells of the truly negative nodes, with a
+    bootstrap 95% interval over those nodes."""
+    counts = [
+        (largest(m.heatmap, m.grid, *rule)[2], int(np.isfinite(m.heatmap).sum()))
+        for m in maps
+        if labels.nodes[m.stem] is NodeClass.NEGATIVE
+    ]
+    if not counts:
+        return "-"
+    c = np.asarray(counts, np.float64)
+    draws = np.random.default_rng(0).integers(len(c), size=(2000, len(c)))
+    sums = c[draws].sum(axis=1)
+    low, high = np.percentile(1e4 * sums[:, 0] / sums[:, 1], [2.5, 97.5])
+    return f"{1e4 * c[:, 0].sum() / c[:, 1].sum():.3f} ({low:.3f}-{high:.3f})"
 
 
 def per_patient_right(res, labels):
@@ -107,10 +128,10 @@ def main() -> None:
     else:
         rules = [
             (c, p, n, s)
-            for c in (0.3, 0.5)
+            for c in (0.3, 0.5, 0.7)
             for p in (0.9, 0.95, 0.98)
-            for n in (1, 2)
-            for s in (c, 0.7, 0.9, 0.95)
+            for n in (1, 2, 3)
+            for s in (c, 0.9)
             if s >= c
         ]
     base_maps = load_heatmaps(args.versus, stems) if args.versus else maps
@@ -119,11 +140,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
     draws = rng.integers(len(patients), size=(2000, len(patients)))
     print(
-        "| rule c, p, n, s | node accuracy | kappa | micro diam err | vs default (95% CI) |"
+        "| rule c, p, n, s | node accuracy | kappa | micro diam err | "
+        "vs default (95% CI) | false lesions per 10k normal cells (95% CI) |"
     )
-    print("|---|---|---|---|---|")
-    for name, res in [("oracle", results(oracle_maps(maps, folder), default))] + [
-        (r, results(maps, r)) for r in [default, *[r for r in rules if r != default]]
+    print("|---|---|---|---|---|---|")
+    oracle = oracle_maps(maps, folder)
+    for name, rule, res in [("oracle", default, results(oracle, default))] + [
+        (r, r, results(maps, r)) for r in [default, *[r for r in rules if r != default]]
     ]:
         rep = staging_report(res, labels_path, truth_diameters_mm=truth)
         right = per_patient_right(res, labels)
@@ -135,7 +158,8 @@ def main() -> None:
         print(
             f"| {name} | {rep.node_accuracy:.2f} | {rep.kappa:.3f} | "
             f"{'-' if micro is None else f'{micro:.3f}'} | {diff.sum():+.2f} "
-            f"({boot[0]:+.2f}..{boot[1]:+.2f}) |"
+            f"({boot[0]:+.2f}..{boot[1]:+.2f}) | "
+            f"{false_lesions(oracle if name == 'oracle' else maps, rule, labels)} |"
         )
 
 

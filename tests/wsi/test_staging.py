@@ -65,7 +65,8 @@ def test_class_limits_are_camelyon17s() -> None:
 def test_a_line_of_cells_measures_its_length_plus_the_window_gap() -> None:
     """Cells 0.19 mm and 0.21 mm apart fall either side of the ITC limit."""
     grid = _grid()
-    two = staging_lesions(_heatmap(grid, [(10, 10), (10, 11)]), grid=grid)
+    every = StagingParams(min_confident_cells=1)  # the measure, whatever counts
+    two = staging_lesions(_heatmap(grid, [(10, 10), (10, 11)]), grid=grid, params=every)
     assert len(two) == 1
     assert two[0].diameter_mm * 1000 == pytest.approx(CELL_UM + GAP_UM, abs=0.01)
     assert two[0].size_class is ITC  # 155 um
@@ -93,20 +94,25 @@ def test_a_large_region_with_a_hole_is_a_macro_metastasis() -> None:
     assert node_class(lesions) is MA
 
 
-def test_lone_confident_cells_are_not_lesions_by_default() -> None:
-    """One hard-normal cell is as confident as a lone tumour cell: it needs two."""
+def test_a_lesion_needs_three_confident_cells_by_default() -> None:
+    """Hard-normal cells are as confident as a lone tumour cell, and a normal node of
+    real size holds pairs of them side by side by chance: a lesion needs three."""
     grid = _grid()
     heatmap = _heatmap(grid, [(5, 5), (20, 20), (40, 7)], value=0.999)
+    heatmap[20, 21] = 0.97  # a confident pair
     assert staging_lesions(heatmap, grid=grid) == []
     assert node_class([]) is N
     one = StagingParams(min_confident_cells=1)
     assert len(staging_lesions(heatmap, grid=grid, params=one)) == 3
-    # Two confident neighbours are a lesion; cells of NaN (no patch) never are.
-    heatmap[5, 6] = 0.97
+    # Three confident cells are a lesion, with its doubtful neighbour (>= 0.5);
+    # cells of NaN (no patch) never are.
+    heatmap[5, 6], heatmap[6, 6], heatmap[6, 7] = 0.97, 0.92, 0.6
     heatmap[30:, :] = np.nan
     lesions = staging_lesions(heatmap, grid=grid)
-    assert [les.n_cells for les in lesions] == [2]
+    assert [les.n_cells for les in lesions] == [4]
     assert lesions[0].max_probability == pytest.approx(0.999)
+    heatmap[6, 6] = 0.89  # two confident cells left
+    assert staging_lesions(heatmap, grid=grid) == []
 
 
 def test_staging_params_are_checked() -> None:

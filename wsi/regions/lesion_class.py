@@ -6,8 +6,10 @@ at the raw heatmap:
 
 1. Lesion cells are the cells with probability >= ``cell_threshold``; lesions are
    their 8-connected groups (no smoothing, no minimum size).
-2. A lesion counts when its most confident cell reaches ``min_probability`` (a lone
-   hard-normal patch rarely does at the default); a node without one is negative.
+2. A lesion counts when at least ``min_confident_cells`` of its cells reach
+   ``min_probability`` (default: three cells >= 0.9; a normal node of real size,
+   10,000-20,000 cells, holds two confident neighbouring cells by chance, see
+   docs/STAGING.md); a node without one is negative.
 3. A lesion's longest diameter is measured on its cells' label windows: PCam labels a
    patch by the centre 32 x 32 px (31 um) of its 96 px, so a tumour cell says that
    tumour reaches that window. The longest distance between the centres of two
@@ -101,8 +103,8 @@ class StagingParams:
     """
 
     cell_threshold: float = 0.5
-    min_probability: float = 0.95
-    min_confident_cells: int = 2
+    min_probability: float = 0.9
+    min_confident_cells: int = 3
 
     def __post_init__(self) -> None:
         """Both probabilities in (0, 1], the lesion's above the cells'; count >= 1."""
