@@ -41,11 +41,12 @@ from wsi.staging.stage_run import NodeResult
 logger = logging.getLogger("bench_staging")
 REPO = Path(__file__).resolve().parent.parent
 
+#: Confident area: one, two or three cells at stride 96 (93.3 um squares).
 SWEEP = [
-    StagingParams(cell_threshold=c, min_probability=m, min_confident_cells=n)
+    StagingParams(cell_threshold=c, min_probability=m, min_confident_area_um2=a)
     for c in (0.3, 0.5, 0.7)
     for m in (0.5, 0.7, 0.9, 0.95, 0.98)
-    for n in (1, 2, 3)
+    for a in (0.0, 15_000.0, 25_000.0)
     if c <= m
 ]
 
@@ -215,8 +216,8 @@ def near_boundaries(diameters: Sequence[tuple[str, float, float]]) -> str:
 
 def _params(p: StagingParams) -> str:
     return (
-        f"cells >= {p.cell_threshold}, {p.min_confident_cells} cell(s) >= "
-        f"{p.min_probability}"
+        f"cells >= {p.cell_threshold}, {p.min_confident_area_um2:,.0f} um2 of cells "
+        f">= {p.min_probability}"
     )
 
 

@@ -349,13 +349,14 @@ def test_lesions_counted_for_the_class_are_circled_and_keyed() -> None:
     """Each staging lesion gets a blue circle of its longest diameter round its
     centre; the legend then explains the circles in their colour."""
     from wsi.heatmap.colormap import LESION_MARKER_RGB
-    from wsi.regions.lesion_class import staging_lesions
+    from wsi.regions.lesion_class import StagingParams, staging_lesions
 
     args = _inputs()
     grid = args["grid"]
     heatmap = np.full(grid.shape, 0.05, np.float32)
-    heatmap[4:7, 8:11] = 0.99  # a 3 x 3 cell lesion
-    lesions = staging_lesions(heatmap, grid=grid)
+    heatmap[4:7, 8:11] = 0.99  # a 3 x 3 cell lesion (any size counts here)
+    every = StagingParams(min_confident_area_um2=0)
+    lesions = staging_lesions(heatmap, grid=grid, params=every)
     assert len(lesions) == 1
     plain = render_overlay(**(args | {"heatmap": heatmap}))
     marked = render_overlay(**(args | {"heatmap": heatmap}), lesions=lesions)

@@ -65,7 +65,7 @@ def test_class_limits_are_camelyon17s() -> None:
 def test_a_line_of_cells_measures_its_length_plus_the_window_gap() -> None:
     """Cells 0.19 mm and 0.21 mm apart fall either side of the ITC limit."""
     grid = _grid()
-    every = StagingParams(min_confident_cells=1)  # the measure, whatever counts
+    every = StagingParams(min_confident_area_um2=0)  # the measure, whatever counts
     two = staging_lesions(_heatmap(grid, [(10, 10), (10, 11)]), grid=grid, params=every)
     assert len(two) == 1
     assert two[0].diameter_mm * 1000 == pytest.approx(CELL_UM + GAP_UM, abs=0.01)
@@ -102,7 +102,7 @@ def test_a_lesion_needs_three_confident_cells_by_default() -> None:
     heatmap[20, 21] = 0.97  # a confident pair
     assert staging_lesions(heatmap, grid=grid) == []
     assert node_class([]) is N
-    one = StagingParams(min_confident_cells=1)
+    one = StagingParams(min_confident_area_um2=0)
     assert len(staging_lesions(heatmap, grid=grid, params=one)) == 3
     # Three confident cells are a lesion, with its doubtful neighbour (>= 0.5);
     # cells of NaN (no patch) never are.
@@ -115,11 +115,25 @@ def test_a_lesion_needs_three_confident_cells_by_default() -> None:
     assert staging_lesions(heatmap, grid=grid) == []
 
 
+def test_the_confident_area_means_the_same_at_stride_32() -> None:
+    """Three cells of 31 um are a ninth of three cells of 93 um: not a lesion."""
+    grid = make_grid(stride_px=32, mpp=0.243, rows=60, cols=60)
+    heatmap = _heatmap(grid, [(10, c) for c in (10, 11, 12)])
+    assert staging_lesions(heatmap, grid=grid) == []
+    heatmap[10:16, 10:15] = 0.99  # 30 cells, 29,000 um^2 (three 96 px cells' worth)
+    lesions = staging_lesions(heatmap, grid=grid)
+    assert [les.n_cells for les in lesions] == [30]
+    # At stride 32 the label windows touch: the diameter is the centres' span.
+    span = np.hypot(4, 5) * 32 * 0.972
+    assert lesions[0].diameter_mm * 1000 == pytest.approx(span, abs=0.01)
+
+
 def test_staging_params_are_checked() -> None:
     with pytest.raises(ValueError, match="cell_threshold"):
         StagingParams(cell_threshold=0.9, min_probability=0.5)
-    with pytest.raises(ValueError, match="min_confident_cells"):
-        StagingParams(min_confident_cells=0)
+    for bad in (-1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="min_confident_area_um2"):
+            StagingParams(min_confident_area_um2=bad)
 
 
 # --- pN rules -----------------------------------------------------------------

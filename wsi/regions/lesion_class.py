@@ -6,10 +6,12 @@ at the raw heatmap:
 
 1. Lesion cells are the cells with probability >= ``cell_threshold``; lesions are
    their 8-connected groups (no smoothing, no minimum size).
-2. A lesion counts when at least ``min_confident_cells`` of its cells reach
-   ``min_probability`` (default: three cells >= 0.9; a normal node of real size,
-   10,000-20,000 cells, holds two confident neighbouring cells by chance, see
-   docs/STAGING.md); a node without one is negative.
+2. A lesion counts when its cells that reach ``min_probability`` cover at least
+   ``min_confident_area_um2`` (default: 25,000 um^2 of cells >= 0.9, three cells at
+   stride 96, 27 at stride 32; a normal node of real size, 10,000-20,000 cells at
+   stride 96, holds two confident neighbouring cells by chance, see
+   docs/STAGING.md); a node without one is negative. An area, not a count, so that
+   the rule means the same at every stride.
 3. A lesion's longest diameter is measured on its cells' label windows: PCam labels a
    patch by the centre 32 x 32 px (31 um) of its 96 px, so a tumour cell says that
    tumour reaches that window. The longest distance between the centres of two
@@ -91,8 +93,9 @@ class StagingParams:
         A cell belongs to a lesion from this probability.
     min_probability
         A cell of a lesion is confident from this probability.
-    min_confident_cells
-        A lesion counts when it has at least this many confident cells.
+    min_confident_area_um2
+        A lesion counts when its confident cells cover at least this area (and
+        it has one at all).
 
     Examples
     --------
@@ -104,21 +107,21 @@ class StagingParams:
 
     cell_threshold: float = 0.5
     min_probability: float = 0.9
-    min_confident_cells: int = 3
+    min_confident_area_um2: float = 25_000.0
 
     def __post_init__(self) -> None:
-        """Both probabilities in (0, 1], the lesion's above the cells'; count >= 1."""
+        """Both probabilities in (0, 1], the lesion's above the cells'; area >= 0."""
         if not 0 < self.cell_threshold <= self.min_probability <= 1:
             raise ValueError(
                 "need 0 < cell_threshold <= min_probability <= 1, got "
                 f"{self.cell_threshold} and {self.min_probability}"
             )
-        if isinstance(self.min_confident_cells, bool) or not (
-            isinstance(self.min_confident_cells, int) and self.min_confident_cells >= 1
+        area = self.min_confident_area_um2
+        if isinstance(area, bool) or not (
+            isinstance(area, int | float) and math.isfinite(area) and area >= 0
         ):
             raise ValueError(
-                "min_confident_cells must be an integer >= 1, got "
-                f"{self.min_confident_cells!r}"
+                f"min_confident_area_um2 must be a number >= 0, got {area!r}"
             )
 
 
@@ -207,7 +210,10 @@ def staging_lesions(
         inside = labels[slices] == label
         window = np.where(inside, values[slices], -1.0)
         peak = float(window.max())
-        if int((window >= params.min_probability).sum()) < params.min_confident_cells:
+        confident = int((window >= params.min_probability).sum())
+        if confident == 0 or confident * cell_um[0] * cell_um[1] < (
+            params.min_confident_area_um2
+        ):
             continue
         n_cells = int(inside.sum())
         # The farthest pair lies on the outline: measure between its cells only.
