@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -29,16 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_demo_slide import node_outline
-from make_eval_slides import (
-    build_mosaic,
-    label_cells,
-    split_halves,
-    usable_patches,
-    write_slide,
-)
-
-from wsi.geometry import PATCH_PX, PCAM_MPP
+from make_eval_slides import split_halves, usable_patches
+from make_staging_set import build_node
 
 
 def main() -> None:
@@ -62,7 +53,6 @@ def main() -> None:
     half = 0 if args.set == "tune" else 1
     normals = split_halves(usable_patches(split, 0, drop_pale=False), args.seed)[half]
     rng = np.random.default_rng(args.seed + half)
-    side = math.ceil(args.side_mm * 1000 / (PATCH_PX * PCAM_MPP))
     out = args.out / args.set
     (out / "slides").mkdir(parents=True, exist_ok=True)
     labels = [("patient", "stage")]
@@ -70,16 +60,16 @@ def main() -> None:
         labels.append((f"patient_{p:03d}.zip", "pN0"))
         for n in range(5):
             stem = f"patient_{p:03d}_node_{n}"
-            width = height = side * PATCH_PX
-            node = node_outline(
-                centre_xy=(width / 2, height / 2),
-                radii_xy=(0.44 * width, 0.42 * height),
-                seed=int(rng.integers(1 << 30)),
+            build_node(
+                out,
+                stem,
+                node_class="negative",
+                pools={},
+                patches={0: normals, 1: []},
+                rng=rng,
+                quality=args.quality,
+                min_side_mm=args.side_mm,
             )
-            tissue, lesion_of = label_cells(node, [], rows=side, cols=side)
-            mosaic = build_mosaic(tissue, lesion_of, {0: normals, 1: []}, rng)
-            write_slide(out / "slides" / f"{stem}.tif", mosaic, quality=args.quality)
-            logging.info("%s: %d tissue cells", stem, int(tissue.sum()))
             labels.append((f"{stem}.tif", "negative"))
     with (out / "stage_labels.csv").open("w", newline="") as handle:
         csv.writer(handle, lineterminator="\n").writerows(labels)

@@ -65,24 +65,29 @@ def largest(heatmap, grid, c, p, n, s):
     return size_class(best), best, counted
 
 
-def results(maps, rule):
+def stage(maps, rule):
+    """Each node's ``(class, diameter mm, counted lesions)`` under the rule."""
+    return {m.stem: largest(m.heatmap, m.grid, *rule) for m in maps}
+
+
+def results(maps, staged):
     return {
         m.stem: NodeResult(
             stem=m.stem,
             file_name=f"{m.stem}.tif",
-            node_class=(r := largest(m.heatmap, m.grid, *rule))[0],
-            largest_diameter_mm=r[1],
+            node_class=staged[m.stem][0],
+            largest_diameter_mm=staged[m.stem][1],
             mpp=m.grid.geometry.mpp,
         )
         for m in maps
     }
 
 
-def false_lesions(maps, rule, labels):
+def false_lesions(maps, staged, labels):
     """Counted lesions per 10,000 cells of the truly negative nodes, with a
     bootstrap 95% interval over those nodes."""
     counts = [
-        (largest(m.heatmap, m.grid, *rule)[2], int(np.isfinite(m.heatmap).sum()))
+        (staged[m.stem][2], int(np.isfinite(m.heatmap).sum()))
         for m in maps
         if labels.nodes[m.stem] is NodeClass.NEGATIVE
     ]
@@ -142,7 +147,7 @@ def main() -> None:
             if s >= c
         ]
     base_maps = load_heatmaps(args.versus, stems) if args.versus else maps
-    base = per_patient_right(results(base_maps, default), labels)
+    base = per_patient_right(results(base_maps, stage(base_maps, default)), labels)
     patients = sorted(base)
     rng = np.random.default_rng(0)
     draws = rng.integers(len(patients), size=(2000, len(patients)))
@@ -152,9 +157,11 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     oracle = oracle_maps(maps, folder)
-    for name, rule, res in [("oracle", default, results(oracle, default))] + [
-        (r, r, results(maps, r)) for r in [default, *[r for r in rules if r != default]]
-    ]:
+    rows = [("oracle", oracle, default)]
+    rows += [(r, maps, r) for r in [default, *[r for r in rules if r != default]]]
+    for name, staged_maps, rule in rows:
+        staged = stage(staged_maps, rule)
+        res = results(staged_maps, staged)
         rep = staging_report(res, labels_path, truth_diameters_mm=truth)
         right = per_patient_right(res, labels)
         diff = np.array(
@@ -166,7 +173,7 @@ def main() -> None:
             f"| {name} | {rep.node_accuracy:.2f} | {rep.kappa:.3f} | "
             f"{'-' if micro is None else f'{micro:.3f}'} | {diff.sum():+.2f} "
             f"({boot[0]:+.2f}..{boot[1]:+.2f}) | "
-            f"{false_lesions(oracle if name == 'oracle' else maps, rule, labels)} |"
+            f"{false_lesions(staged_maps, staged, labels)} |"
         )
 
 

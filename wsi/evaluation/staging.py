@@ -105,8 +105,7 @@ def staging_report(
     labels = read_stage_labels(labels_path)
     confusion = np.zeros((len(_CLASSES), len(_CLASSES)), np.int64)
     unscored = []
-    correct = 0
-    # Per patient: [right, scored] nodes, for the accuracy's interval.
+    # Per patient: [right, scored] nodes (the accuracy and its interval).
     by_patient: dict[str, list[int]] = {}
     for stem, truth in sorted(labels.nodes.items()):
         result = nodes.get(stem)
@@ -114,10 +113,8 @@ def staging_report(
             unscored.append(stem)
             continue
         confusion[truth.rank, result.node_class.rank] += 1
-        right = int(truth == result.node_class)
-        correct += right
         tally = by_patient.setdefault(labels.node_patient.get(stem, stem), [0, 0])
-        tally[0] += right
+        tally[0] += int(truth == result.node_class)
         tally[1] += 1
     n_nodes = len(labels.nodes)
     if n_nodes and len(unscored) == n_nodes:
@@ -152,7 +149,11 @@ def staging_report(
     micro = [abs(t - p) for _, t, p in diameters if size_class(t) == NodeClass.MICRO]
     return StagingReport(
         confusion=confusion.tolist(),
-        node_accuracy=correct / (n_nodes - len(unscored)) if n_nodes else None,
+        node_accuracy=(
+            sum(t[0] for t in by_patient.values()) / (n_nodes - len(unscored))
+            if n_nodes
+            else None
+        ),
         node_accuracy_ci=(
             _accuracy_ci(list(by_patient.values()), n_bootstrap, seed)
             if len(by_patient) >= 2

@@ -202,6 +202,7 @@ def staging_lesions(
         grid.cell_size_l0 * geometry.mpp_x,
         grid.cell_size_l0 * geometry.mpp_y,
     )
+    cell_area_um2 = cell_um[0] * cell_um[1]
     gap_um = window_gap_um(grid)
     lesions = []
     for label, slices in enumerate(ndimage.find_objects(labels), start=1):
@@ -211,9 +212,7 @@ def staging_lesions(
         window = np.where(inside, values[slices], -1.0)
         peak = float(window.max())
         confident = int((window >= params.min_probability).sum())
-        if confident == 0 or confident * cell_um[0] * cell_um[1] < (
-            params.min_confident_area_um2
-        ):
+        if confident == 0 or confident * cell_area_um2 < params.min_confident_area_um2:
             continue
         n_cells = int(inside.sum())
         # The farthest pair lies on the outline: measure between its cells only.
@@ -232,7 +231,7 @@ def staging_lesions(
             NodeLesion(
                 diameter_mm=diameter,
                 size_class=size_class(diameter),
-                area_um2=float(n_cells * cell_um[0] * cell_um[1]),
+                area_um2=float(n_cells * cell_area_um2),
                 n_cells=n_cells,
                 max_probability=peak,
                 l0_xy=(int(np.rint(x)), int(np.rint(y))),
